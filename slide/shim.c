@@ -1,0 +1,315 @@
+#include <stdlib.h>
+#include <string.h>
+#include <openslide.h>
+#include "shim.h"
+
+extern void her2GoLog(int level, char *domain, char *msg);
+
+static void her2_log_handler(const gchar *domain, GLogLevelFlags level,
+			     const gchar *message, gpointer user)
+{
+	(void) user;
+	her2GoLog((int) (level & G_LOG_LEVEL_MASK), (char *) (domain ? domain : ""),
+		  (char *) message);
+}
+
+int her2_init(void)
+{
+	if (VIPS_INIT("her2wsi"))
+		return -1;
+	/* Slides in a watch folder are replaced under the same name: never serve
+	 * a cached open. */
+	vips_cache_set_max(0);
+	GLogLevelFlags levels = G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE |
+				G_LOG_LEVEL_CRITICAL | G_LOG_LEVEL_INFO;
+	g_log_set_handler("VIPS", levels, her2_log_handler, NULL);
+	g_log_set_handler("Openslide", levels, her2_log_handler, NULL);
+	g_log_set_handler("OpenSlide", levels, her2_log_handler, NULL);
+	g_log_set_handler(NULL, levels, her2_log_handler, NULL);
+	return 0;
+}
+
+char *her2_take_error(void)
+{
+	char *s = g_strdup(vips_error_buffer());
+	vips_error_clear();
+	return s;
+}
+
+/* Normalise any loaded image to 3-band uchar sRGB: transparent pixels become
+ * white (the colour of glass), 16-bit becomes 8-bit, grey becomes RGB.
+ * Takes ownership of in. */
+static VipsImage *normalise(VipsImage *in)
+{
+	VipsImage *t = NULL;
+	if (!in)
+		return NULL;
+	VipsInterpretation interp = vips_image_guess_interpretation(in);
+	if (interp == VIPS_INTERPRETATION_RGB16 ||
+	    interp == VIPS_INTERPRETATION_GREY16 ||
+	    in->BandFmt != VIPS_FORMAT_UCHAR) {
+		if (vips_colourspace(in, &t, VIPS_INTERPRETATION_sRGB, NULL)) {
+			g_object_unref(in);
+			return NULL;
+		}
+		g_object_unref(in);
+		in = t;
+	}
+	if (in->Bands == 2 || in->Bands == 4) {
+		double white[1] = {255.0};
+		VipsArrayDouble *bg = vips_array_double_new(white, 1);
+		int r = vips_flatten(in, &t, "background", bg, NULL);
+		vips_area_unref(VIPS_AREA(bg));
+		g_object_unref(in);
+		if (r)
+			return NULL;
+		in = t;
+	}
+	if (in->Bands == 1) {
+		VipsImage *b[3] = {in, in, in};
+		int r = vips_bandjoin(b, &t, 3, NULL);
+		g_object_unref(in);
+		if (r)
+			return NULL;
+		in = t;
+	} else if (in->Bands > 3) {
+		int r = vips_extract_band(in, &t, 0, "n", 3, NULL);
+		g_object_unref(in);
+		if (r)
+			return NULL;
+		in = t;
+	}
+	if (in->BandFmt != VIPS_FORMAT_UCHAR) {
+		int r = vips_cast_uchar(in, &t, NULL);
+		g_object_unref(in);
+		if (r)
+			return NULL;
+		in = t;
+	}
+	return in;
+}
+
+VipsImage *her2_open_openslide(const char *path, int level)
+{
+	VipsImage *out = NULL;
+	if (vips_openslideload(path, &out, "level", level, NULL))
+		return NULL;
+	return normalise(out);
+}
+
+int her2_associated_size(const char *path, const char *name, int64_t *w, int64_t *h)
+{
+	openslide_t *os = openslide_open(path);
+	if (!os)
+		return -1;
+	openslide_get_associated_image_dimensions(os, name, w, h);
+	int bad = openslide_get_error(os) != NULL;
+	openslide_close(os);
+	return bad ? -1 : 0;
+}
+
+/* Reads an associated image as RGB composited on white. On failure *msg is
+ * a malloc'd copy of OpenSlide's error. */
+int her2_associated_read(const char *path, const char *name, unsigned char *dst,
+			 int64_t npix, char **msg)
+{
+	openslide_t *os = openslide_open(path);
+	if (!os) {
+		*msg = strdup("openslide cannot open the file");
+		return -1;
+	}
+	uint32_t *argb = malloc(npix * sizeof(uint32_t));
+	if (!argb) {
+		openslide_close(os);
+		*msg = strdup("out of memory");
+		return -1;
+	}
+	openslide_read_associated_image(os, name, argb);
+	const char *err = openslide_get_error(os);
+	if (err) {
+		*msg = strdup(err);
+		free(argb);
+		openslide_close(os);
+		return -1;
+	}
+	for (int64_t i = 0; i < npix; i++) {
+		uint32_t p = argb[i];
+		unsigned a = p >> 24;
+		/* Premultiplied ARGB over white. */
+		dst[3 * i] = (unsigned char) (((p >> 16) & 0xff) + 255 - a);
+		dst[3 * i + 1] = (unsigned char) (((p >> 8) & 0xff) + 255 - a);
+		dst[3 * i + 2] = (unsigned char) ((p & 0xff) + 255 - a);
+	}
+	free(argb);
+	openslide_close(os);
+	return 0;
+}
+
+VipsImage *her2_openslide_header(const char *path)
+{
+	VipsImage *out = NULL;
+	if (vips_openslideload(path, &out, NULL))
+		return NULL;
+	return out;
+}
+
+VipsImage *her2_open_tiff(const char *path, int page, int strict)
+{
+	VipsImage *out = NULL;
+	if (vips_tiffload(path, &out, "page", page, "access", VIPS_ACCESS_RANDOM,
+			  "fail_on", strict ? VIPS_FAIL_ON_ERROR : VIPS_FAIL_ON_NONE,
+			  NULL))
+		return NULL;
+	return normalise(out);
+}
+
+VipsImage *her2_open_generic(const char *path, int strict)
+{
+	VipsImage *out = vips_image_new_from_file(path, "access", VIPS_ACCESS_RANDOM,
+			"fail_on", strict ? VIPS_FAIL_ON_ERROR : VIPS_FAIL_ON_NONE, NULL);
+	return normalise(out);
+}
+
+int her2_read(VipsImage *im, int x, int y, int w, int h, unsigned char *dst)
+{
+	VipsRect want = {x, y, w, h};
+	VipsRect whole = {0, 0, im->Xsize, im->Ysize};
+	VipsRect in;
+	vips_rect_intersectrect(&want, &whole, &in);
+	if (in.width != w || in.height != h)
+		memset(dst, 255, (size_t) w * h * 3);
+	if (vips_rect_isempty(&in))
+		return 0;
+	VipsRegion *reg = vips_region_new(im);
+	if (!reg)
+		return -1;
+	if (vips_region_prepare(reg, &in)) {
+		g_object_unref(reg);
+		return -1;
+	}
+	size_t line = (size_t) in.width * 3;
+	for (int row = 0; row < in.height; row++) {
+		unsigned char *src = VIPS_REGION_ADDR(reg, in.left, in.top + row);
+		unsigned char *d = dst + ((size_t) (in.top - y + row) * w + (in.left - x)) * 3;
+		memcpy(d, src, line);
+	}
+	g_object_unref(reg);
+	return 0;
+}
+
+int her2_resize_to(VipsImage *im, double hscale, double vscale, int dw, int dh, unsigned char *dst)
+{
+	VipsImage *r = NULL, *c = NULL;
+	if (vips_resize(im, &r, hscale, "vscale", vscale, "kernel", VIPS_KERNEL_LINEAR, NULL))
+		return -1;
+	/* Rounding in vips_resize can give one pixel more or less: pad/crop. */
+	if (r->Xsize != dw || r->Ysize != dh) {
+		if (vips_embed(r, &c, 0, 0, dw, dh, "extend", VIPS_EXTEND_COPY, NULL)) {
+			g_object_unref(r);
+			return -1;
+		}
+		g_object_unref(r);
+		r = c;
+	}
+	size_t n = 0;
+	void *mem = vips_image_write_to_memory(r, &n);
+	g_object_unref(r);
+	if (!mem)
+		return -1;
+	if (n != (size_t) dw * dh * 3) {
+		g_free(mem);
+		vips_error("her2", "resize produced %zu bytes, want %d", n, dw * dh * 3);
+		return -1;
+	}
+	memcpy(dst, mem, n);
+	g_free(mem);
+	return 0;
+}
+
+char **her2_fields(VipsImage *im)
+{
+	return vips_image_get_fields(im);
+}
+
+char *her2_get_string(VipsImage *im, const char *name)
+{
+	char *s = NULL;
+	if (vips_image_get_as_string(im, name, &s))
+		return NULL;
+	return s;
+}
+
+VipsImage *her2_image_from_rgb(const unsigned char *pix, int w, int h)
+{
+	return vips_image_new_from_memory_copy(pix, (size_t) w * h * 3, w, h, 3,
+					       VIPS_FORMAT_UCHAR);
+}
+
+int her2_save_pyramid(VipsImage *im, const char *path, const char *description,
+		      double xres_ppmm, int tile, int quality, int bigtiff,
+		      int pyramid, int compression_jpeg)
+{
+	VipsImage *c = NULL;
+	if (vips_copy(im, &c, "interpretation", VIPS_INTERPRETATION_sRGB,
+		      "xres", xres_ppmm, "yres", xres_ppmm, NULL))
+		return -1;
+	if (description && *description)
+		vips_image_set_string(c, "image-description", description);
+	int r = vips_tiffsave(c, path,
+			      "tile", TRUE, "tile_width", tile, "tile_height", tile,
+			      "pyramid", pyramid ? TRUE : FALSE,
+			      "compression", compression_jpeg ? VIPS_FOREIGN_TIFF_COMPRESSION_JPEG
+							     : VIPS_FOREIGN_TIFF_COMPRESSION_DEFLATE,
+			      "Q", quality, "bigtiff", bigtiff ? TRUE : FALSE,
+			      "resunit", VIPS_FOREIGN_TIFF_RESUNIT_CM, NULL);
+	g_object_unref(c);
+	return r;
+}
+
+void her2_unref(VipsImage *im)
+{
+	if (im)
+		g_object_unref(im);
+}
+
+VipsImage *her2_compose(VipsImage *tex, int width, int height, double bg,
+			const int *rects, int n)
+{
+	VipsImage *b = NULL, *cur = NULL, *t = NULL;
+	if (vips_black(&b, width, height, "bands", 3, NULL))
+		return NULL;
+	if (vips_linear1(b, &t, 1.0, bg, "uchar", TRUE, NULL)) {
+		g_object_unref(b);
+		return NULL;
+	}
+	g_object_unref(b);
+	cur = t;
+	for (int i = 0; i < n; i++) {
+		int x = rects[4 * i], y = rects[4 * i + 1];
+		int w = rects[4 * i + 2], h = rects[4 * i + 3];
+		VipsImage *rep = NULL, *crop = NULL, *next = NULL;
+		int across = (w + tex->Xsize - 1) / tex->Xsize;
+		int down = (h + tex->Ysize - 1) / tex->Ysize;
+		if (vips_replicate(tex, &rep, across, down, NULL) ||
+		    vips_extract_area(rep, &crop, 0, 0, w, h, NULL) ||
+		    vips_insert(cur, crop, &next, x, y, NULL)) {
+			if (rep)
+				g_object_unref(rep);
+			if (crop)
+				g_object_unref(crop);
+			g_object_unref(cur);
+			return NULL;
+		}
+		g_object_unref(rep);
+		g_object_unref(crop);
+		g_object_unref(cur);
+		cur = next;
+	}
+	return cur;
+}
+
+int her2_error_pending(void)
+{
+	const char *s = vips_error_buffer();
+	return s && *s;
+}

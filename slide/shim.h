@@ -1,0 +1,57 @@
+/* Small C layer between Go and libvips: the only C code that touches libvips. */
+#ifndef HER2_SHIM_H
+#define HER2_SHIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <vips/vips.h>
+
+int her2_init(void);
+
+/* Error text of the last failure in this thread's libvips call, copied; the
+ * caller frees it with g_free. The libvips buffer is cleared. */
+char *her2_take_error(void);
+
+/* Whether libvips' (process-wide) error buffer holds text. */
+int her2_error_pending(void);
+
+/* Loaders. Each returns a new 3-band uchar sRGB image (normalised), or NULL. */
+VipsImage *her2_open_openslide(const char *path, int level);
+VipsImage *her2_open_tiff(const char *path, int page, int strict);
+VipsImage *her2_open_generic(const char *path, int strict);
+
+/* Associated images through the OpenSlide C API. */
+int her2_associated_size(const char *path, const char *name, int64_t *w, int64_t *h);
+int her2_associated_read(const char *path, const char *name, unsigned char *dst,
+			 int64_t npix, char **msg);
+
+/* Header-only open through OpenSlide (no pixel access), for metadata. */
+VipsImage *her2_openslide_header(const char *path);
+
+/* Fill dst (w*h*3 bytes) with the region at (x, y); parts outside the image
+ * are white. Returns 0 on success. */
+int her2_read(VipsImage *im, int x, int y, int w, int h, unsigned char *dst);
+
+/* Resize im by scale (area-averaging shrink, then linear) into dst
+ * (dw*dh*3 bytes). Streams, so memory stays small for large inputs. */
+int her2_resize_to(VipsImage *im, double hscale, double vscale, int dw, int dh, unsigned char *dst);
+
+/* Metadata. her2_fields returns a NULL-terminated array (g_strfreev). */
+char **her2_fields(VipsImage *im);
+char *her2_get_string(VipsImage *im, const char *name);
+
+/* Fixture writer: save im as a tiled pyramidal TIFF. */
+VipsImage *her2_image_from_rgb(const unsigned char *pix, int w, int h);
+int her2_save_pyramid(VipsImage *im, const char *path, const char *description,
+		      double xres_ppmm, int tile, int quality, int bigtiff,
+		      int pyramid, int compression_jpeg);
+
+void her2_unref(VipsImage *im);
+
+
+
+/* Fixture composer: a bg-grey canvas with tex tiled into each rectangle
+ * (rects: n × {x, y, w, h}). */
+VipsImage *her2_compose(VipsImage *tex, int width, int height, double bg,
+			const int *rects, int n);
+#endif

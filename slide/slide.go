@@ -1,0 +1,638 @@
+// Package slide opens whole-slide images through libvips and reads their
+// pixels. It is the only package with cgo into libvips.
+//
+// Open reads the header only: vendor and format, the pyramid levels, the
+// resolution (µm per pixel) and objective power, and the associated images
+// (label, macro, thumbnail). Pixels come from ReadRegion and Thumbnail.
+//
+// Each format goes through the fastest libvips path that decodes it
+// correctly: JPEG (or uncompressed/LZW/deflate) tiled TIFF pages — Aperio SVS
+// with JPEG tiles, pyramidal generic TIFF — are read with tiffload, page by
+// page; everything else OpenSlide understands (JPEG 2000 SVS, NDPI, MRXS,
+// Ventana, Philips, ...) with openslideload; plain JPEG/PNG/TIFF images open
+// as one-level slides. DICOM WSI is not supported by libvips 8.14 / OpenSlide
+// 3.4.1 and is reported as such.
+//
+// A Slide is safe for concurrent ReadRegion calls from many goroutines; its
+// owner calls Close once all readers are done.
+package slide
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/her2wsi/her2wsi/internal/raster"
+)
+
+// Reader names the libvips loader that decodes a slide's levels.
+const (
+	ReaderTIFF      = "tiffload"
+	ReaderOpenSlide = "openslideload"
+	ReaderImage     = "image"
+)
+
+// Level describes one pyramid level.
+type Level struct {
+	Width      int64   `json:"width"`
+	Height     int64   `json:"height"`
+	Downsample float64 `json:"downsample"`
+	TileWidth  int64   `json:"tile_width,omitempty"`
+	TileHeight int64   `json:"tile_height,omitempty"`
+	MPPX       float64 `json:"mpp_x,omitempty"` // µm per pixel at this level, when known
+	MPPY       float64 `json:"mpp_y,omitempty"`
+	page       int     // TIFF page for the tiffload reader
+}
+
+// Metadata is everything Open learns from the header.
+type Metadata struct {
+	Path           string            `json:"path"`
+	ID             string            `json:"slide_id"`
+	SizeBytes      int64             `json:"size_bytes"`
+	Format         string            `json:"format"` // container: "tiff", "bigtiff", "jpeg", "png", ...
+	Vendor         string            `json:"vendor"` // OpenSlide vendor ("aperio", "hamamatsu", "generic-tiff", ...) or "image"
+	Reader         string            `json:"reader"` // tiffload, openslideload or image
+	Compression    string            `json:"compression,omitempty"`
+	Levels         []Level           `json:"levels"`
+	MPPX           float64           `json:"mpp_x,omitempty"` // level 0, µm/px; 0 when unknown
+	MPPY           float64           `json:"mpp_y,omitempty"`
+	MPPSource      string            `json:"mpp_source,omitempty"`
+	ObjectivePower float64           `json:"objective_power,omitempty"`
+	Associated     []string          `json:"associated_images"`
+	Properties     map[string]string `json:"properties,omitempty"`
+}
+
+// Options adjust how a slide is opened.
+type Options struct {
+	// MPP overrides the resolution from the metadata (µm per level-0 pixel),
+	// e.g. for slides whose header has none. 0 means use the metadata.
+	MPP float64
+	// Reader forces a loader: "" or "auto", ReaderTIFF, ReaderOpenSlide.
+	Reader string
+}
+
+// ErrUnsupported is wrapped by errors for files that are recognisably a
+// slide format this build cannot read (e.g. DICOM WSI).
+var ErrUnsupported = errors.New("unsupported format")
+
+// ErrNoMPP is wrapped when a resolution is needed and neither the metadata
+// nor the --mpp override give one.
+var ErrNoMPP = errors.New("no microns-per-pixel in the metadata (openslide.mpp-x, aperio.MPP, TIFF resolution or objective power); pass --mpp")
+
+// Slide is an open whole-slide image.
+type Slide struct {
+	Meta Metadata
+
+	mu     sync.RWMutex // readers hold R; Close holds W
+	closed bool
+	levels []*levelHandle
+	// strict is set once a decoder warning is seen while this slide was
+	// being read through tiffload; from then on it reads through OpenSlide,
+	// whose JPEG decoding fails loudly on corrupt data.
+	strict       atomic.Bool
+	strictLevels []*levelHandle
+}
+
+type levelHandle struct {
+	once sync.Once
+	img  *vipsImage
+	err  error
+}
+
+// ID derives the slide id from a path: the file name without extension.
+func ID(path string) string {
+	base := filepath.Base(path)
+	if ext := filepath.Ext(base); ext != "" && ext != base {
+		base = strings.TrimSuffix(base, ext)
+	}
+	return base
+}
+
+// Open reads the slide's header. Pixels are not decoded until read.
+func Open(path string, opt Options) (*Slide, error) {
+	if err := ensureInit(); err != nil {
+		return nil, err
+	}
+	name := filepath.Base(path)
+	fail := func(format string, a ...any) error {
+		return fmt.Errorf("slide: %s: "+format, append([]any{name}, a...)...)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fail("%w", unwrapPathError(err))
+	}
+	if fi.IsDir() {
+		return nil, fail("is a directory")
+	}
+	if fi.Size() == 0 {
+		return nil, fail("empty file (0 bytes)")
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fail("%w", unwrapPathError(err))
+	}
+	defer f.Close()
+	var magic [132]byte
+	n, _ := f.ReadAt(magic[:], 0)
+	if n >= 132 && string(magic[128:132]) == "DICM" {
+		return nil, fail("%w: DICOM WSI (libvips 8.14 and OpenSlide 3.4.1 cannot read DICOM; OpenSlide ≥ 4.0 can)", ErrUnsupported)
+	}
+
+	meta := Metadata{Path: path, ID: ID(path), SizeBytes: fi.Size(), Properties: map[string]string{}}
+	var tinfo *tiffInfo
+	if ti, terr := parseTIFF(f, fi.Size()); terr == nil {
+		tinfo = ti
+		meta.Format = "tiff"
+		if ti.BigTIFF {
+			meta.Format = "bigtiff"
+		}
+	} else if !errors.Is(terr, errNotTIFF) {
+		return nil, fail("damaged TIFF: %v", terr)
+	}
+
+	props, oserr := openSlideProperties(path)
+	switch {
+	case oserr == nil:
+		meta.Properties = props
+		if err := fillFromOpenSlide(&meta, props); err != nil {
+			return nil, fail("%v", err)
+		}
+		meta.Reader = ReaderOpenSlide
+		if tinfo != nil && opt.Reader != ReaderOpenSlide {
+			if pages, comp, ok := matchTIFFPages(tinfo, meta.Levels); ok {
+				for i := range meta.Levels {
+					meta.Levels[i].page = pages[i]
+				}
+				meta.Reader = ReaderTIFF
+				meta.Compression = comp
+			} else if comp != "" {
+				meta.Compression = comp
+			}
+		}
+		if opt.Reader == ReaderTIFF && meta.Reader != ReaderTIFF {
+			return nil, fail("reader tiffload cannot decode this slide (compression %q): use the openslide reader", meta.Compression)
+		}
+	default:
+		// Not an OpenSlide format: a plain image that libvips can load
+		// (JPEG, PNG, flat TIFF) becomes a one-level slide.
+		img, gerr := openGeneric(path)
+		if gerr != nil {
+			if tinfo != nil {
+				return nil, fail("unreadable TIFF: %v", oserr)
+			}
+			return nil, fail("not a slide or image libvips can read: %s", firstLine(gerr.Error()))
+		}
+		w, h := img.size()
+		img.close()
+		meta.Reader = ReaderImage
+		meta.Vendor = "image"
+		if meta.Format == "" {
+			meta.Format = sniffImageFormat(magic[:n])
+		}
+		meta.Levels = []Level{{Width: int64(w), Height: int64(h), Downsample: 1}}
+		if tinfo != nil {
+			meta.Compression = compressionName(tinfo.Pages[0].Compression)
+			meta.Properties["tiff.ImageDescription"] = tinfo.Pages[0].Description
+			if mx, ok := tiffMPP(tinfo.Pages[0]); ok {
+				meta.MPPX, meta.MPPY, meta.MPPSource = mx, mx*tinfo.Pages[0].XRes/nonzero(tinfo.Pages[0].YRes), "tiff resolution"
+			}
+			if _, fields, ok := parseAperioDescription(tinfo.Pages[0].Description); ok {
+				applyAperioFields(&meta, fields)
+			}
+		}
+	}
+	if opt.Reader != "" && opt.Reader != "auto" && opt.Reader != ReaderTIFF && opt.Reader != ReaderOpenSlide {
+		return nil, fail("unknown reader %q (auto, tiffload, openslideload)", opt.Reader)
+	}
+	if opt.MPP > 0 {
+		meta.MPPX, meta.MPPY, meta.MPPSource = opt.MPP, opt.MPP, "--mpp override"
+	}
+	if meta.MPPX == 0 && meta.ObjectivePower > 0 {
+		// Conventional optics: 10× ≈ 1 µm/px. Logged so it is never silent.
+		meta.MPPX = 10 / meta.ObjectivePower
+		meta.MPPY = meta.MPPX
+		meta.MPPSource = fmt.Sprintf("objective power %gx (assumed %.4g µm/px)", meta.ObjectivePower, meta.MPPX)
+	}
+	for i := range meta.Levels {
+		if meta.MPPX > 0 {
+			meta.Levels[i].MPPX = meta.MPPX * meta.Levels[i].Downsample
+			meta.Levels[i].MPPY = meta.MPPY * meta.Levels[i].Downsample
+		}
+	}
+	if len(meta.Levels) == 0 {
+		return nil, fail("no pyramid levels")
+	}
+	s := &Slide{Meta: meta, levels: make([]*levelHandle, len(meta.Levels)), strictLevels: make([]*levelHandle, len(meta.Levels))}
+	for i := range s.levels {
+		s.levels[i], s.strictLevels[i] = &levelHandle{}, &levelHandle{}
+	}
+	return s, nil
+}
+
+func nonzero(v float64) float64 {
+	if v == 0 {
+		return 1
+	}
+	return v
+}
+
+func unwrapPathError(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+func sniffImageFormat(b []byte) string {
+	switch {
+	case len(b) >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF:
+		return "jpeg"
+	case len(b) >= 8 && string(b[1:4]) == "PNG":
+		return "png"
+	}
+	return "image"
+}
+
+// fillFromOpenSlide reads levels, MPP, objective power and associated images
+// from OpenSlide's properties.
+func fillFromOpenSlide(meta *Metadata, p map[string]string) error {
+	meta.Vendor = p["openslide.vendor"]
+	nl, err := strconv.Atoi(p["openslide.level-count"])
+	if err != nil || nl < 1 || nl > 64 {
+		return fmt.Errorf("bad openslide.level-count %q", p["openslide.level-count"])
+	}
+	for i := 0; i < nl; i++ {
+		key := func(k string) string { return fmt.Sprintf("openslide.level[%d].%s", i, k) }
+		w, _ := strconv.ParseInt(p[key("width")], 10, 64)
+		h, _ := strconv.ParseInt(p[key("height")], 10, 64)
+		ds, _ := strconv.ParseFloat(p[key("downsample")], 64)
+		tw, _ := strconv.ParseInt(p[key("tile-width")], 10, 64)
+		th, _ := strconv.ParseInt(p[key("tile-height")], 10, 64)
+		if w <= 0 || h <= 0 || !(ds >= 1) {
+			return fmt.Errorf("level %d: bad size %dx%d or downsample %q", i, w, h, p[key("downsample")])
+		}
+		meta.Levels = append(meta.Levels, Level{Width: w, Height: h, Downsample: ds, TileWidth: tw, TileHeight: th})
+	}
+	mx, okx := positiveFloat(p["openslide.mpp-x"])
+	my, oky := positiveFloat(p["openslide.mpp-y"])
+	switch {
+	case okx && oky:
+		meta.MPPX, meta.MPPY, meta.MPPSource = mx, my, "openslide.mpp-x/y"
+	case p["aperio.MPP"] != "":
+		if v, ok := positiveFloat(p["aperio.MPP"]); ok {
+			meta.MPPX, meta.MPPY, meta.MPPSource = v, v, "aperio.MPP"
+		}
+	}
+	if meta.MPPX == 0 {
+		if v, ok := tiffResolutionMPP(p["tiff.XResolution"], p["tiff.ResolutionUnit"]); ok {
+			vy, oky := tiffResolutionMPP(p["tiff.YResolution"], p["tiff.ResolutionUnit"])
+			if !oky {
+				vy = v
+			}
+			meta.MPPX, meta.MPPY, meta.MPPSource = v, vy, "tiff resolution"
+		}
+	}
+	if v, ok := positiveFloat(p["openslide.objective-power"]); ok {
+		meta.ObjectivePower = v
+	} else if v, ok := positiveFloat(p["aperio.AppMag"]); ok {
+		meta.ObjectivePower = v
+	}
+	if a := p["slide-associated-images"]; a != "" {
+		for _, n := range strings.Split(a, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				meta.Associated = append(meta.Associated, n)
+			}
+		}
+	}
+	sort.Strings(meta.Associated)
+	return nil
+}
+
+func applyAperioFields(meta *Metadata, f map[string]string) {
+	if meta.MPPX == 0 {
+		if v, ok := positiveFloat(f["MPP"]); ok {
+			meta.MPPX, meta.MPPY, meta.MPPSource = v, v, "aperio.MPP"
+		}
+	}
+	if v, ok := positiveFloat(f["AppMag"]); ok && meta.ObjectivePower == 0 {
+		meta.ObjectivePower = v
+	}
+}
+
+// Plausible slide resolutions. TIFF writers put 72 dpi (≈353 µm/px) in files
+// with no real resolution; that must not pass as a measurement.
+const minPlausibleMPP, maxPlausibleMPP = 0.05, 20.0
+
+func tiffResolutionMPP(res, unit string) (float64, bool) {
+	r, ok := positiveFloat(res)
+	if !ok {
+		return 0, false
+	}
+	var mpp float64
+	switch strings.ToLower(unit) {
+	case "centimeter", "cm", "3":
+		mpp = 1e4 / r
+	case "inch", "2":
+		mpp = 25400 / r
+	default:
+		return 0, false
+	}
+	return mpp, mpp >= minPlausibleMPP && mpp <= maxPlausibleMPP
+}
+
+func tiffMPP(p tiffPage) (float64, bool) {
+	unit := map[int]string{2: "inch", 3: "centimeter"}[p.ResUnit]
+	return tiffResolutionMPP(strconv.FormatFloat(p.XRes, 'g', -1, 64), unit)
+}
+
+func compressionName(c int) string {
+	switch c {
+	case compNone:
+		return "none"
+	case compLZW:
+		return "lzw"
+	case compOldJPEG:
+		return "old-jpeg"
+	case compJPEG:
+		return "jpeg"
+	case compDeflate, compAdobeZIP:
+		return "deflate"
+	case compJP2KYCbCr, compJP2KRGB:
+		return "jpeg2000"
+	case compWebP:
+		return "webp"
+	}
+	return "tiff-" + strconv.Itoa(c)
+}
+
+// matchTIFFPages maps each OpenSlide level to the TIFF page holding it, when
+// every level is a tiled 8-bit RGB/YCbCr page whose compression libtiff and
+// libvips decode correctly. JPEG 2000 (Aperio 33003/33005) is not: libvips'
+// tiffload decodes it with the wrong colours, so such slides stay on
+// OpenSlide.
+func matchTIFFPages(ti *tiffInfo, levels []Level) (pages []int, comp string, ok bool) {
+	used := map[int]bool{}
+	for _, lv := range levels {
+		found := -1
+		for _, p := range ti.Pages {
+			if used[p.Index] || p.Width != lv.Width || p.Height != lv.Height || p.TileW == 0 {
+				continue
+			}
+			found = p.Index
+			break
+		}
+		if found < 0 {
+			return nil, comp, false
+		}
+		p := ti.Pages[found]
+		comp = compressionName(p.Compression)
+		switch p.Compression {
+		case compJPEG, compNone, compLZW, compDeflate, compAdobeZIP:
+		default:
+			return nil, comp, false
+		}
+		if p.SamplesPerPx != 3 || p.BitsPerSample != 8 || (p.Photometric != 2 && p.Photometric != 6) || p.MissingChunks > 0 {
+			return nil, comp, false
+		}
+		used[found] = true
+		pages = append(pages, found)
+	}
+	return pages, comp, true
+}
+
+// MPP returns the level-0 resolution in µm per pixel, or an error wrapping
+// ErrNoMPP naming the slide.
+func (s *Slide) MPP() (x, y float64, err error) {
+	if s.Meta.MPPX <= 0 || s.Meta.MPPY <= 0 {
+		return 0, 0, fmt.Errorf("slide: %s: %w", filepath.Base(s.Meta.Path), ErrNoMPP)
+	}
+	return s.Meta.MPPX, s.Meta.MPPY, nil
+}
+
+// level returns the opened libvips image for level i, opening it on first
+// use; strict selects the OpenSlide handle of a tiffload slide.
+func (s *Slide) level(i int, strict bool) (*vipsImage, error) {
+	if i < 0 || i >= len(s.levels) {
+		return nil, fmt.Errorf("slide: %s: level %d out of range (0..%d)", filepath.Base(s.Meta.Path), i, len(s.levels)-1)
+	}
+	h, reader := s.levels[i], s.Meta.Reader
+	if strict && reader == ReaderTIFF {
+		h, reader = s.strictLevels[i], ReaderOpenSlide
+	}
+	h.once.Do(func() {
+		var err error
+		switch reader {
+		case ReaderTIFF:
+			h.img, err = openTIFFPage(s.Meta.Path, s.Meta.Levels[i].page)
+		case ReaderOpenSlide:
+			h.img, err = openOpenSlideLevel(s.Meta.Path, i)
+		default:
+			h.img, err = openGeneric(s.Meta.Path)
+		}
+		if err != nil {
+			h.err = fmt.Errorf("slide: %s: open level %d: %s", filepath.Base(s.Meta.Path), i, firstLine(err.Error()))
+			return
+		}
+		if w, hh := h.img.size(); int64(w) != s.Meta.Levels[i].Width || int64(hh) != s.Meta.Levels[i].Height {
+			h.err = fmt.Errorf("slide: %s: level %d decodes as %dx%d, header says %dx%d", filepath.Base(s.Meta.Path), i, w, hh, s.Meta.Levels[i].Width, s.Meta.Levels[i].Height)
+			h.img.close()
+			h.img = nil
+		}
+	})
+	return h.img, h.err
+}
+
+var errClosed = errors.New("slide is closed")
+
+// ReadRegion returns the w×h RGB pixels at (x, y) of the given level, in
+// that level's pixel coordinates. Parts outside the level are white.
+func (s *Slide) ReadRegion(level, x, y, w, h int) (*raster.RGB, error) {
+	out := raster.New(w, h)
+	return out, s.ReadRegionInto(level, x, y, out)
+}
+
+// ReadRegionInto reads into dst (dst.W×dst.H at (x, y)), reusing its buffer.
+func (s *Slide) ReadRegionInto(level, x, y int, dst *raster.RGB) error {
+	if err := dst.Valid(); err != nil {
+		return fmt.Errorf("slide: %s: %w", filepath.Base(s.Meta.Path), err)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return fmt.Errorf("slide: %s: %w", filepath.Base(s.Meta.Path), errClosed)
+	}
+	err := s.checked(level, func(img *vipsImage) error { return img.read(x, y, dst.W, dst.H, dst.Pix) })
+	if err != nil {
+		return fmt.Errorf("slide: %s: read level %d region (%d,%d %dx%d): %s", filepath.Base(s.Meta.Path), level, x, y, dst.W, dst.H, firstLine(err.Error()))
+	}
+	return nil
+}
+
+// Decoder warnings. libvips' tiffload decodes a corrupt JPEG tile into
+// garbage without failing: libjpeg's warning only lands in libvips'
+// process-wide error buffer, and the garbage tile is then cached. So after
+// every tiffload read the buffer is checked; text there bumps decodeEpoch,
+// and every read that overlapped it (any slide) is suspect: its slide
+// switches for good to OpenSlide, which fails on corrupt JPEG data, and the
+// read is redone there. A healthy slide flagged by another's warning only
+// gets slower; a corrupt one fails with the decoder's message.
+var (
+	decodeEpoch atomic.Uint64
+	decodeMu    sync.Mutex
+)
+
+func noteDecodeWarnings() {
+	if !errorPending() {
+		return
+	}
+	decodeMu.Lock()
+	defer decodeMu.Unlock()
+	if errorPending() {
+		msg := takeError()
+		decodeEpoch.Add(1)
+		slog.Warn("decoder warning; slides being read switch to the strict OpenSlide reader", "lib", "VIPS", "message", msg)
+	}
+}
+
+// checked runs op on the level's image with the decoder-warning protocol.
+// The caller holds s.mu (read).
+func (s *Slide) checked(level int, op func(*vipsImage) error) error {
+	strict := s.strict.Load()
+	if s.Meta.Reader != ReaderTIFF || strict {
+		img, err := s.level(level, strict)
+		if err != nil {
+			return err
+		}
+		return op(img)
+	}
+	e0 := decodeEpoch.Load()
+	img, err := s.level(level, false)
+	if err != nil {
+		return err
+	}
+	err = op(img)
+	noteDecodeWarnings()
+	if err == nil && decodeEpoch.Load() == e0 {
+		return nil
+	}
+	if !s.strict.Swap(true) {
+		slog.Warn("reading through OpenSlide from now on", "slide", s.Meta.ID, "reason", "decoder warning during a tiffload read")
+	}
+	img, err = s.level(level, true)
+	if err != nil {
+		return err
+	}
+	return op(img)
+}
+
+// ThumbnailLevel picks the level a thumbnail of at most maxSide pixels is
+// made from: the smallest level still at least maxSide on its long side (so
+// the thumbnail is a reduction), or the smallest level when all are smaller.
+func (s *Slide) ThumbnailLevel(maxSide int) int {
+	best := 0
+	for i, lv := range s.Meta.Levels {
+		if max(lv.Width, lv.Height) >= int64(maxSide) && lv.Width*lv.Height <= s.Meta.Levels[best].Width*s.Meta.Levels[best].Height {
+			best = i
+		}
+	}
+	if max(s.Meta.Levels[best].Width, s.Meta.Levels[best].Height) < int64(maxSide) {
+		// Every level is smaller: take the largest (level 0).
+		best = 0
+	}
+	return best
+}
+
+// Thumbnail returns the whole slide scaled so its long side is maxSide
+// pixels (never enlarged), along with the level-0 pixels per thumbnail pixel
+// in x and y. It reads from the pyramid level nearest above that size and
+// streams the reduction, so a full-resolution level is never held in memory.
+func (s *Slide) Thumbnail(maxSide int) (*raster.RGB, [2]float64, error) {
+	if maxSide <= 0 {
+		return nil, [2]float64{}, fmt.Errorf("slide: %s: thumbnail size %d", filepath.Base(s.Meta.Path), maxSide)
+	}
+	l0 := s.Meta.Levels[0]
+	scale := float64(maxSide) / float64(max(l0.Width, l0.Height))
+	if scale > 1 {
+		scale = 1
+	}
+	tw := max(1, int(math.Round(float64(l0.Width)*scale)))
+	th := max(1, int(math.Round(float64(l0.Height)*scale)))
+	img, err := s.ScaledLevelImage(s.ThumbnailLevel(max(tw, th)), tw, th)
+	if err != nil {
+		return nil, [2]float64{}, err
+	}
+	return img, [2]float64{float64(l0.Width) / float64(tw), float64(l0.Height) / float64(th)}, nil
+}
+
+// ScaledLevelImage returns the whole of the given level resized to w×h.
+func (s *Slide) ScaledLevelImage(level, w, h int) (*raster.RGB, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, fmt.Errorf("slide: %s: %w", filepath.Base(s.Meta.Path), errClosed)
+	}
+	out := raster.New(w, h)
+	err := s.checked(level, func(img *vipsImage) error {
+		if lw, lh := img.size(); lw == w && lh == h {
+			return img.read(0, 0, w, h, out.Pix)
+		}
+		return img.resizeTo(w, h, out.Pix)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("slide: %s: scale level %d to %dx%d: %s", filepath.Base(s.Meta.Path), level, w, h, firstLine(err.Error()))
+	}
+	return out, nil
+}
+
+// Associated returns an associated image (label, macro, thumbnail) by name.
+func (s *Slide) Associated(name string) (*raster.RGB, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	base := filepath.Base(s.Meta.Path)
+	if s.closed {
+		return nil, fmt.Errorf("slide: %s: %w", base, errClosed)
+	}
+	found := false
+	for _, a := range s.Meta.Associated {
+		found = found || a == name
+	}
+	if !found {
+		return nil, fmt.Errorf("slide: %s: no associated image %q (have %v)", base, name, s.Meta.Associated)
+	}
+	img, err := readAssociated(s.Meta.Path, name)
+	if err != nil {
+		return nil, fmt.Errorf("slide: %s: associated image %q: %s", base, name, firstLine(err.Error()))
+	}
+	return img, nil
+}
+
+// Close releases every libvips handle. It waits for reads in progress.
+func (s *Slide) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	for _, h := range append(s.levels, s.strictLevels...) {
+		h.once.Do(func() {}) // a level never opened stays unopened
+		h.img.close()
+	}
+	return nil
+}

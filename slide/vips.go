@@ -1,0 +1,191 @@
+package slide
+
+/*
+#cgo pkg-config: vips openslide
+#include <stdlib.h>
+#include "shim.h"
+*/
+import "C"
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"unsafe"
+
+	"github.com/her2wsi/her2wsi/internal/raster"
+)
+
+var (
+	initOnce sync.Once
+	initErr  error
+)
+
+// ensureInit starts libvips once per process.
+func ensureInit() error {
+	initOnce.Do(func() {
+		if C.her2_init() != 0 {
+			initErr = errors.New("slide: libvips failed to start: " + takeError())
+		}
+	})
+	return initErr
+}
+
+// takeError returns and clears libvips' error text as one line.
+func takeError() string {
+	s := C.her2_take_error()
+	defer C.g_free(C.gpointer(s))
+	msg := strings.TrimSpace(C.GoString(s))
+	msg = strings.Join(strings.Fields(strings.ReplaceAll(msg, "\n", "; ")), " ")
+	if msg == "" {
+		msg = "unknown libvips error"
+	}
+	return msg
+}
+
+//export her2GoLog
+func her2GoLog(level C.int, domain, msg *C.char) {
+	lv := slog.LevelInfo
+	switch {
+	case level&(C.G_LOG_LEVEL_CRITICAL|C.G_LOG_LEVEL_WARNING) != 0:
+		lv = slog.LevelWarn
+	case level&C.G_LOG_LEVEL_INFO != 0:
+		lv = slog.LevelDebug
+	}
+	slog.Log(context.Background(), lv, strings.TrimSpace(C.GoString(msg)), "lib", C.GoString(domain))
+}
+
+// vipsImage is one owned reference to a C VipsImage.
+type vipsImage struct {
+	p *C.VipsImage
+}
+
+func (v *vipsImage) close() {
+	if v != nil && v.p != nil {
+		C.her2_unref(v.p)
+		v.p = nil
+	}
+}
+
+func (v *vipsImage) size() (int, int) { return int(v.p.Xsize), int(v.p.Ysize) }
+
+func openOpenSlideLevel(path string, level int) (*vipsImage, error) {
+	cp := C.CString(path)
+	defer C.free(unsafe.Pointer(cp))
+	p := C.her2_open_openslide(cp, C.int(level))
+	if p == nil {
+		return nil, errors.New(takeError())
+	}
+	return &vipsImage{p}, nil
+}
+
+// readAssociated reads an associated image through OpenSlide's C API:
+// libvips 8.14.1 (Debian 12) crashes loading associated images
+// (libvips PR #3384, fixed in 8.14.2).
+func readAssociated(path, name string) (*raster.RGB, error) {
+	cp, cn := C.CString(path), C.CString(name)
+	defer C.free(unsafe.Pointer(cp))
+	defer C.free(unsafe.Pointer(cn))
+	var w, h C.int64_t
+	if C.her2_associated_size(cp, cn, &w, &h) != 0 || w <= 0 || h <= 0 {
+		return nil, errors.New("openslide cannot read it")
+	}
+	if w*h > 1<<28 {
+		return nil, fmt.Errorf("%dx%d is too large", w, h)
+	}
+	out := raster.New(int(w), int(h))
+	var msg *C.char
+	if C.her2_associated_read(cp, cn, (*C.uchar)(unsafe.Pointer(&out.Pix[0])), w*h, &msg) != 0 {
+		defer C.free(unsafe.Pointer(msg))
+		return nil, errors.New(C.GoString(msg))
+	}
+	return out, nil
+}
+
+func openTIFFPage(path string, page int) (*vipsImage, error) {
+	cp := C.CString(path)
+	defer C.free(unsafe.Pointer(cp))
+	p := C.her2_open_tiff(cp, C.int(page), 1)
+	if p == nil {
+		return nil, errors.New(takeError())
+	}
+	return &vipsImage{p}, nil
+}
+
+func openGeneric(path string) (*vipsImage, error) {
+	cp := C.CString(path)
+	defer C.free(unsafe.Pointer(cp))
+	p := C.her2_open_generic(cp, 1)
+	if p == nil {
+		return nil, errors.New(takeError())
+	}
+	return &vipsImage{p}, nil
+}
+
+// openSlideProperties opens the file through OpenSlide for its header and
+// returns all metadata fields as strings. ok is false when OpenSlide does
+// not recognise the file.
+func openSlideProperties(path string) (props map[string]string, err error) {
+	cp := C.CString(path)
+	defer C.free(unsafe.Pointer(cp))
+	p := C.her2_openslide_header(cp)
+	if p == nil {
+		return nil, errors.New(takeError())
+	}
+	defer C.her2_unref(p)
+	return imageFields(p), nil
+}
+
+func imageFields(p *C.VipsImage) map[string]string {
+	props := map[string]string{}
+	names := C.her2_fields(p)
+	if names == nil {
+		return props
+	}
+	defer C.g_strfreev(names)
+	for i := 0; ; i++ {
+		np := *(**C.char)(unsafe.Add(unsafe.Pointer(names), uintptr(i)*unsafe.Sizeof(uintptr(0))))
+		if np == nil {
+			break
+		}
+		name := C.GoString(np)
+		s := C.her2_get_string(p, np)
+		if s == nil {
+			C.vips_error_clear()
+			continue
+		}
+		props[name] = C.GoString(s)
+		C.g_free(C.gpointer(s))
+	}
+	return props
+}
+
+// read copies the w×h region at (x, y) into dst (len 3*w*h). Areas outside
+// the image are white. Safe for concurrent use on one image: each call makes
+// and frees its own VipsRegion inside a single cgo call, so the region never
+// changes OS thread.
+func (v *vipsImage) read(x, y, w, h int, dst []byte) error {
+	if len(dst) < 3*w*h {
+		return fmt.Errorf("buffer of %d bytes for a %dx%d region", len(dst), w, h)
+	}
+	if C.her2_read(v.p, C.int(x), C.int(y), C.int(w), C.int(h), (*C.uchar)(unsafe.Pointer(&dst[0]))) != 0 {
+		return errors.New(takeError())
+	}
+	return nil
+}
+
+// resizeTo streams the whole image through a shrink into a dw×dh buffer.
+func (v *vipsImage) resizeTo(dw, dh int, dst []byte) error {
+	w, h := v.size()
+	hs, vs := float64(dw)/float64(w), float64(dh)/float64(h)
+	if C.her2_resize_to(v.p, C.double(hs), C.double(vs), C.int(dw), C.int(dh), (*C.uchar)(unsafe.Pointer(&dst[0]))) != 0 {
+		return errors.New(takeError())
+	}
+	return nil
+}
+
+// errorPending reports whether libvips' process-wide error buffer has text.
+func errorPending() bool { return C.her2_error_pending() != 0 }
