@@ -313,3 +313,78 @@ int her2_error_pending(void)
 	const char *s = vips_error_buffer();
 	return s && *s;
 }
+
+int her2_read_many(VipsImage *im, const int *rects, int n, unsigned char *dst)
+{
+	for (int i = 0; i < n; i++)
+		if (her2_read(im, rects[4 * i], rects[4 * i + 1], rects[4 * i + 2],
+			      rects[4 * i + 3], dst))
+			return -1;
+	return 0;
+}
+
+/* Box-average f×f blocks of src (3 bytes per pixel, rows of lskip bytes,
+ * f·w × f·h pixels) into dst (w × h, packed). */
+static void box_reduce(const unsigned char *src, size_t lskip, int w, int h, int f,
+		       unsigned char *dst)
+{
+	const unsigned int half = (unsigned int) (f * f) / 2, area = (unsigned int) (f * f);
+	for (int oy = 0; oy < h; oy++) {
+		const unsigned char *r0 = src + (size_t) oy * f * lskip;
+		unsigned char *d = dst + (size_t) oy * w * 3;
+		if (f == 2) {
+			const unsigned char *r1 = r0 + lskip;
+			for (int i = 0, o = 0; o < w * 3; i += 6, o += 3) {
+				d[o] = (unsigned char) ((r0[i] + r0[i + 3] + r1[i] + r1[i + 3] + 2) >> 2);
+				d[o + 1] = (unsigned char) ((r0[i + 1] + r0[i + 4] + r1[i + 1] + r1[i + 4] + 2) >> 2);
+				d[o + 2] = (unsigned char) ((r0[i + 2] + r0[i + 5] + r1[i + 2] + r1[i + 5] + 2) >> 2);
+			}
+			continue;
+		}
+		for (int ox = 0; ox < w; ox++) {
+			unsigned int s[3] = {0, 0, 0};
+			for (int ky = 0; ky < f; ky++) {
+				const unsigned char *p = r0 + ky * lskip + (size_t) ox * f * 3;
+				for (int kx = 0; kx < f; kx++, p += 3) {
+					s[0] += p[0];
+					s[1] += p[1];
+					s[2] += p[2];
+				}
+			}
+			for (int c = 0; c < 3; c++)
+				d[3 * ox + c] = (unsigned char) ((s[c] + half) / area);
+		}
+	}
+}
+
+int her2_read_box(VipsImage *im, int x, int y, int w, int h, int f, unsigned char *dst)
+{
+	int sw = w * f, sh = h * f;
+	VipsRect want = {x, y, sw, sh};
+	VipsRect whole = {0, 0, im->Xsize, im->Ysize};
+	VipsRect in;
+	vips_rect_intersectrect(&want, &whole, &in);
+	if (!vips_rect_equalsrect(&in, &want)) {
+		/* Off the edge: read with white fill into a scratch buffer. */
+		unsigned char *tmp = g_try_malloc((size_t) sw * sh * 3);
+		if (!tmp) {
+			vips_error("her2", "out of memory");
+			return -1;
+		}
+		int r = her2_read(im, x, y, sw, sh, tmp);
+		if (!r)
+			box_reduce(tmp, (size_t) sw * 3, w, h, f, dst);
+		g_free(tmp);
+		return r;
+	}
+	VipsRegion *reg = vips_region_new(im);
+	if (!reg)
+		return -1;
+	if (vips_region_prepare(reg, &in)) {
+		g_object_unref(reg);
+		return -1;
+	}
+	box_reduce(VIPS_REGION_ADDR(reg, x, y), VIPS_REGION_LSKIP(reg), w, h, f, dst);
+	g_object_unref(reg);
+	return 0;
+}

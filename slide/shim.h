@@ -32,6 +32,15 @@ VipsImage *her2_openslide_header(const char *path);
  * are white. Returns 0 on success. */
 int her2_read(VipsImage *im, int x, int y, int w, int h, unsigned char *dst);
 
+/* Read the (f·w)×(f·h) region at (x, y) and average each f×f block into
+ * dst (w*h*3 bytes): the integer-ratio patch read (40× → 20× is f = 2),
+ * reduced straight from libvips' region memory. */
+int her2_read_box(VipsImage *im, int x, int y, int w, int h, int f, unsigned char *dst);
+
+/* The benchmark ceiling: n reads (rects: n × {x, y, w, h}) into one buffer
+ * in a single C loop, with no Go in between. */
+int her2_read_many(VipsImage *im, const int *rects, int n, unsigned char *dst);
+
 /* Resize im by scale (area-averaging shrink, then linear) into dst
  * (dw*dh*3 bytes). Streams, so memory stays small for large inputs. */
 int her2_resize_to(VipsImage *im, double hscale, double vscale, int dw, int dh, unsigned char *dst);

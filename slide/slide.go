@@ -188,7 +188,11 @@ func Open(path string, opt Options) (*Slide, error) {
 			if tinfo != nil {
 				return nil, fail("unreadable TIFF: %v", oserr)
 			}
-			return nil, fail("not a slide or image libvips can read: %s", firstLine(gerr.Error()))
+			msg := firstLine(gerr.Error())
+			if strings.Contains(msg, "is not a known file format") {
+				msg = "unrecognised file format"
+			}
+			return nil, fail("not a slide or image libvips can read: %s", msg)
 		}
 		w, h := img.size()
 		img.close()
@@ -480,6 +484,29 @@ func (s *Slide) ReadRegionInto(level, x, y int, dst *raster.RGB) error {
 	err := s.checked(level, func(img *vipsImage) error { return img.read(x, y, dst.W, dst.H, dst.Pix) })
 	if err != nil {
 		return fmt.Errorf("slide: %s: read level %d region (%d,%d %dx%d): %s", filepath.Base(s.Meta.Path), level, x, y, dst.W, dst.H, firstLine(err.Error()))
+	}
+	return nil
+}
+
+// ReadRegionBoxInto reads the (factor·dst.W)×(factor·dst.H) region at
+// (x, y) of level and averages each factor×factor block into dst: an exact
+// box-filter reduction done in C straight from libvips' region memory (the
+// 40× → 20× patch read is factor 2). factor 1 is ReadRegionInto.
+func (s *Slide) ReadRegionBoxInto(level, x, y, factor int, dst *raster.RGB) error {
+	if factor < 1 || factor > 64 {
+		return fmt.Errorf("slide: %s: box factor %d outside 1..64", filepath.Base(s.Meta.Path), factor)
+	}
+	if err := dst.Valid(); err != nil {
+		return fmt.Errorf("slide: %s: %w", filepath.Base(s.Meta.Path), err)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return fmt.Errorf("slide: %s: %w", filepath.Base(s.Meta.Path), errClosed)
+	}
+	err := s.checked(level, func(img *vipsImage) error { return img.readBox(x, y, dst.W, dst.H, factor, dst.Pix) })
+	if err != nil {
+		return fmt.Errorf("slide: %s: read level %d region (%d,%d %dx%d): %s", filepath.Base(s.Meta.Path), level, x, y, factor*dst.W, factor*dst.H, firstLine(err.Error()))
 	}
 	return nil
 }

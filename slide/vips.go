@@ -2,6 +2,7 @@ package slide
 
 /*
 #cgo pkg-config: vips openslide
+#cgo CFLAGS: -O3
 #include <stdlib.h>
 #include "shim.h"
 */
@@ -177,6 +178,17 @@ func (v *vipsImage) read(x, y, w, h int, dst []byte) error {
 	return nil
 }
 
+// readBox reads (f·w)×(f·h) at (x, y) and box-averages it into w×h.
+func (v *vipsImage) readBox(x, y, w, h, f int, dst []byte) error {
+	if len(dst) < 3*w*h {
+		return fmt.Errorf("buffer of %d bytes for a %dx%d region", len(dst), w, h)
+	}
+	if C.her2_read_box(v.p, C.int(x), C.int(y), C.int(w), C.int(h), C.int(f), (*C.uchar)(unsafe.Pointer(&dst[0]))) != 0 {
+		return errors.New(takeError())
+	}
+	return nil
+}
+
 // resizeTo streams the whole image through a shrink into a dw×dh buffer.
 func (v *vipsImage) resizeTo(dw, dh int, dst []byte) error {
 	w, h := v.size()
@@ -189,3 +201,36 @@ func (v *vipsImage) resizeTo(dw, dh int, dst []byte) error {
 
 // errorPending reports whether libvips' process-wide error buffer has text.
 func errorPending() bool { return C.her2_error_pending() != 0 }
+
+func (v *vipsImage) readMany(rects []C.int, dst []byte) error {
+	if len(rects) == 0 {
+		return nil
+	}
+	if C.her2_read_many(v.p, &rects[0], C.int(len(rects)/4), (*C.uchar)(unsafe.Pointer(&dst[0]))) != 0 {
+		return errors.New(takeError())
+	}
+	return nil
+}
+
+// ReadRegionsBare reads each region (x, y, w, h at level) in one C loop of
+// libvips region fetches into a scratch buffer, with no Go work and no
+// checks between reads. It exists as the benchmark ceiling for the real read
+// path; the pixels are discarded.
+func (s *Slide) ReadRegionsBare(level int, regions [][4]int) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	img, err := s.level(level, false)
+	if err != nil {
+		return err
+	}
+	rects := make([]C.int, 0, 4*len(regions))
+	biggest := 0
+	for _, r := range regions {
+		rects = append(rects, C.int(r[0]), C.int(r[1]), C.int(r[2]), C.int(r[3]))
+		biggest = max(biggest, 3*r[2]*r[3])
+	}
+	if biggest == 0 {
+		return nil
+	}
+	return img.readMany(rects, make([]byte, biggest))
+}

@@ -97,40 +97,62 @@ func Resize(src *RGB, w, h int) (*RGB, error) {
 	case 2*w == src.W && 2*h == src.H:
 		return Halve(src, nil), nil
 	}
-	xw := areaWeights(src.W, w)
-	yw := areaWeights(src.H, h)
+	out := New(w, h)
+	return out, NewResizer(src.W, src.H, w, h).Resize(src, out)
+}
+
+// Resizer resamples sw×sh images to dw×dh with the area filter, keeping its
+// weights and scratch buffers between calls (one per goroutine).
+type Resizer struct {
+	sw, sh, dw, dh int
+	xw, yw         axisWeights
+	tmp            []int32
+	acc            []int64
+}
+
+// NewResizer prepares a sw×sh → dw×dh resampler.
+func NewResizer(sw, sh, dw, dh int) *Resizer {
+	return &Resizer{sw: sw, sh: sh, dw: dw, dh: dh,
+		xw: areaWeights(sw, dw), yw: areaWeights(sh, dh),
+		tmp: make([]int32, 3*dw*sh), acc: make([]int64, 3*dw)}
+}
+
+// Resize writes the resampled src into dst.
+func (r *Resizer) Resize(src, dst *RGB) error {
+	if src.W != r.sw || src.H != r.sh || dst.W != r.dw || dst.H != r.dh {
+		return fmt.Errorf("raster: resizer for %dx%d→%dx%d given %dx%d→%dx%d", r.sw, r.sh, r.dw, r.dh, src.W, src.H, dst.W, dst.H)
+	}
+	w := r.dw
 	// Horizontal pass into int32 rows, then vertical pass.
-	tmp := make([]int32, 3*w*src.H)
 	for y := 0; y < src.H; y++ {
 		row := src.Pix[3*y*src.W : 3*(y+1)*src.W]
-		t := tmp[3*y*w : 3*(y+1)*w]
+		t := r.tmp[3*y*w : 3*(y+1)*w]
 		for x := 0; x < w; x++ {
-			var r, g, b int32
-			s := 3 * xw.start[x]
-			for _, wt := range xw.w[x] {
-				r += int32(row[s]) * wt
-				g += int32(row[s+1]) * wt
-				b += int32(row[s+2]) * wt
+			var cr, cg, cb int32
+			s := 3 * r.xw.start[x]
+			for _, wt := range r.xw.w[x] {
+				cr += int32(row[s]) * wt
+				cg += int32(row[s+1]) * wt
+				cb += int32(row[s+2]) * wt
 				s += 3
 			}
-			t[3*x], t[3*x+1], t[3*x+2] = r, g, b
+			t[3*x], t[3*x+1], t[3*x+2] = cr, cg, cb
 		}
 	}
-	out := New(w, h)
-	acc := make([]int64, 3*w)
 	const shift = 2 * weightBits
-	for y := 0; y < h; y++ {
+	for y := 0; y < r.dh; y++ {
+		acc := r.acc
 		for i := range acc {
 			acc[i] = 0
 		}
-		s := yw.start[y]
-		for k, wt := range yw.w[y] {
-			t := tmp[3*(s+k)*w : 3*(s+k+1)*w]
+		s := r.yw.start[y]
+		for k, wt := range r.yw.w[y] {
+			t := r.tmp[3*(s+k)*w : 3*(s+k+1)*w]
 			for i, v := range t {
 				acc[i] += int64(v) * int64(wt)
 			}
 		}
-		o := out.Pix[3*y*w : 3*(y+1)*w]
+		o := dst.Pix[3*y*w : 3*(y+1)*w]
 		for i, v := range acc {
 			v = (v + 1<<(shift-1)) >> shift
 			if v > 255 {
@@ -139,5 +161,5 @@ func Resize(src *RGB, w, h int) (*RGB, error) {
 			o[i] = uint8(v)
 		}
 	}
-	return out, nil
+	return nil
 }

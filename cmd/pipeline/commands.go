@@ -1,0 +1,227 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"image"
+	"io"
+	"os"
+	"runtime/debug"
+	"sort"
+	"strings"
+
+	"github.com/her2wsi/her2wsi/pipeline"
+	"github.com/her2wsi/her2wsi/slide"
+)
+
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				return "her2wsi " + s.Value
+			}
+		}
+	}
+	return "her2wsi " + pipeline.Version
+}
+
+// stringList is a repeatable flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+func newFlags(name, args string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: pipeline %s %s\n\nflags:\n", name, args)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses flags, turning flag errors into usage errors.
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(exitOK)
+		}
+		return usageError{err}
+	}
+	return nil
+}
+
+func runInfo(ctx context.Context, args []string) error {
+	fs := newFlags("info", "[--json] [--mpp X] SLIDE...")
+	asJSON := fs.Bool("json", false, "print JSON (all properties included)")
+	mpp := fs.Float64("mpp", 0, "microns per pixel at level 0, overriding the metadata")
+	logf := addLogFlags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	setupLogging(logf, false)
+	if fs.NArg() == 0 {
+		return usageError{errors.New("no slide given")}
+	}
+	failed := 0
+	for _, p := range fs.Args() {
+		s, err := slide.Open(p, slide.Options{MPP: *mpp})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			failed++
+			continue
+		}
+		if *asJSON {
+			b, _ := json.MarshalIndent(s.Meta, "", "  ")
+			fmt.Println(string(b))
+		} else {
+			printInfo(os.Stdout, s.Meta)
+		}
+		s.Close()
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d slides could not be read", failed, fs.NArg())
+	}
+	return nil
+}
+
+func printInfo(w io.Writer, m slide.Metadata) {
+	fmt.Fprintf(w, "%s\n", m.Path)
+	fmt.Fprintf(w, "  slide id:        %s\n", m.ID)
+	fmt.Fprintf(w, "  format:          %s, vendor %s, %d bytes\n", m.Format, m.Vendor, m.SizeBytes)
+	comp := m.Compression
+	if comp == "" {
+		comp = "-"
+	}
+	fmt.Fprintf(w, "  reader:          %s (compression %s)\n", m.Reader, comp)
+	if m.MPPX > 0 {
+		fmt.Fprintf(w, "  mpp:             %.4f x %.4f µm/px (%s)\n", m.MPPX, m.MPPY, m.MPPSource)
+	} else {
+		fmt.Fprintf(w, "  mpp:             unknown (pass --mpp)\n")
+	}
+	if m.ObjectivePower > 0 {
+		fmt.Fprintf(w, "  objective power: %gx\n", m.ObjectivePower)
+	} else {
+		fmt.Fprintf(w, "  objective power: unknown\n")
+	}
+	assoc := "none"
+	if len(m.Associated) > 0 {
+		assoc = strings.Join(m.Associated, ", ")
+	}
+	fmt.Fprintf(w, "  associated:      %s\n", assoc)
+	fmt.Fprintf(w, "  levels:          %d\n", len(m.Levels))
+	for i, lv := range m.Levels {
+		mpp := ""
+		if lv.MPPX > 0 {
+			mpp = fmt.Sprintf("  %.4f µm/px", lv.MPPX)
+		}
+		fmt.Fprintf(w, "    %d: %d x %d  downsample %.4g%s\n", i, lv.Width, lv.Height, lv.Downsample, mpp)
+	}
+}
+
+func runTile(ctx context.Context, args []string) error {
+	fs := newFlags("tile", "--input FILE|DIR [--input ...] --out WORK [flags]")
+	var inputs stringList
+	fs.Var(&inputs, "input", "slide file or directory of slides (repeatable; extra arguments are inputs too)")
+	out := fs.String("out", "", "work folder (required)")
+	opt := pipeline.DefaultTileOptions()
+	fs.Float64Var(&opt.MPP, "mpp", 0, "microns per pixel at level 0 for slides whose metadata has none (overrides the metadata)")
+	fs.Float64Var(&opt.Grid.TargetMPP, "target-mpp", opt.Grid.TargetMPP, "patch resolution in µm/px (0.5 = 20×)")
+	fs.IntVar(&opt.Grid.PatchSize, "patch-size", opt.Grid.PatchSize, "patch side in pixels at the target resolution")
+	fs.Float64Var(&opt.Grid.MinTissue, "min-tissue", opt.Grid.MinTissue, "tissue fraction a patch needs to be kept (0..1]")
+	fs.Float64Var(&opt.Grid.MPPTolerance, "mpp-tolerance", opt.Grid.MPPTolerance, "relative tolerance for reading a level as an exact multiple of the target")
+	fs.Float64Var(&opt.Grid.MaskMPP, "mask-mpp", opt.Grid.MaskMPP, "resolution of the tissue mask in µm/px")
+	fs.StringVar(&opt.Reader, "reader", "", "force a loader: tiffload or openslideload (default: fastest correct one)")
+	workers := fs.Int("workers", 0, "slides processed at once (default: min(CPUs, 4))")
+	recursive := fs.Bool("recursive", false, "descend into sub-directories of input directories")
+	logf := addLogFlags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	inputs = append(inputs, fs.Args()...)
+	if len(inputs) == 0 || *out == "" {
+		return usageError{errors.New("--input and --out are required")}
+	}
+	if err := opt.Validate(); err != nil {
+		return usageError{err}
+	}
+	slides, err := pipeline.FindSlides(inputs, *recursive)
+	if err != nil {
+		return usageError{err}
+	}
+	if len(slides) == 0 {
+		return usageError{fmt.Errorf("no slides found in %s (extensions: %s)", strings.Join(inputs, ", "), strings.Join(pipeline.SlideExtensions, " "))}
+	}
+	bar := setupLogging(logf, true)
+	sum := pipeline.TileAll(ctx, slides, pipeline.Work{Dir: *out}, opt, *workers, bar)
+	bar.Finish()
+	sum.WriteSummary(os.Stderr)
+	fmt.Printf("results: %s/slides/<slide_id>/{slide.json,coords.h5,qc.png}\n", strings.TrimRight(*out, "/"))
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if sum.Failed > 0 {
+		return fmt.Errorf("%d of %d slides failed", sum.Failed, len(slides))
+	}
+	return nil
+}
+
+func runSynth(ctx context.Context, args []string) error {
+	fs := newFlags("synth", "--out FILE.svs [flags]")
+	out := fs.String("out", "", "output file (required)")
+	o := slide.SynthOptions{Aperio: true, Pyramid4: true}
+	fs.IntVar(&o.Width, "width", 16384, "level-0 width in pixels")
+	fs.IntVar(&o.Height, "height", 12288, "level-0 height in pixels")
+	fs.Float64Var(&o.MPP, "mpp", 0.25, "µm per pixel written to the header (0: none)")
+	fs.Float64Var(&o.AppMag, "mag", 40, "objective power written to the header (0: none)")
+	fs.BoolVar(&o.BigTIFF, "bigtiff", false, "write BigTIFF")
+	stain := fs.String("stain", "he", "texture: he or ihc")
+	blobs := fs.Int("blobs", 3, "number of tissue pieces")
+	seed := fs.Uint64("seed", 1, "random seed")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return usageError{errors.New("--out is required")}
+	}
+	o.Stain, o.Seed = *stain, *seed
+	o.Tissue = synthLayout(o.Width, o.Height, *blobs)
+	if o.MPP == 0 && o.AppMag == 0 {
+		o.Aperio = false
+	}
+	if err := slide.WriteSynthetic(*out, o); err != nil {
+		return err
+	}
+	fmt.Printf("wrote %s (%dx%d, %g µm/px)\n", *out, o.Width, o.Height, o.MPP)
+	return nil
+}
+
+// synthLayout places n rectangular tissue pieces in a row across the slide.
+func synthLayout(w, h, n int) []image.Rectangle {
+	var r []image.Rectangle
+	if n <= 0 {
+		return r
+	}
+	cw := w / n
+	for i := 0; i < n; i++ {
+		r = append(r, image.Rect(i*cw+cw/8, h/6+(i%2)*h/12, (i+1)*cw-cw/8, h-h/6-(i%2)*h/12))
+	}
+	sort.Slice(r, func(i, j int) bool { return r[i].Min.X < r[j].Min.X })
+	return r
+}
+
+// logFlags choose the log format.
+type logFlags struct {
+	format  *string
+	verbose *bool
+}
+
+func addLogFlags(fs *flag.FlagSet) logFlags {
+	return logFlags{
+		format:  fs.String("log-format", "auto", "log format: auto (text with a progress bar on a terminal), text or json"),
+		verbose: fs.Bool("v", false, "verbose (debug) logging"),
+	}
+}

@@ -1,0 +1,85 @@
+// Command pipeline is the her2wsi command line: flags in, pipeline calls out.
+//
+//	pipeline info SLIDE...                     print a slide's metadata
+//	pipeline tile --input FILE|DIR --out WORK  tissue mask + 20× patch grid
+//	pipeline synth --out FILE.svs              generate a synthetic test slide
+//
+// Exit codes: 0 success, 1 some slide failed, 2 usage error, 130 interrupted.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const (
+	exitOK          = 0
+	exitFailed      = 1
+	exitUsage       = 2
+	exitInterrupted = 130
+)
+
+// usageError marks errors in the command line itself.
+type usageError struct{ error }
+
+var commands = map[string]struct {
+	run  func(ctx context.Context, args []string) error
+	help string
+}{
+	"info":  {runInfo, "print the metadata of slides"},
+	"tile":  {runTile, "find tissue and write the 20× patch grid of slides"},
+	"synth": {runSynth, "generate a synthetic pyramidal test slide"},
+}
+
+func usage() {
+	fmt.Fprintf(os.Stderr, "usage: pipeline COMMAND [flags]\n\ncommands:\n")
+	for _, name := range []string{"info", "tile", "synth"} {
+		fmt.Fprintf(os.Stderr, "  %-8s %s\n", name, commands[name].help)
+	}
+	fmt.Fprintf(os.Stderr, "\n'pipeline COMMAND -h' lists a command's flags.\n")
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage()
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	if args[0] == "version" || args[0] == "--version" {
+		fmt.Println(version())
+		return exitOK
+	}
+	cmd, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "pipeline: unknown command %q\n", args[0])
+		usage()
+		return exitUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := cmd.run(ctx, args[1:])
+	var ue usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ue):
+		fmt.Fprintf(os.Stderr, "pipeline %s: %v\n", args[0], err)
+		return exitUsage
+	case ctx.Err() != nil:
+		fmt.Fprintf(os.Stderr, "pipeline %s: interrupted\n", args[0])
+		return exitInterrupted
+	default:
+		fmt.Fprintf(os.Stderr, "pipeline %s: %v\n", args[0], err)
+		return exitFailed
+	}
+}

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"image"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/her2wsi/her2wsi/slide"
+)
+
+func TestExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.svs")
+	if err := slide.WriteSynthetic(good, slide.SynthOptions{Width: 2048, Height: 2048, MPP: 0.5, Aperio: true, Pyramid: true,
+		Tissue: []image.Rectangle{image.Rect(256, 256, 1280, 1280)}}); err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(dir, "bad.svs")
+	os.WriteFile(bad, []byte("nope"), 0o644)
+	work := filepath.Join(dir, "work")
+	cases := []struct {
+		name string
+		args []string
+		want int
+	}{
+		{"no args", nil, exitUsage},
+		{"unknown command", []string{"frobnicate"}, exitUsage},
+		{"info good", []string{"info", good}, exitOK},
+		{"info json", []string{"info", "--json", good}, exitOK},
+		{"info bad", []string{"info", good, bad}, exitFailed},
+		{"info no slide", []string{"info"}, exitUsage},
+		{"tile good", []string{"tile", "--input", good, "--out", work, "--log-format", "json"}, exitOK},
+		{"tile good+bad", []string{"tile", "--out", work, good, bad}, exitFailed},
+		{"tile missing out", []string{"tile", "--input", good}, exitUsage},
+		{"tile bad flag value", []string{"tile", "--input", good, "--out", work, "--min-tissue", "2"}, exitUsage},
+		{"tile unknown flag", []string{"tile", "--bogus"}, exitUsage},
+		{"tile missing input", []string{"tile", "--input", filepath.Join(dir, "nope"), "--out", work}, exitUsage},
+		{"version", []string{"version"}, exitOK},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := run(c.args); got != c.want {
+				t.Errorf("run(%v) = %d, want %d", c.args, got, c.want)
+			}
+		})
+	}
+	if _, err := os.Stat(filepath.Join(work, "slides", "good", "slide.json")); err != nil {
+		t.Errorf("tile did not write slide.json: %v", err)
+	}
+}

@@ -1,0 +1,368 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image"
+	"image/png"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/her2wsi/her2wsi/internal/raster"
+	"github.com/her2wsi/her2wsi/internal/store"
+	"github.com/her2wsi/her2wsi/slide"
+	"github.com/her2wsi/her2wsi/tiling"
+)
+
+// Version is written into every output's metadata.
+var Version = "dev"
+
+// TileOptions are the tile stage's parameters.
+type TileOptions struct {
+	Grid      tiling.GridConfig `json:"grid"`
+	Mask      tiling.MaskConfig `json:"mask"`
+	MPP       float64           `json:"mpp_override,omitempty"` // µm/px override for slides without one
+	Reader    string            `json:"reader,omitempty"`       // "", tiffload, openslideload
+	QCMaxSide int               `json:"qc_max_side"`
+}
+
+// DefaultTileOptions follow the paper: 256 px patches at 20×.
+func DefaultTileOptions() TileOptions {
+	return TileOptions{Grid: tiling.DefaultGridConfig(), Mask: tiling.DefaultMaskConfig(), QCMaxSide: 2048}
+}
+
+// Validate checks every parameter.
+func (o TileOptions) Validate() error {
+	if err := o.Grid.Validate(); err != nil {
+		return err
+	}
+	if err := o.Mask.Validate(); err != nil {
+		return err
+	}
+	if o.MPP < 0 || o.MPP > 100 {
+		return fmt.Errorf("pipeline: --mpp %g out of range", o.MPP)
+	}
+	if o.QCMaxSide < 64 {
+		return fmt.Errorf("pipeline: qc max side %d too small", o.QCMaxSide)
+	}
+	return nil
+}
+
+// SlideRecord is slide.json: the slide's metadata and how it was tiled.
+type SlideRecord struct {
+	Version        string            `json:"her2wsi_version"`
+	Slide          slide.Metadata    `json:"slide"`
+	Plan           tiling.ReadPlan   `json:"read_plan"`
+	Params         TileOptions       `json:"parameters"`
+	MaskWidth      int               `json:"mask_width"`
+	MaskHeight     int               `json:"mask_height"`
+	MaskMPP        float64           `json:"mask_mpp"`
+	MaskLevel      int               `json:"mask_level"`
+	TissueFraction float64           `json:"tissue_fraction"` // of the whole slide area
+	GridCols       int64             `json:"grid_cols"`
+	GridRows       int64             `json:"grid_rows"`
+	NumPatches     int               `json:"num_patches"`
+	CoordsSHA256   string            `json:"coords_sha256"`
+	Timings        map[string]string `json:"timings"`
+}
+
+// TileResult reports one slide.
+type TileResult struct {
+	ID, Path   string
+	NumPatches int
+	Tissue     float64
+	Elapsed    time.Duration
+	MaskTime   time.Duration // reading the low-resolution level + mask + grid
+	Err        error
+}
+
+// ErrNoTissue is wrapped when a slide has no patch with enough tissue.
+var ErrNoTissue = errors.New("no tissue found")
+
+// TileSlide runs the tile stage on one slide and writes slide.json,
+// coords.h5 and qc.png into its folder. slide.json is removed first and
+// written last, so a slide is tiled exactly when slide.json exists.
+func TileSlide(ctx context.Context, in Input, work Work, opt TileOptions) (res TileResult) {
+	start := time.Now()
+	res = TileResult{ID: in.ID, Path: in.Path}
+	defer func() { res.Elapsed = time.Since(start) }()
+	log := slog.With("slide", in.ID, "stage", "tile")
+	fail := func(err error) TileResult {
+		res.Err = err
+		return res
+	}
+	dir := work.SlideDir(in.ID)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fail(fmt.Errorf("pipeline: %s: %w", in.ID, err))
+	}
+	if err := os.Remove(work.SlideJSON(in.ID)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fail(fmt.Errorf("pipeline: %s: %w", in.ID, err))
+	}
+	_ = store.CleanTemps(dir)
+
+	t0 := time.Now()
+	s, err := slide.Open(in.Path, slide.Options{MPP: opt.MPP, Reader: opt.Reader})
+	if err != nil {
+		return fail(err)
+	}
+	defer s.Close()
+	mpp, _, err := s.MPP()
+	if err != nil {
+		return fail(err)
+	}
+	if strings.HasPrefix(s.Meta.MPPSource, "objective power") {
+		log.Warn("no resolution in the metadata; derived from objective power", "mpp", mpp, "source", s.Meta.MPPSource)
+	}
+	levels := make([]tiling.LevelInfo, len(s.Meta.Levels))
+	for i, lv := range s.Meta.Levels {
+		levels[i] = tiling.LevelInfo{Width: lv.Width, Height: lv.Height, Downsample: lv.Downsample}
+	}
+	plan, err := tiling.PlanRead(levels, mpp, opt.Grid)
+	if err != nil {
+		return fail(fmt.Errorf("pipeline: %s: %w", filepath.Base(in.Path), err))
+	}
+	if ctx.Err() != nil {
+		return fail(ctx.Err())
+	}
+	tOpen := time.Since(t0)
+
+	t0 = time.Now()
+	l0 := s.Meta.Levels[0]
+	mw, mh, maskMPP := tiling.MaskSize(l0.Width, l0.Height, mpp, opt.Grid)
+	maskLevel := s.ThumbnailLevel(max(mw, mh))
+	low, err := s.ScaledLevelImage(maskLevel, mw, mh)
+	if err != nil {
+		return fail(err)
+	}
+	tRead := time.Since(t0)
+	t0 = time.Now()
+	mask, err := tiling.TissueMask(low, maskMPP, opt.Mask)
+	if err != nil {
+		return fail(fmt.Errorf("pipeline: %s: %w", filepath.Base(in.Path), err))
+	}
+	step := plan.PatchSizeLevel0
+	patches := tiling.Grid(l0.Width, l0.Height, step, mask, opt.Grid.MinTissue)
+	tMask := time.Since(t0)
+	res.MaskTime = tRead + tMask
+	res.NumPatches, res.Tissue = len(patches), mask.TissueFraction()
+
+	t0 = time.Now()
+	qc := qcPicture(low, mask, patches, l0.Width, l0.Height, step, opt.QCMaxSide)
+	if err := writePNG(work.QCPNG(in.ID), qc); err != nil {
+		return fail(fmt.Errorf("pipeline: %s: qc.png: %w", in.ID, err))
+	}
+	if len(patches) == 0 {
+		return fail(fmt.Errorf("pipeline: %s: %w (tissue covers %.2f%% of the slide, no %dx%d patch reaches %.0f%% tissue; see %s)",
+			filepath.Base(in.Path), ErrNoTissue, 100*mask.TissueFraction(), opt.Grid.PatchSize, opt.Grid.PatchSize, 100*opt.Grid.MinTissue, work.QCPNG(in.ID)))
+	}
+	sum, err := writeCoords(work.CoordsH5(in.ID), in.ID, s.Meta, plan, patches, opt.Grid)
+	if err != nil {
+		return fail(fmt.Errorf("pipeline: %s: coords.h5: %w", in.ID, err))
+	}
+	tWrite := time.Since(t0)
+
+	meta := s.Meta
+	rec := SlideRecord{
+		Version: Version, Slide: meta, Plan: plan, Params: opt,
+		MaskWidth: mask.W, MaskHeight: mask.H, MaskMPP: maskMPP, MaskLevel: maskLevel,
+		TissueFraction: mask.TissueFraction(),
+		GridCols:       l0.Width / int64(step), GridRows: l0.Height / int64(step),
+		NumPatches: len(patches), CoordsSHA256: sum,
+		Timings: map[string]string{
+			"open": tOpen.Round(time.Millisecond).String(), "read_low_res": tRead.Round(time.Millisecond).String(),
+			"mask_and_grid": tMask.Round(time.Millisecond).String(), "write": tWrite.Round(time.Millisecond).String(),
+		},
+	}
+	b, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return fail(fmt.Errorf("pipeline: %s: slide.json: %w", in.ID, err))
+	}
+	if err := store.WriteFileAtomic(work.SlideJSON(in.ID), append(b, '\n'), 0o644); err != nil {
+		return fail(fmt.Errorf("pipeline: %s: slide.json: %w", in.ID, err))
+	}
+	log.Info("tiled", "patches", len(patches), "tissue", fmt.Sprintf("%.1f%%", 100*mask.TissueFraction()),
+		"level", plan.Level, "read_size", plan.ReadSize, "elapsed", time.Since(start).Round(time.Millisecond))
+	return res
+}
+
+// writeCoords writes coords.h5 in the CLAM/TRIDENT layout and returns the
+// SHA-256 of the coordinates (the input checksum later stages record).
+func writeCoords(path, id string, meta slide.Metadata, plan tiling.ReadPlan, patches []tiling.Patch, g tiling.GridConfig) (string, error) {
+	coords := make([]int64, 2*len(patches))
+	tissue := make([]float32, len(patches))
+	for i, p := range patches {
+		coords[2*i], coords[2*i+1] = p.X, p.Y
+		tissue[i] = p.Tissue
+	}
+	w, err := store.CreateH5(path)
+	if err != nil {
+		return "", err
+	}
+	defer w.Abort()
+	if err := w.WriteInt64("coords", coords, len(patches), 2); err != nil {
+		return "", err
+	}
+	if err := w.WriteFloat32("tissue", tissue, len(patches)); err != nil {
+		return "", err
+	}
+	lv := meta.Levels[plan.Level]
+	mag := 0.0
+	if meta.MPPX > 0 {
+		mag = math.Round(10/meta.MPPX*100) / 100
+	}
+	if meta.ObjectivePower > 0 {
+		mag = meta.ObjectivePower
+	}
+	attrs := []struct {
+		k string
+		v any
+	}{
+		{"patch_size", int64(plan.PatchSize)},
+		{"patch_size_level0", int64(plan.PatchSizeLevel0)},
+		{"target_mpp", plan.TargetMPP},
+		{"level", int64(plan.Level)},
+		{"read_size", int64(plan.ReadSize)},
+		// CLAM's names.
+		{"patch_level", int64(plan.Level)},
+		{"downsample", []float64{lv.Downsample, lv.Downsample}},
+		{"level_dim", []int64{lv.Width, lv.Height}},
+		{"downsampled_level_dim", []int64{lv.Width, lv.Height}},
+		{"name", id},
+		// TRIDENT's names.
+		{"level0_magnification", mag},
+		{"target_magnification", math.Round(10/plan.TargetMPP*100) / 100},
+		{"overlap", int64(0)},
+		{"min_tissue", g.MinTissue},
+	}
+	for _, a := range attrs {
+		if err := w.SetAttr("coords", a.k, a.v); err != nil {
+			return "", err
+		}
+	}
+	if err := w.Commit(); err != nil {
+		return "", err
+	}
+	return CoordsChecksum(coords), nil
+}
+
+// CoordsChecksum is the hex SHA-256 of the little-endian coordinates.
+func CoordsChecksum(coords []int64) string {
+	h := sha256.New()
+	var b [8]byte
+	for _, c := range coords {
+		for i := 0; i < 8; i++ {
+			b[i] = byte(uint64(c) >> (8 * i))
+		}
+		h.Write(b[:])
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// qcPicture scales the low-resolution image to at most maxSide and draws the
+// tissue outline and the kept patches on it.
+func qcPicture(low *raster.RGB, mask *tiling.Mask, patches []tiling.Patch, w0, h0 int64, step, maxSide int) *raster.RGB {
+	thumb := low
+	if long := max(low.W, low.H); long > maxSide {
+		s := float64(maxSide) / float64(long)
+		if r, err := raster.Resize(low, max(1, int(float64(low.W)*s)), max(1, int(float64(low.H)*s))); err == nil {
+			thumb = r
+		}
+	}
+	sx, sy := float64(thumb.W)/float64(w0), float64(thumb.H)/float64(h0)
+	boxes := make([]image.Rectangle, len(patches))
+	for i, p := range patches {
+		boxes[i] = image.Rect(int(float64(p.X)*sx), int(float64(p.Y)*sy),
+			int(float64(p.X+int64(step))*sx), int(float64(p.Y+int64(step))*sy))
+	}
+	return tiling.DrawQC(thumb, mask, boxes)
+}
+
+func writePNG(path string, img *raster.RGB) error {
+	var buf bytes.Buffer
+	enc := png.Encoder{CompressionLevel: png.BestSpeed}
+	if err := enc.Encode(&buf, img.ToImage()); err != nil {
+		return err
+	}
+	return store.WriteFileAtomic(path, buf.Bytes(), 0o644)
+}
+
+// Progress receives one call per finished slide.
+type Progress interface {
+	Start(total int)
+	Done(r TileResult)
+}
+
+// TileSummary counts a batch.
+type TileSummary struct {
+	Done, Failed int
+	Results      []TileResult
+}
+
+// TileAll tiles every input with the given number of concurrent slides. A
+// failing slide is recorded and the others go on; cancelling ctx stops
+// starting new slides.
+func TileAll(ctx context.Context, inputs []Input, work Work, opt TileOptions, workers int, prog Progress) TileSummary {
+	if workers <= 0 {
+		workers = min(runtime.NumCPU(), 4)
+	}
+	if prog != nil {
+		prog.Start(len(inputs))
+	}
+	results := make([]TileResult, len(inputs))
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(workers)
+	for i, in := range inputs {
+		if gctx.Err() != nil {
+			results[i] = TileResult{ID: in.ID, Path: in.Path, Err: fmt.Errorf("pipeline: %s: not started: %w", in.ID, gctx.Err())}
+			continue
+		}
+		g.Go(func() error {
+			r := TileSlide(gctx, in, work, opt)
+			if r.Err != nil {
+				slog.Error(r.Err.Error(), "slide", in.ID, "stage", "tile")
+			}
+			results[i] = r
+			if prog != nil {
+				mu.Lock()
+				prog.Done(r)
+				mu.Unlock()
+			}
+			return nil // one slide's failure never stops the batch
+		})
+	}
+	_ = g.Wait()
+	sum := TileSummary{Results: results}
+	for _, r := range results {
+		if r.Err != nil {
+			sum.Failed++
+		} else {
+			sum.Done++
+		}
+	}
+	return sum
+}
+
+// WriteSummary prints the batch result, failed slides with their reasons.
+func (s TileSummary) WriteSummary(w io.Writer) {
+	fmt.Fprintf(w, "tile: %d done, %d failed\n", s.Done, s.Failed)
+	for _, r := range s.Results {
+		if r.Err != nil {
+			fmt.Fprintf(w, "  FAILED %s: %v\n", r.ID, r.Err)
+		}
+	}
+}

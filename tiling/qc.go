@@ -1,0 +1,93 @@
+package tiling
+
+import (
+	"image"
+
+	"github.com/her2wsi/her2wsi/internal/raster"
+)
+
+// QC picture colours: the tissue outline is bright green (it stands out on
+// pink/purple H&E and brown/blue IHC), kept patches are outlined in blue.
+var (
+	qcOutline = [3]uint8{0, 230, 0}
+	qcBox     = [3]uint8{0, 40, 255}
+)
+
+// DrawQC returns a copy of thumb with the outline of the tissue in mask drawn
+// in green and each box (a kept patch, in thumbnail pixel coordinates, Max
+// exclusive) drawn as a 1-px blue rectangle outline. The mask may have any
+// size: it is scaled to the thumbnail by nearest neighbour. The outline is 1
+// px wide on thumbnails up to 600 px on their longer side, 2 px above, and is
+// drawn on the tissue side of the boundary (the image border counts as
+// boundary, so tissue cut by the border is framed). A nil mask draws no
+// outline; boxes are clipped to the image. DrawQC returns nil when thumb is
+// nil or invalid.
+func DrawQC(thumb *raster.RGB, mask *Mask, boxes []image.Rectangle) *raster.RGB {
+	if thumb.Valid() != nil {
+		return nil
+	}
+	out := raster.New(thumb.W, thumb.H)
+	copy(out.Pix, thumb.Pix)
+	tw, th := thumb.W, thumb.H
+	if mask != nil && mask.W > 0 && mask.H > 0 && len(mask.Tissue) == mask.W*mask.H {
+		// Resample the mask to thumbnail size.
+		xs := make([]int, tw)
+		for x := range xs {
+			xs[x] = min(int((float64(x)+0.5)*float64(mask.W)/float64(tw)), mask.W-1)
+		}
+		t := make([]bool, tw*th)
+		for y := 0; y < th; y++ {
+			my := min(int((float64(y)+0.5)*float64(mask.H)/float64(th)), mask.H-1)
+			row := mask.Tissue[my*mask.W : (my+1)*mask.W]
+			for x := 0; x < tw; x++ {
+				t[y*tw+x] = row[xs[x]] != 0
+			}
+		}
+		width := 1
+		if max(tw, th) > 600 {
+			width = 2
+		}
+		in := func(x, y int) bool {
+			return x >= 0 && y >= 0 && x < tw && y < th && t[y*tw+x]
+		}
+		for y := 0; y < th; y++ {
+			for x := 0; x < tw; x++ {
+				if !t[y*tw+x] {
+					continue
+				}
+				edge := false
+				for d := 1; d <= width && !edge; d++ {
+					edge = !in(x-d, y) || !in(x+d, y) || !in(x, y-d) || !in(x, y+d)
+				}
+				if edge {
+					out.Set(x, y, qcOutline[0], qcOutline[1], qcOutline[2])
+				}
+			}
+		}
+	}
+	for _, b := range boxes {
+		drawRect(out, b.Canon(), qcBox)
+	}
+	return out
+}
+
+// drawRect draws the 1-px outline of r (Max exclusive), clipped to img.
+func drawRect(img *raster.RGB, r image.Rectangle, c [3]uint8) {
+	if r.Empty() {
+		return
+	}
+	x0, y0, x1, y1 := r.Min.X, r.Min.Y, r.Max.X-1, r.Max.Y-1
+	set := func(x, y int) {
+		if x >= 0 && y >= 0 && x < img.W && y < img.H {
+			img.Set(x, y, c[0], c[1], c[2])
+		}
+	}
+	for x := max(x0, 0); x <= min(x1, img.W-1); x++ {
+		set(x, y0)
+		set(x, y1)
+	}
+	for y := max(y0, 0); y <= min(y1, img.H-1); y++ {
+		set(x0, y)
+		set(x1, y)
+	}
+}
