@@ -4,7 +4,8 @@ export PATH := /usr/local/go/bin:$(PATH)
 GO ?= go
 BIN := bin/pipeline
 DEMO := demo-out
-SHARED_DATA ?= $(abspath ../shared/data)
+# Real test slides: ../shared/data beside the checkout, else the workplace copy.
+SHARED_DATA ?= $(firstword $(wildcard $(abspath ../shared/data) /work/shared/data) $(abspath ../shared/data))
 export HER2WSI_DATA := $(SHARED_DATA)
 
 .PHONY: all setup build test vet demo bench fuzz clean

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/her2wsi/her2wsi/internal/store"
+	"github.com/her2wsi/her2wsi/internal/testutil"
 	"github.com/her2wsi/her2wsi/slide"
 )
 
@@ -288,18 +289,7 @@ print("ok")
 	}
 }
 
-func sharedData(t *testing.T, sub string) string {
-	t.Helper()
-	base := os.Getenv("HER2WSI_DATA")
-	if base == "" {
-		base = filepath.Join("..", "..", "shared", "data")
-	}
-	p := filepath.Join(base, sub)
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("shared data %s not present", p)
-	}
-	return p
-}
+func sharedData(t *testing.T, sub string) string { return testutil.SharedData(t, sub) }
 
 // The tile stage on the real slides and images of shared/data: plausible
 // patch counts and tissue fractions, judged against the QC pictures (see

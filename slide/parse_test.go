@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/her2wsi/her2wsi/internal/testutil"
 )
 
 // tinyTIFF builds a one-page little-endian TIFF with the given entries.
@@ -139,7 +141,7 @@ func FuzzParseTIFF(f *testing.F) {
 	f.Add(tinyTIFF(100, 50, "Aperio|MPP = 0.5", 16))
 	f.Add([]byte("MM\x00*\x00\x00\x00\x08"))
 	f.Add([]byte("II+\x00\x08\x00\x00\x00\x10\x00\x00\x00\x00\x00\x00\x00"))
-	if p, err := filepath.Glob(filepath.Join("..", "..", "shared", "data", "*", "*.svs")); err == nil {
+	if p, err := filepath.Glob(filepath.Join(testutil.SharedDataRoot(), "*", "*.svs")); err == nil && testutil.SharedDataRoot() != "" {
 		for _, s := range p {
 			if b, err := os.ReadFile(s); err == nil && len(b) > 4096 {
 				f.Add(b[:4096]) // the header region of a real slide

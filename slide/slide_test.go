@@ -16,23 +16,11 @@ import (
 	"testing"
 
 	"github.com/her2wsi/her2wsi/internal/raster"
+	"github.com/her2wsi/her2wsi/internal/testutil"
 	"github.com/her2wsi/her2wsi/slide"
 )
 
-// dataDir is the shared real-slide folder (../shared/data from the repo, or
-// $HER2WSI_DATA). Tests that need it skip when it is absent.
-func dataDir(t testing.TB, sub string) string {
-	t.Helper()
-	base := os.Getenv("HER2WSI_DATA")
-	if base == "" {
-		base = filepath.Join("..", "..", "shared", "data")
-	}
-	p := filepath.Join(base, sub)
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("shared data %s not present", p)
-	}
-	return p
-}
+func dataDir(t testing.TB, sub string) string { return testutil.SharedData(t, sub) }
 
 type fixture struct {
 	name string
@@ -126,7 +114,7 @@ func TestMPPOverride(t *testing.T) {
 // The fast tiffload path must give exactly OpenSlide's pixels.
 func TestTIFFReaderMatchesOpenSlide(t *testing.T) {
 	paths := []string{writeFixture(t, t.TempDir(), fixture{"a.svs", slide.SynthOptions{Width: 3000, Height: 2000, MPP: 0.25, AppMag: 40, Aperio: true, Pyramid4: true, Tissue: tissue}})}
-	if os.Getenv("HER2WSI_DATA") != "" || dirExists(filepath.Join("..", "..", "shared", "data")) {
+	if testutil.SharedDataRoot() != "" {
 		paths = append(paths, filepath.Join(dataDir(t, "openslide-cmu-1-small-region-svs"), "CMU-1-Small-Region.svs"))
 	}
 	for _, p := range paths {
@@ -163,8 +151,6 @@ func TestTIFFReaderMatchesOpenSlide(t *testing.T) {
 		ref.Close()
 	}
 }
-
-func dirExists(p string) bool { fi, err := os.Stat(p); return err == nil && fi.IsDir() }
 
 func maxDiff(a, b *raster.RGB) int {
 	d := 0

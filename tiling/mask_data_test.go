@@ -17,19 +17,10 @@ import (
 	"testing"
 
 	"github.com/her2wsi/her2wsi/internal/raster"
+	"github.com/her2wsi/her2wsi/internal/testutil"
 )
 
-// dataRoot is the shared real-data folder (present in CI; tests skip without it).
-const dataRoot = "../../shared/data"
-
-func dataDir(t testing.TB, name string) string {
-	t.Helper()
-	d := filepath.Join(dataRoot, name)
-	if st, err := os.Stat(d); err != nil || !st.IsDir() {
-		t.Skipf("real data %s not present", d)
-	}
-	return d
-}
+func dataDir(t testing.TB, name string) string { return testutil.SharedData(t, name) }
 
 // loadImage decodes a PNG, JPEG or (uncompressed / PackBits RGB) TIFF file.
 func loadImage(t testing.TB, path string) *raster.RGB {
@@ -391,7 +382,7 @@ func realCases(t testing.TB) []realCase {
 		{b("IHC/00820_test_2+.jpg"), 0.95, 1, false, "HER2 2+: tumour and pale stroma throughout"},
 		{b("IHC/00672_test_3+.jpg"), 0.5, 0.7, false, "HER2 3+: tumour and pale blue stroma; glass in the lower-left ~40 %"},
 	}
-	dir := filepath.Join(dataRoot, kather)
+	dir := filepath.Join(testutil.SharedDataRoot(), kather)
 	files, _ := filepath.Glob(filepath.Join(dir, "*", "*.tif"))
 	sort.Strings(files)
 	for _, f := range files {
@@ -454,7 +445,7 @@ func TestRealAgainstReferences(t *testing.T) {
 	var okMine, okPAMA, okCLAM, n int
 	var leakMine, leakPAMA, leakCLAM float64
 	for _, c := range realCases(t) {
-		if _, err := os.Stat(filepath.Join(dataRoot, c.img.set)); err != nil {
+		if root := testutil.SharedDataRoot(); root == "" || !exists(filepath.Join(root, c.img.set)) {
 			continue
 		}
 		img, mpp, _ := c.img.prepare(t)
@@ -504,3 +495,5 @@ func TestRealAgainstReferences(t *testing.T) {
 		t.Errorf("pen leak: this %.3f, PAMA %.3f, CLAM %.3f", leakMine, leakPAMA, leakCLAM)
 	}
 }
+
+func exists(p string) bool { _, err := os.Stat(p); return err == nil }
