@@ -234,6 +234,9 @@ func Open(path string, opt Options) (*Slide, error) {
 	if len(meta.Levels) == 0 {
 		return nil, fail("no pyramid levels")
 	}
+	if meta.Associated == nil {
+		meta.Associated = []string{}
+	}
 	s := &Slide{Meta: meta, levels: make([]*levelHandle, len(meta.Levels)), strictLevels: make([]*levelHandle, len(meta.Levels))}
 	for i := range s.levels {
 		s.levels[i], s.strictLevels[i] = &levelHandle{}, &levelHandle{}
