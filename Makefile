@@ -12,11 +12,17 @@ export HER2WSI_DATA := $(SHARED_DATA)
 
 all: build
 
+# The ONNX Runtime library the project pins (fetched from npm, checksum-verified).
+ORT_LIB := $(abspath .cache/onnxruntime/1.30.0/libonnxruntime.so.1)
+export HER2WSI_ORT_LIB ?= $(ORT_LIB)
+
 setup:
 	@scripts/setup.sh
+	@scripts/fetch-onnxruntime.sh >/dev/null
 
 build: setup
 	$(GO) build -o $(BIN) ./cmd/pipeline
+	$(GO) build -o bin/embed-bench ./cmd/embed-bench
 
 vet: setup
 	$(GO) vet ./...

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"image"
 	"image/png"
-	"io"
 	"log/slog"
 	"math"
 	"os"
@@ -38,6 +37,7 @@ type TileOptions struct {
 	MPP       float64           `json:"mpp_override,omitempty"` // µm/px override for slides without one
 	Reader    string            `json:"reader,omitempty"`       // "", tiffload, openslideload
 	QCMaxSide int               `json:"qc_max_side"`
+	Force     bool              `json:"-"` // redo slides already tiled with these parameters
 }
 
 // DefaultTileOptions follow the paper: 256 px patches at 20×.
@@ -66,6 +66,7 @@ func (o TileOptions) Validate() error {
 type SlideRecord struct {
 	Version        string            `json:"her2wsi_version"`
 	Slide          slide.Metadata    `json:"slide"`
+	SourceModTime  time.Time         `json:"source_mod_time"`
 	Plan           tiling.ReadPlan   `json:"read_plan"`
 	Params         TileOptions       `json:"parameters"`
 	MaskWidth      int               `json:"mask_width"`
@@ -78,16 +79,19 @@ type SlideRecord struct {
 	NumPatches     int               `json:"num_patches"`
 	CoordsSHA256   string            `json:"coords_sha256"`
 	Timings        map[string]string `json:"timings"`
+	Imported       string            `json:"imported,omitempty"` // features imported from this file; no slide here
 }
 
-// TileResult reports one slide.
-type TileResult struct {
-	ID, Path   string
-	NumPatches int
-	Tissue     float64
-	Elapsed    time.Duration
-	MaskTime   time.Duration // reading the low-resolution level + mask + grid
-	Err        error
+// writeSlideRecord writes slide.json atomically.
+func writeSlideRecord(work Work, id string, rec SlideRecord) error {
+	b, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return fmt.Errorf("pipeline: %s: slide.json: %w", id, err)
+	}
+	if err := store.WriteFileAtomic(work.SlideJSON(id), append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("pipeline: %s: slide.json: %w", id, err)
+	}
+	return nil
 }
 
 // ErrNoTissue is wrapped when a slide has no patch with enough tissue.
@@ -96,16 +100,26 @@ var ErrNoTissue = errors.New("no tissue found")
 // TileSlide runs the tile stage on one slide and writes slide.json,
 // coords.h5 and qc.png into its folder. slide.json is removed first and
 // written last, so a slide is tiled exactly when slide.json exists.
-func TileSlide(ctx context.Context, in Input, work Work, opt TileOptions) (res TileResult) {
+func TileSlide(ctx context.Context, in Input, work Work, opt TileOptions) (res Result) {
 	start := time.Now()
-	res = TileResult{ID: in.ID, Path: in.Path}
+	res = Result{Stage: StageTile, ID: in.ID, Path: in.Path}
 	defer func() { res.Elapsed = time.Since(start) }()
 	log := slog.With("slide", in.ID, "stage", "tile")
-	fail := func(err error) TileResult {
+	fail := func(err error) Result {
 		res.Err = err
 		return res
 	}
 	dir := work.SlideDir(in.ID)
+	fi, err := os.Stat(in.Path)
+	if err != nil {
+		return fail(fmt.Errorf("slide: %s: %w", filepath.Base(in.Path), unwrapPath(err)))
+	}
+	if !opt.Force {
+		if why := tileUpToDate(work, in.ID, fi, opt); why != "" {
+			res.Skipped, res.Reason = true, why
+			return res
+		}
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fail(fmt.Errorf("pipeline: %s: %w", in.ID, err))
 	}
@@ -177,7 +191,7 @@ func TileSlide(ctx context.Context, in Input, work Work, opt TileOptions) (res T
 
 	meta := s.Meta
 	rec := SlideRecord{
-		Version: Version, Slide: meta, Plan: plan, Params: opt,
+		Version: Version, Slide: meta, SourceModTime: fi.ModTime().UTC(), Plan: plan, Params: opt,
 		MaskWidth: mask.W, MaskHeight: mask.H, MaskMPP: maskMPP, MaskLevel: maskLevel,
 		TissueFraction: mask.TissueFraction(),
 		GridCols:       l0.Width / int64(step), GridRows: l0.Height / int64(step),
@@ -187,16 +201,31 @@ func TileSlide(ctx context.Context, in Input, work Work, opt TileOptions) (res T
 			"mask_and_grid": tMask.Round(time.Millisecond).String(), "write": tWrite.Round(time.Millisecond).String(),
 		},
 	}
-	b, err := json.MarshalIndent(rec, "", "  ")
-	if err != nil {
-		return fail(fmt.Errorf("pipeline: %s: slide.json: %w", in.ID, err))
-	}
-	if err := store.WriteFileAtomic(work.SlideJSON(in.ID), append(b, '\n'), 0o644); err != nil {
-		return fail(fmt.Errorf("pipeline: %s: slide.json: %w", in.ID, err))
+	if err := writeSlideRecord(work, in.ID, rec); err != nil {
+		return fail(err)
 	}
 	log.Info("tiled", "patches", len(patches), "tissue", fmt.Sprintf("%.1f%%", 100*mask.TissueFraction()),
 		"level", plan.Level, "read_size", plan.ReadSize, "elapsed", time.Since(start).Round(time.Millisecond))
 	return res
+}
+
+// tileUpToDate returns why a slide need not be tiled again ("" if it must):
+// its slide.json records the same parameters and the same source file (size
+// and modification time), and its coords.h5 has the recorded checksum.
+func tileUpToDate(work Work, id string, fi os.FileInfo, opt TileOptions) string {
+	rec, err := work.ReadSlideRecord(id)
+	if err != nil {
+		return ""
+	}
+	a, _ := json.Marshal(rec.Params)
+	b, _ := json.Marshal(opt)
+	if string(a) != string(b) || rec.Slide.SizeBytes != fi.Size() || !rec.SourceModTime.Equal(fi.ModTime().UTC()) {
+		return ""
+	}
+	if _, err := work.ReadCoords(id, rec); err != nil {
+		return ""
+	}
+	return "tiled already with the same parameters and slide file"
 }
 
 // writeCoords writes coords.h5 in the CLAM/TRIDENT layout and returns the
@@ -300,41 +329,29 @@ func writePNG(path string, img *raster.RGB) error {
 	return store.WriteFileAtomic(path, buf.Bytes(), 0o644)
 }
 
-// Progress receives one call per finished slide.
-type Progress interface {
-	Start(total int)
-	Done(r TileResult)
-}
-
-// TileSummary counts a batch.
-type TileSummary struct {
-	Done, Failed int
-	Results      []TileResult
-}
-
 // TileAll tiles every input with the given number of concurrent slides. A
 // failing slide is recorded and the others go on; cancelling ctx stops
 // starting new slides.
-func TileAll(ctx context.Context, inputs []Input, work Work, opt TileOptions, workers int, prog Progress) TileSummary {
+func TileAll(ctx context.Context, inputs []Input, work Work, opt TileOptions, workers int, prog Progress) Summary {
 	if workers <= 0 {
 		workers = min(runtime.NumCPU(), 4)
 	}
 	if prog != nil {
-		prog.Start(len(inputs))
+		prog.Start(StageTile, len(inputs))
 	}
-	results := make([]TileResult, len(inputs))
+	results := make([]Result, len(inputs))
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(workers)
 	for i, in := range inputs {
 		if gctx.Err() != nil {
-			results[i] = TileResult{ID: in.ID, Path: in.Path, Err: fmt.Errorf("pipeline: %s: not started: %w", in.ID, gctx.Err())}
+			results[i] = Result{Stage: StageTile, ID: in.ID, Path: in.Path, Err: fmt.Errorf("pipeline: %s: not started: %w", in.ID, gctx.Err())}
 			continue
 		}
 		g.Go(func() error {
 			r := TileSlide(gctx, in, work, opt)
 			if r.Err != nil {
-				slog.Error(r.Err.Error(), "slide", in.ID, "stage", "tile")
+				slog.Error(r.Err.Error(), "slide", in.ID, "stage", StageTile)
 			}
 			results[i] = r
 			if prog != nil {
@@ -346,23 +363,5 @@ func TileAll(ctx context.Context, inputs []Input, work Work, opt TileOptions, wo
 		})
 	}
 	_ = g.Wait()
-	sum := TileSummary{Results: results}
-	for _, r := range results {
-		if r.Err != nil {
-			sum.Failed++
-		} else {
-			sum.Done++
-		}
-	}
-	return sum
-}
-
-// WriteSummary prints the batch result, failed slides with their reasons.
-func (s TileSummary) WriteSummary(w io.Writer) {
-	fmt.Fprintf(w, "tile: %d done, %d failed\n", s.Done, s.Failed)
-	for _, r := range s.Results {
-		if r.Err != nil {
-			fmt.Fprintf(w, "  FAILED %s: %v\n", r.ID, r.Err)
-		}
-	}
+	return NewSummary(StageTile, results)
 }

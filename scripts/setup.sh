@@ -10,6 +10,8 @@ APT_PACKAGES=(
   libhdf5-dev hdf5-tools    # HDF5 outputs; h5dump for tests
   python3-h5py              # tests check that h5py reads our files
 )
+# npm fetches the ONNX Runtime library (scripts/fetch-onnxruntime.sh).
+command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(npm)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

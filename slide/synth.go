@@ -170,3 +170,37 @@ func StainTexture(n int, stain string, seed uint64) *raster.RGB {
 	}
 	return img
 }
+
+// WriteImage saves img as a tiled TIFF (deflate, lossless: pixels read back
+// exactly) with the given resolution, as a pyramid when pyramid is set. For
+// test fixtures whose pixel content must be known exactly.
+func WriteImage(path string, img *raster.RGB, mpp float64, pyramid bool) error {
+	if err := ensureInit(); err != nil {
+		return err
+	}
+	if err := img.Valid(); err != nil {
+		return err
+	}
+	c := C.her2_image_from_rgb((*C.uchar)(unsafe.Pointer(&img.Pix[0])), C.int(img.W), C.int(img.H))
+	if c == nil {
+		return errors.New("slide: write image: " + takeError())
+	}
+	defer C.her2_unref(c)
+	ppmm := 72 / 25.4
+	if mpp > 0 {
+		ppmm = 1000 / mpp
+	}
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp-image.tif")
+	cp, cd := C.CString(tmp), C.CString("")
+	defer C.free(unsafe.Pointer(cp))
+	defer C.free(unsafe.Pointer(cd))
+	if C.her2_save_pyramid(c, cp, cd, C.double(ppmm), 256, 90, 0, cbool(pyramid), 0) != 0 {
+		os.Remove(tmp)
+		return fmt.Errorf("slide: write %s: %s", filepath.Base(path), takeError())
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("slide: write %s: %w", filepath.Base(path), err)
+	}
+	return nil
+}

@@ -123,50 +123,11 @@ func printInfo(w io.Writer, m slide.Metadata) {
 }
 
 func runTile(ctx context.Context, args []string) error {
-	fs := newFlags("tile", "--input FILE|DIR [--input ...] --out WORK [flags]")
-	var inputs stringList
-	fs.Var(&inputs, "input", "slide file or directory of slides (repeatable; extra arguments are inputs too)")
-	out := fs.String("out", "", "work folder (required)")
-	opt := pipeline.DefaultTileOptions()
-	fs.Float64Var(&opt.MPP, "mpp", 0, "microns per pixel at level 0 for slides whose metadata has none (overrides the metadata)")
-	fs.Float64Var(&opt.Grid.TargetMPP, "target-mpp", opt.Grid.TargetMPP, "patch resolution in µm/px (0.5 = 20×)")
-	fs.IntVar(&opt.Grid.PatchSize, "patch-size", opt.Grid.PatchSize, "patch side in pixels at the target resolution")
-	fs.Float64Var(&opt.Grid.MinTissue, "min-tissue", opt.Grid.MinTissue, "tissue fraction a patch needs to be kept (0..1]")
-	fs.Float64Var(&opt.Grid.MPPTolerance, "mpp-tolerance", opt.Grid.MPPTolerance, "relative tolerance for reading a level as an exact multiple of the target")
-	fs.Float64Var(&opt.Grid.MaskMPP, "mask-mpp", opt.Grid.MaskMPP, "resolution of the tissue mask in µm/px")
-	fs.StringVar(&opt.Reader, "reader", "", "force a loader: tiffload or openslideload (default: fastest correct one)")
-	workers := fs.Int("workers", 0, "slides processed at once (default: min(CPUs, 4))")
-	recursive := fs.Bool("recursive", false, "descend into sub-directories of input directories")
-	logf := addLogFlags(fs)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	inputs = append(inputs, fs.Args()...)
-	if len(inputs) == 0 || *out == "" {
-		return usageError{errors.New("--input and --out are required")}
-	}
-	if err := opt.Validate(); err != nil {
-		return usageError{err}
-	}
-	slides, err := pipeline.FindSlides(inputs, *recursive)
-	if err != nil {
-		return usageError{err}
-	}
-	if len(slides) == 0 {
-		return usageError{fmt.Errorf("no slides found in %s (extensions: %s)", strings.Join(inputs, ", "), strings.Join(pipeline.SlideExtensions, " "))}
-	}
-	bar := setupLogging(logf, true)
-	sum := pipeline.TileAll(ctx, slides, pipeline.Work{Dir: *out}, opt, *workers, bar)
-	bar.Finish()
-	sum.WriteSummary(os.Stderr)
-	fmt.Printf("results: %s/slides/<slide_id>/{slide.json,coords.h5,qc.png}\n", strings.TrimRight(*out, "/"))
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	if sum.Failed > 0 {
-		return fmt.Errorf("%d of %d slides failed", sum.Failed, len(slides))
-	}
-	return nil
+	return runStages(ctx, "tile", append([]string{"--stage", "tile"}, args...))
+}
+
+func runRun(ctx context.Context, args []string) error {
+	return runStages(ctx, "run", args)
 }
 
 func runSynth(ctx context.Context, args []string) error {

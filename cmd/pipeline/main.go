@@ -1,6 +1,7 @@
 // Command pipeline is the her2wsi command line: flags in, pipeline calls out.
 //
 //	pipeline info SLIDE...                     print a slide's metadata
+//	pipeline run --input FILE|DIR --out WORK [--stage tile,embed] --encoder M.onnx
 //	pipeline tile --input FILE|DIR --out WORK  tissue mask + 20× patch grid
 //	pipeline synth --out FILE.svs              generate a synthetic test slide
 //
@@ -30,15 +31,17 @@ var commands = map[string]struct {
 	run  func(ctx context.Context, args []string) error
 	help string
 }{
-	"info":  {runInfo, "print the metadata of slides"},
-	"tile":  {runTile, "find tissue and write the 20× patch grid of slides"},
-	"synth": {runSynth, "generate a synthetic pyramidal test slide"},
+	"info":            {runInfo, "print the metadata of slides"},
+	"run":             {runRun, "run stages (tile, embed) over slides, skipping what is up to date"},
+	"tile":            {runTile, "the tile stage alone (= run --stage tile)"},
+	"synth":           {runSynth, "generate a synthetic pyramidal test slide"},
+	"import-features": {runImport, "place CLAM/TRIDENT feature files made elsewhere into the work folder"},
 }
 
 func usage() {
 	fmt.Fprintf(os.Stderr, "usage: pipeline COMMAND [flags]\n\ncommands:\n")
-	for _, name := range []string{"info", "tile", "synth"} {
-		fmt.Fprintf(os.Stderr, "  %-8s %s\n", name, commands[name].help)
+	for _, name := range []string{"info", "run", "tile", "import-features", "synth"} {
+		fmt.Fprintf(os.Stderr, "  %-16s %s\n", name, commands[name].help)
 	}
 	fmt.Fprintf(os.Stderr, "\n'pipeline COMMAND -h' lists a command's flags.\n")
 }

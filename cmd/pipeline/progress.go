@@ -62,15 +62,18 @@ func setupLogging(f logFlags, withBar bool) *barProgress {
 	return p
 }
 
-func (p *barProgress) Start(total int) {
+func (p *barProgress) Start(stage string, total int) {
 	if !p.tty {
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.bar != nil {
+		p.bar.Finish()
+	}
 	p.bar = progressbar.NewOptions(total,
 		progressbar.OptionSetWriter(os.Stderr),
-		progressbar.OptionSetDescription("slides"),
+		progressbar.OptionSetDescription(stage),
 		progressbar.OptionShowCount(),
 		progressbar.OptionSetElapsedTime(true),
 		progressbar.OptionSetPredictTime(true),
@@ -78,7 +81,7 @@ func (p *barProgress) Start(total int) {
 	)
 }
 
-func (p *barProgress) Done(r pipeline.TileResult) {
+func (p *barProgress) Done(r pipeline.Result) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.bar != nil {

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/her2wsi/her2wsi/features"
+	"github.com/her2wsi/her2wsi/pipeline"
+)
+
+// allStages are the stages in order; those not built yet are refused.
+var allStages = []string{pipeline.StageTile, pipeline.StageEmbed}
+
+var plannedStages = []string{"anchors", "predict"}
+
+// parseStages turns --stage/--from into the ordered list of stages to run.
+func parseStages(stage, from string) ([]string, error) {
+	var want []string
+	switch {
+	case from != "":
+		i := slices.Index(allStages, from)
+		if i < 0 {
+			return nil, unknownStage(from)
+		}
+		want = allStages[i:]
+	case stage == "" || stage == "all":
+		want = allStages
+	default:
+		for _, s := range strings.Split(stage, ",") {
+			s = strings.TrimSpace(s)
+			if !slices.Contains(allStages, s) {
+				return nil, unknownStage(s)
+			}
+			if !slices.Contains(want, s) {
+				want = append(want, s)
+			}
+		}
+	}
+	// Keep pipeline order whatever order they were named in.
+	var out []string
+	for _, s := range allStages {
+		if slices.Contains(want, s) {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+func unknownStage(s string) error {
+	if slices.Contains(plannedStages, s) {
+		return fmt.Errorf("stage %q is not built yet (stages now: %s)", s, strings.Join(allStages, ", "))
+	}
+	return fmt.Errorf("unknown stage %q (stages: %s, or all)", s, strings.Join(allStages, ", "))
+}
+
+func runStages(ctx context.Context, name string, args []string) error {
+	fs := newFlags(name, "--input FILE|DIR [--input ...] --out WORK [--stage tile,embed|all] [flags]")
+	var inputs stringList
+	fs.Var(&inputs, "input", "slide file or directory of slides (repeatable; extra arguments are inputs too)")
+	out := fs.String("out", "", "work folder (required)")
+	stage := fs.String("stage", "all", "stages to run: "+strings.Join(allStages, ", ")+", a comma-separated list, or all")
+	from := fs.String("from", "", "run this stage and every later one")
+	force := fs.Bool("force", false, "redo work that is up to date")
+	recursive := fs.Bool("recursive", false, "descend into sub-directories of input directories")
+	// tile
+	opt := pipeline.DefaultTileOptions()
+	fs.Float64Var(&opt.MPP, "mpp", 0, "microns per pixel at level 0 for slides whose metadata has none (overrides the metadata)")
+	fs.Float64Var(&opt.Grid.TargetMPP, "target-mpp", opt.Grid.TargetMPP, "patch resolution in µm/px (0.5 = 20×)")
+	fs.IntVar(&opt.Grid.PatchSize, "patch-size", opt.Grid.PatchSize, "patch side in pixels at the target resolution")
+	fs.Float64Var(&opt.Grid.MinTissue, "min-tissue", opt.Grid.MinTissue, "tissue fraction a patch needs to be kept (0..1]")
+	fs.Float64Var(&opt.Grid.MPPTolerance, "mpp-tolerance", opt.Grid.MPPTolerance, "relative tolerance for reading a level as an exact multiple of the target")
+	fs.Float64Var(&opt.Grid.MaskMPP, "mask-mpp", opt.Grid.MaskMPP, "resolution of the tissue mask in µm/px")
+	fs.StringVar(&opt.Reader, "reader", "", "force a loader: tiffload or openslideload (default: fastest correct one)")
+	workers := fs.Int("workers", 0, "tile stage: slides processed at once (default: min(CPUs, 4))")
+	// embed
+	eopt := pipeline.DefaultEmbedOptions()
+	encoder := fs.String("encoder", "", "embed stage: encoder .onnx file or name (see $"+features.ModelsEnv+")")
+	device := fs.String("device", "cpu", "embed stage: cpu, cuda, cuda:N, or auto (CUDA when it loads, else CPU)")
+	ortLib := fs.String("ort-lib", "", "ONNX Runtime library (default: $"+features.LibraryEnv+", else the one scripts/fetch-onnxruntime.sh fetched)")
+	threads := fs.Int("threads", 0, "embed stage: ONNX Runtime intra-op threads (0: its default)")
+	fs.IntVar(&eopt.Batch, "batch", eopt.Batch, "embed stage: patches per inference call")
+	fs.IntVar(&eopt.Readers, "readers", eopt.Readers, "embed stage: goroutines reading and preprocessing patches")
+	fs.IntVar(&eopt.InFlight, "in-flight", eopt.InFlight, "embed stage: slides open at once")
+	logf := addLogFlags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	inputs = append(inputs, fs.Args()...)
+	if len(inputs) == 0 || *out == "" {
+		return usageError{errors.New("--input and --out are required")}
+	}
+	stages, err := parseStages(*stage, *from)
+	if err != nil {
+		return usageError{err}
+	}
+	opt.Force, eopt.Force = *force, *force
+	if err := opt.Validate(); err != nil {
+		return usageError{err}
+	}
+	if slices.Contains(stages, pipeline.StageEmbed) && *encoder == "" {
+		return usageError{errors.New("the embed stage needs --encoder FILE.onnx (or a name)")}
+	}
+	if _, _, err := features.ParseDevice(*device); err != nil {
+		return usageError{err}
+	}
+	slides, err := pipeline.FindSlides(inputs, *recursive)
+	if err != nil {
+		return usageError{err}
+	}
+	if len(slides) == 0 {
+		return usageError{fmt.Errorf("no slides found in %s (extensions: %s)", strings.Join(inputs, ", "), strings.Join(pipeline.SlideExtensions, " "))}
+	}
+	bar := setupLogging(logf, true)
+	defer bar.Finish()
+	work := pipeline.Work{Dir: *out}
+	var sums []pipeline.Summary
+	var runErr error
+	for _, st := range stages {
+		if ctx.Err() != nil {
+			break
+		}
+		switch st {
+		case pipeline.StageTile:
+			sums = append(sums, pipeline.TileAll(ctx, slides, work, opt, *workers, bar))
+		case pipeline.StageEmbed:
+			enc, err := features.Open(*encoder, features.Options{Device: *device, Threads: *threads, Library: *ortLib})
+			if err != nil {
+				runErr = err
+				break
+			}
+			sum, err := pipeline.EmbedAll(ctx, slides, work, enc, eopt, bar)
+			enc.Close()
+			sums = append(sums, sum)
+			if err != nil && ctx.Err() == nil {
+				runErr = err
+			}
+		}
+		if runErr != nil {
+			break
+		}
+	}
+	bar.Finish()
+	failed := 0
+	for _, s := range sums {
+		s.WriteSummary(os.Stderr)
+		failed += s.Failed
+	}
+	fmt.Printf("results: %s/slides/<slide_id>/\n", strings.TrimRight(*out, "/"))
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case runErr != nil:
+		return runErr
+	case failed > 0:
+		return fmt.Errorf("%d slide-stage(s) failed", failed)
+	}
+	return nil
+}

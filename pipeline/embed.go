@@ -1,0 +1,515 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/her2wsi/her2wsi/features"
+	"github.com/her2wsi/her2wsi/features/featfile"
+	"github.com/her2wsi/her2wsi/internal/raster"
+	"github.com/her2wsi/her2wsi/internal/store"
+	"github.com/her2wsi/her2wsi/slide"
+	"github.com/her2wsi/her2wsi/tiling"
+)
+
+// EmbedOptions are the embed stage's parameters.
+type EmbedOptions struct {
+	Batch   int  // samples per inference call
+	Readers int  // goroutines reading and preprocessing patches
+	InFlight int // slides open at once (bounds memory: each holds N×D features)
+	Force   bool // recompute even when the feature file is up to date
+}
+
+// DefaultEmbedOptions suit a CPU: batches of 32, two readers, two slides
+// in flight.
+func DefaultEmbedOptions() EmbedOptions {
+	return EmbedOptions{Batch: 32, Readers: min(2, runtime.NumCPU()), InFlight: 2}
+}
+
+// FeaturesH5 is WORK/slides/<id>/features/<encoder>.h5.
+func (w Work) FeaturesH5(id, encoder string) string {
+	return filepath.Join(w.SlideDir(id), "features", encoder+".h5")
+}
+
+// ReadSlideRecord loads a slide's slide.json, the tile stage's marker.
+func (w Work) ReadSlideRecord(id string) (SlideRecord, error) {
+	var rec SlideRecord
+	b, err := os.ReadFile(w.SlideJSON(id))
+	if errors.Is(err, os.ErrNotExist) {
+		return rec, fmt.Errorf("pipeline: %s: not tiled yet (no slide.json): run the tile stage first", id)
+	}
+	if err != nil {
+		return rec, fmt.Errorf("pipeline: %s: %w", id, err)
+	}
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return rec, fmt.Errorf("pipeline: %s: slide.json: %w", id, err)
+	}
+	return rec, nil
+}
+
+// ReadCoords loads coords.h5 and checks it against slide.json's checksum.
+func (w Work) ReadCoords(id string, rec SlideRecord) ([]int64, error) {
+	r, err := store.OpenH5(w.CoordsH5(id))
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	c, _, err := r.ReadInt64("coords")
+	if err != nil {
+		return nil, err
+	}
+	if sum := CoordsChecksum(c); sum != rec.CoordsSHA256 {
+		return nil, fmt.Errorf("pipeline: %s: coords.h5 does not match slide.json (checksum %s…, recorded %s…): rerun the tile stage", id, sum[:12], rec.CoordsSHA256[:min(12, len(rec.CoordsSHA256))])
+	}
+	return c, nil
+}
+
+// embedJob is one slide going through the embed stage.
+type embedJob struct {
+	in      Input
+	rec     SlideRecord
+	coords  []int64
+	feats   []float32
+	s       *slide.Slide
+	start   time.Time
+	pending atomic.Int64 // patches not yet accounted for
+	mu      sync.Mutex
+	err     error
+}
+
+func (j *embedJob) fail(err error) {
+	j.mu.Lock()
+	if j.err == nil {
+		j.err = err
+	}
+	j.mu.Unlock()
+}
+
+func (j *embedJob) failed() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.err
+}
+
+// slot says which patch a batch slot holds (job nil: unused).
+type slot struct {
+	job *embedJob
+	idx int
+}
+
+type embedBatch struct {
+	b        *features.Batch
+	slots    []slot
+	acquired int // slots handed out
+	filled   int // slots handed back
+}
+
+// assembler hands out batch slots to the readers, so each reader writes its
+// preprocessed patch straight into the batch, and ships a batch once it is
+// closed for new slots and every slot handed out has come back.
+type assembler struct {
+	mu   sync.Mutex
+	cur  *embedBatch // taking new slots
+	free chan *embedBatch
+	full chan *embedBatch
+}
+
+// acquire returns a batch and a slot in it, waiting for a free batch.
+func (a *assembler) acquire(ctx context.Context) (*embedBatch, int, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for a.cur == nil {
+		a.mu.Unlock()
+		var b *embedBatch
+		select {
+		case b = <-a.free:
+		case <-ctx.Done():
+			a.mu.Lock()
+			return nil, 0, ctx.Err()
+		}
+		a.mu.Lock()
+		if a.cur == nil {
+			b.acquired, b.filled = 0, 0
+			a.cur = b
+		} else {
+			a.free <- b // lost the race; the channel has room for it
+		}
+	}
+	b := a.cur
+	i := b.acquired
+	b.acquired++
+	if b.acquired == b.b.Cap {
+		a.cur = nil
+	}
+	return b, i, nil
+}
+
+// release hands a slot back; the batch ships when it is complete.
+func (a *assembler) release(ctx context.Context, b *embedBatch) error {
+	a.mu.Lock()
+	b.filled++
+	ship := a.cur != b && b.filled == b.acquired
+	a.mu.Unlock()
+	if ship {
+		return a.send(ctx, b)
+	}
+	return nil
+}
+
+// flush closes the current batch for new slots: it ships now if every slot
+// handed out has come back, else when the last one does. Readers call it
+// before they wait for input, so a partly filled batch never waits for
+// patches that cannot come until it is run (the feeder may be waiting for
+// a slide to finish, and the slide for this batch).
+func (a *assembler) flush(ctx context.Context) error {
+	a.mu.Lock()
+	b := a.cur
+	a.cur = nil
+	ship := b != nil && b.acquired > 0 && b.filled == b.acquired
+	a.mu.Unlock()
+	switch {
+	case b == nil:
+		return nil
+	case b.acquired == 0:
+		a.free <- b // we took it from free, so there is room
+		return nil
+	case ship:
+		return a.send(ctx, b)
+	}
+	return nil
+}
+
+func (a *assembler) send(ctx context.Context, b *embedBatch) error {
+	b.b.N = b.acquired
+	select {
+	case a.full <- b:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// EmbedAll runs the embed stage over tiled slides: readers (patch reads
+// through slide + tiling, preprocessing for the encoder) fill batches, one
+// goroutine owns the encoder and runs them, and a writer saves each slide's
+// features/<encoder>.h5 atomically once all its patches are embedded. Slides
+// overlap: reading slide N+1 proceeds while slide N is embedded, with at
+// most opt.InFlight slides open. A slide whose feature file matches the
+// encoder and its coordinates is skipped. A slide that fails (unreadable
+// tile, say) is reported and the others go on; an error of the runtime
+// itself stops the stage and is returned.
+func EmbedAll(ctx context.Context, inputs []Input, work Work, enc features.Encoder, opt EmbedOptions, prog Progress) (Summary, error) {
+	if opt.Batch <= 0 || opt.Readers <= 0 || opt.InFlight <= 0 {
+		return Summary{}, fmt.Errorf("pipeline: embed: batch %d, readers %d, in-flight %d must be positive", opt.Batch, opt.Readers, opt.InFlight)
+	}
+	if prog != nil {
+		prog.Start(StageEmbed, len(inputs))
+	}
+	results := make([]Result, len(inputs))
+	reported := make([]bool, len(inputs))
+	var resMu sync.Mutex
+	report := func(i int, r Result) {
+		if r.Err != nil {
+			slog.Error(r.Err.Error(), "slide", r.ID, "stage", StageEmbed)
+		} else if !r.Skipped {
+			slog.Info("embedded", "slide", r.ID, "stage", StageEmbed, "patches", r.NumPatches, "encoder", enc.Name(), "elapsed", r.Elapsed.Round(time.Millisecond))
+		}
+		resMu.Lock()
+		results[i], reported[i] = r, true
+		if prog != nil {
+			prog.Done(r)
+		}
+		resMu.Unlock()
+	}
+
+	const nBatches = 3 // one filling, one running, one spare
+	asm := &assembler{free: make(chan *embedBatch, nBatches), full: make(chan *embedBatch, nBatches)}
+	for i := 0; i < nBatches; i++ {
+		fb, err := enc.NewBatch(opt.Batch)
+		if err != nil {
+			return Summary{}, err
+		}
+		defer fb.Close()
+		asm.free <- &embedBatch{b: fb, slots: make([]slot, opt.Batch)}
+	}
+
+	type item struct {
+		job *embedJob
+		idx int
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	items := make(chan item, 4*opt.Batch)
+	finished := make(chan *embedJob, opt.InFlight)
+	inFlight := make(chan struct{}, opt.InFlight)
+	var openMu sync.Mutex
+	open := map[*embedJob]int{} // job → input index, while its slide is open
+
+	// account marks n patches of j as handled; the last sends j on.
+	account := func(j *embedJob, n int64) error {
+		if j.pending.Add(-n) != 0 {
+			return nil
+		}
+		select {
+		case finished <- j:
+			return nil
+		case <-gctx.Done():
+			return gctx.Err()
+		}
+	}
+
+	// Feeder: opens each slide and streams its patch indices.
+	g.Go(func() error {
+		defer close(items)
+		for i, in := range inputs {
+			select {
+			case inFlight <- struct{}{}:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			j, skip, err := prepareEmbedJob(in, work, enc, opt.Force)
+			if err != nil || skip != "" {
+				<-inFlight
+				report(i, Result{Stage: StageEmbed, ID: in.ID, Path: in.Path, Skipped: err == nil, Reason: skip, Err: err})
+				continue
+			}
+			openMu.Lock()
+			open[j] = i
+			openMu.Unlock()
+			n := len(j.coords) / 2
+			j.pending.Store(int64(n))
+			for k := 0; k < n; k++ {
+				select {
+				case items <- item{j, k}:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+			}
+		}
+		return nil
+	})
+
+	// Readers: read each patch and preprocess it into a batch slot.
+	var readers sync.WaitGroup
+	for r := 0; r < opt.Readers; r++ {
+		readers.Add(1)
+		g.Go(func() error {
+			defer readers.Done()
+			prep := enc.NewPreparer()
+			patch := raster.New(enc.PatchSize(), enc.PatchSize())
+			var pr *tiling.PatchReader
+			var prJob *embedJob
+			for {
+				var it item
+				var ok bool
+				select {
+				case it, ok = <-items:
+				default:
+					if err := asm.flush(gctx); err != nil {
+						return err
+					}
+					select {
+					case it, ok = <-items:
+					case <-gctx.Done():
+						return gctx.Err()
+					}
+				}
+				if !ok {
+					return nil
+				}
+				j := it.job
+				if j.failed() != nil { // skip the rest of a failed slide
+					if err := account(j, 1); err != nil {
+						return err
+					}
+					continue
+				}
+				if prJob != j {
+					pr, prJob = tiling.NewPatchReader(j.s, j.rec.Plan), j
+				}
+				if err := pr.Read(j.coords[2*it.idx], j.coords[2*it.idx+1], patch); err != nil {
+					j.fail(err)
+					if err := account(j, 1); err != nil {
+						return err
+					}
+					continue
+				}
+				b, s, err := asm.acquire(gctx)
+				if err != nil {
+					return err
+				}
+				if err := prep.Prepare(patch, b.b, s); err != nil {
+					j.fail(fmt.Errorf("pipeline: %s: %w", j.in.ID, err))
+					b.slots[s] = slot{}
+					if err := account(j, 1); err != nil {
+						return err
+					}
+				} else {
+					b.slots[s] = slot{j, it.idx}
+				}
+				if err := asm.release(gctx, b); err != nil {
+					return err
+				}
+			}
+		})
+	}
+	g.Go(func() error {
+		readers.Wait()
+		if err := gctx.Err(); err != nil {
+			return err
+		}
+		if err := asm.flush(gctx); err != nil {
+			return err
+		}
+		close(asm.full)
+		return nil
+	})
+
+	// Inference: the one goroutine that owns the encoder.
+	g.Go(func() error {
+		defer close(finished) // every patch is accounted for once this loop ends
+		d := enc.Dim()
+		for {
+			var b *embedBatch
+			select {
+			case bb, ok := <-asm.full:
+				if !ok {
+					return nil
+				}
+				b = bb
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			out, err := enc.Run(b.b)
+			if err != nil {
+				return err
+			}
+			for s := 0; s < b.b.N; s++ {
+				sl := b.slots[s]
+				if sl.job == nil {
+					continue
+				}
+				copy(sl.job.feats[sl.idx*d:(sl.idx+1)*d], out[s*d:(s+1)*d])
+				b.slots[s] = slot{}
+				if err := account(sl.job, 1); err != nil {
+					return err
+				}
+			}
+			select {
+			case asm.free <- b:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		}
+	})
+
+	// Writer: saves each finished slide and frees its place.
+	g.Go(func() error {
+		for {
+			select {
+			case j, ok := <-finished:
+				if !ok {
+					return nil
+				}
+				openMu.Lock()
+				i := open[j]
+				delete(open, j)
+				openMu.Unlock()
+				r := finishEmbedJob(j, work, enc)
+				<-inFlight
+				report(i, r)
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		}
+	})
+
+	err := g.Wait()
+	// After a cancellation or a runtime failure: close what is still open
+	// (nothing was written for it) and report the slides not finished.
+	for j, i := range open {
+		j.s.Close()
+		report(i, Result{Stage: StageEmbed, ID: j.in.ID, Path: j.in.Path, Err: fmt.Errorf("pipeline: %s: embedding interrupted: %w", j.in.ID, context.Cause(gctx))})
+	}
+	for i, in := range inputs {
+		if !reported[i] {
+			results[i] = Result{Stage: StageEmbed, ID: in.ID, Path: in.Path, Err: fmt.Errorf("pipeline: %s: not started: %w", in.ID, context.Cause(gctx))}
+		}
+	}
+	if err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled) {
+		return NewSummary(StageEmbed, results), err
+	}
+	return NewSummary(StageEmbed, results), ctx.Err()
+}
+
+// prepareEmbedJob loads what the embed stage needs of a slide, or says why
+// it is skipped.
+func prepareEmbedJob(in Input, work Work, enc features.Encoder, force bool) (*embedJob, string, error) {
+	rec, err := work.ReadSlideRecord(in.ID)
+	if err != nil {
+		return nil, "", err
+	}
+	if rec.Plan.PatchSize != enc.PatchSize() {
+		return nil, "", fmt.Errorf("pipeline: %s: tiled with %d px patches but encoder %s takes %d px", in.ID, rec.Plan.PatchSize, enc.Name(), enc.PatchSize())
+	}
+	out := work.FeaturesH5(in.ID, enc.Name())
+	if !force {
+		if info, n, dim, err := featfile.ReadInfo(out); err == nil &&
+			info.EncoderSHA256 == enc.Checksum() && info.CoordsSHA256 == rec.CoordsSHA256 &&
+			n == rec.NumPatches && dim == enc.Dim() {
+			return nil, "features up to date (same encoder and coordinates)", nil
+		}
+	}
+	coords, err := work.ReadCoords(in.ID, rec)
+	if err != nil {
+		return nil, "", err
+	}
+	path := rec.Slide.Path
+	if in.Path != "" {
+		path = in.Path
+	}
+	s, err := slide.Open(path, slide.Options{MPP: rec.Params.MPP, Reader: rec.Params.Reader})
+	if err != nil {
+		return nil, "", err
+	}
+	j := &embedJob{in: in, rec: rec, coords: coords, s: s, start: time.Now(),
+		feats: make([]float32, len(coords)/2*enc.Dim())}
+	return j, "", nil
+}
+
+// finishEmbedJob writes a finished slide's feature file (or reports its
+// failure) and closes the slide.
+func finishEmbedJob(j *embedJob, work Work, enc features.Encoder) Result {
+	defer j.s.Close()
+	r := Result{Stage: StageEmbed, ID: j.in.ID, Path: j.in.Path, NumPatches: len(j.coords) / 2}
+	if err := j.failed(); err != nil {
+		r.Err = err
+		return r
+	}
+	dir := filepath.Dir(work.FeaturesH5(j.in.ID, enc.Name()))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		r.Err = fmt.Errorf("pipeline: %s: %w", j.in.ID, err)
+		return r
+	}
+	_ = store.CleanTemps(dir)
+	err := featfile.Write(work.FeaturesH5(j.in.ID, enc.Name()), j.feats, j.coords, enc.Dim(), featfile.Info{
+		Encoder: enc.Name(), EncoderSHA256: enc.Checksum(), CoordsSHA256: j.rec.CoordsSHA256,
+		TargetMPP: j.rec.Plan.TargetMPP, PatchSize: j.rec.Plan.PatchSize, PatchSizeLevel0: j.rec.Plan.PatchSizeLevel0,
+		Source: "her2wsi " + Version,
+	})
+	if err != nil {
+		r.Err = fmt.Errorf("pipeline: %s: %w", j.in.ID, err)
+	}
+	r.Elapsed = time.Since(j.start)
+	return r
+}

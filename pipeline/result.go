@@ -1,0 +1,65 @@
+package pipeline
+
+import (
+	"fmt"
+	"io"
+	"time"
+)
+
+// Stage names.
+const (
+	StageTile  = "tile"
+	StageEmbed = "embed"
+)
+
+// Result reports one slide in one stage.
+type Result struct {
+	Stage      string
+	ID, Path   string
+	Skipped    bool // already done with the same parameters and inputs
+	Reason     string
+	NumPatches int
+	Tissue     float64       // tile: tissue fraction of the slide
+	MaskTime   time.Duration // tile: low-resolution read + mask + grid
+	Elapsed    time.Duration
+	Err        error
+}
+
+// Progress receives one call per finished slide of a stage.
+type Progress interface {
+	Start(stage string, total int)
+	Done(r Result)
+}
+
+// Summary counts one stage of a batch.
+type Summary struct {
+	Stage                 string
+	Done, Skipped, Failed int
+	Results               []Result
+}
+
+// NewSummary counts results.
+func NewSummary(stage string, rs []Result) Summary {
+	s := Summary{Stage: stage, Results: rs}
+	for _, r := range rs {
+		switch {
+		case r.Err != nil:
+			s.Failed++
+		case r.Skipped:
+			s.Skipped++
+		default:
+			s.Done++
+		}
+	}
+	return s
+}
+
+// WriteSummary prints the stage's counts and each failed slide with its reason.
+func (s Summary) WriteSummary(w io.Writer) {
+	fmt.Fprintf(w, "%s: %d done, %d skipped, %d failed\n", s.Stage, s.Done, s.Skipped, s.Failed)
+	for _, r := range s.Results {
+		if r.Err != nil {
+			fmt.Fprintf(w, "  FAILED %s: %v\n", r.ID, r.Err)
+		}
+	}
+}
