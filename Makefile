@@ -8,7 +8,7 @@ DEMO := demo-out
 SHARED_DATA ?= $(firstword $(wildcard $(abspath ../shared/data) /work/shared/data) $(abspath ../shared/data))
 export HER2WSI_DATA := $(SHARED_DATA)
 
-.PHONY: all setup build test vet demo bench fuzz clean
+.PHONY: all setup build test vet demo bench bench-embed fuzz clean encoders encoders-check vit-model gpu-bundle
 
 all: build
 
@@ -31,14 +31,16 @@ test: setup vet
 	$(GO) test -count=1 -timeout 20m ./...
 
 # The main job on a slide the demo makes itself: a synthetic 40× Aperio-style
-# slide, tiled into 20× patches. Prints where the results are.
+# slide, tiled into 20× patches and embedded with the small test encoder
+# (PLIP's weights cannot be downloaded here; see scripts/README-encoders.md).
 demo: build
 	@mkdir -p $(DEMO)
 	$(BIN) synth --out $(DEMO)/demo-slide.svs --width 16384 --height 12288 --mpp 0.25 --mag 40
 	$(BIN) info $(DEMO)/demo-slide.svs
-	$(BIN) tile --input $(DEMO)/demo-slide.svs --out $(DEMO)/work
+	$(BIN) run --input $(DEMO)/demo-slide.svs --out $(DEMO)/work --stage tile,embed \
+	  --encoder features/testdata/encoders/tiny-clip.onnx
 	@echo
-	@echo "demo results: $(DEMO)/work/slides/demo-slide/ (slide.json, coords.h5, qc.png)"
+	@echo "demo results: $(DEMO)/work/slides/demo-slide/ (slide.json, coords.h5, qc.png, features/tiny-clip.h5)"
 
 # Read-path throughput vs the bare libvips ceiling, tissue-mask time and peak
 # memory on a generated 40000x30000 40x slide (made once, kept in .cache).
@@ -53,6 +55,34 @@ bench: build $(BENCH_SLIDE)
 	$(GO) test -run '^$$' -bench 'BenchmarkReadPath' -benchtime 1x -count 1 -timeout 30m ./pipeline
 	$(GO) test -run '^$$' -bench 'BenchmarkTileStage' -benchtime 1x -count 1 -timeout 30m ./pipeline
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/raster ./tiling
+
+PY := /usr/bin/python3
+
+# Regenerate the small test encoders committed in features/testdata/encoders.
+encoders:
+	@scripts/setup.sh export
+	$(PY) scripts/make_test_encoders.py
+encoders-check:
+	@scripts/setup.sh export
+	$(PY) scripts/make_test_encoders.py --check
+
+# A full-size random-weight ViT-B/32 (PLIP's architecture) for benchmarks:
+# ~350 MB per contract, ~2 min on 2 cores with Debian's torch.
+VIT_MODEL := .cache/models/vit-b32-random.onnx
+vit-model: $(VIT_MODEL)
+$(VIT_MODEL):
+	@scripts/setup.sh export
+	$(PY) scripts/export_plip.py --random --seed 0 --out-dir .cache/models --name vit-b32-random --batch-check 1
+
+# The embed stage against ONNX Runtime alone on the same batches (the ceiling).
+bench-embed: build $(VIT_MODEL)
+	$(GO) test -run '^$$' -bench BenchmarkEmbedStage -benchtime 1x -timeout 60m ./pipeline
+	bin/embed-bench --encoder $(VIT_MODEL) --batch 32 --seconds 20
+
+# What scripts/gpu-check.sh needs on a GPU machine, in .gpu/ (ignored).
+gpu-bundle: build
+	scripts/fetch-onnxruntime.sh gpu >/dev/null
+	mkdir -p .gpu && cp -L .cache/onnxruntime/gpu-1.29.0/*.so bin/embed-bench .gpu/
 
 fuzz: setup
 	$(GO) test -run '^$$' -fuzz FuzzParseTIFF -fuzztime 30s ./slide

@@ -27,7 +27,7 @@ import (
 func BenchmarkEmbedStage(b *testing.B) {
 	model := os.Getenv("HER2WSI_BENCH_ENCODER")
 	if model == "" {
-		model = filepath.Join("..", ".cache", "models", "vit-b32-random", "plip-random-clip.onnx")
+		model = filepath.Join("..", ".cache", "models", "vit-b32-random.onnx")
 	}
 	if _, err := os.Stat(model); err != nil {
 		b.Skipf("encoder %s missing: run `make vit-model`", model)

@@ -13,6 +13,11 @@ APT_PACKAGES=(
 # npm fetches the ONNX Runtime library (scripts/fetch-onnxruntime.sh).
 command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(npm)
 
+# `scripts/setup.sh export`: also what exporting ONNX encoders needs (make vit-model).
+if [ "${1:-}" = export ]; then
+  APT_PACKAGES+=(python3-torch python3-onnx python3-numpy python3-pil)
+fi
+
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
