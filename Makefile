@@ -8,7 +8,7 @@ DEMO := demo-out
 SHARED_DATA ?= $(firstword $(wildcard $(abspath ../shared/data) /work/shared/data) $(abspath ../shared/data))
 export HER2WSI_DATA := $(SHARED_DATA)
 
-.PHONY: all setup build test vet demo bench bench-embed fuzz clean encoders encoders-check vit-model gpu-bundle
+.PHONY: all setup build test vet demo bench bench-embed bench-anchors fuzz clean encoders encoders-check vit-model gpu-bundle
 
 all: build
 
@@ -55,6 +55,13 @@ bench: build $(BENCH_SLIDE)
 	$(GO) test -run '^$$' -bench 'BenchmarkReadPath' -benchtime 1x -count 1 -timeout 30m ./pipeline
 	$(GO) test -run '^$$' -bench 'BenchmarkTileStage' -benchtime 1x -count 1 -timeout 30m ./pipeline
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/raster ./tiling
+
+# Anchors: k-means for all eight ppk values at N = 4096, 20000, 100000 (one
+# process each, so peak RSS is that size's), and the loader's bins.
+bench-anchors: setup
+	@for n in 4096 20000 100000; do \
+	  $(GO) test -run '^$$' -bench "BenchmarkAnchorsAllPPK/N=$$n\$$" -benchtime 2x ./anchors | grep Benchmark; done
+	$(GO) test -run '^$$' -bench BenchmarkBins2048x128 -benchtime 2s ./anchors | grep Benchmark
 
 PY := /usr/bin/python3
 

@@ -25,10 +25,10 @@ import (
 
 // EmbedOptions are the embed stage's parameters.
 type EmbedOptions struct {
-	Batch   int  // samples per inference call
-	Readers int  // goroutines reading and preprocessing patches
-	InFlight int // slides open at once (bounds memory: each holds N×D features)
-	Force   bool // recompute even when the feature file is up to date
+	Batch    int  // samples per inference call
+	Readers  int  // goroutines reading and preprocessing patches
+	InFlight int  // slides open at once (bounds memory: each holds N×D features)
+	Force    bool // recompute even when the feature file is up to date
 }
 
 // DefaultEmbedOptions suit a CPU: batches of 32, two readers, two slides

@@ -255,10 +255,11 @@ func writeImportedCoords(work Work, id, file, sum string, coords []int64, step i
 		return err
 	}
 	ps := tiling.DefaultGridConfig().PatchSize
-	for k, v := range map[string]any{"patch_size": int64(ps), "patch_size_level0": int64(step), "target_mpp": target, "level": int64(-1), "name": id, "source": "imported: " + filepath.Base(file)} {
-		if err := w.SetAttr("coords", k, v); err != nil {
-			return err
-		}
+	if err := w.SetAttrs("coords",
+		store.Attr{Key: "patch_size", Value: int64(ps)}, store.Attr{Key: "patch_size_level0", Value: int64(step)},
+		store.Attr{Key: "target_mpp", Value: target}, store.Attr{Key: "level", Value: int64(-1)},
+		store.Attr{Key: "name", Value: id}, store.Attr{Key: "source", Value: "imported: " + filepath.Base(file)}); err != nil {
+		return err
 	}
 	if err := w.Commit(); err != nil {
 		return err

@@ -3,8 +3,6 @@ package pipeline
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -278,7 +276,7 @@ func writeCoords(path, id string, meta slide.Metadata, plan tiling.ReadPlan, pat
 		{"min_tissue", g.MinTissue},
 	}
 	for _, a := range attrs {
-		if err := w.SetAttr("coords", a.k, a.v); err != nil {
+		if err := w.SetAttrs("coords", store.Attr{Key: a.k, Value: a.v}); err != nil {
 			return "", err
 		}
 	}
@@ -289,17 +287,7 @@ func writeCoords(path, id string, meta slide.Metadata, plan tiling.ReadPlan, pat
 }
 
 // CoordsChecksum is the hex SHA-256 of the little-endian coordinates.
-func CoordsChecksum(coords []int64) string {
-	h := sha256.New()
-	var b [8]byte
-	for _, c := range coords {
-		for i := 0; i < 8; i++ {
-			b[i] = byte(uint64(c) >> (8 * i))
-		}
-		h.Write(b[:])
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
+func CoordsChecksum(coords []int64) string { return store.ChecksumInt64(coords) }
 
 // qcPicture scales the low-resolution image to at most maxSide and draws the
 // tissue outline and the kept patches on it.

@@ -9,6 +9,7 @@ import (
 	"image"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"sort"
 	"strings"
@@ -152,6 +153,9 @@ func runSynth(ctx context.Context, args []string) error {
 	o.Tissue = synthLayout(o.Width, o.Height, *blobs)
 	if o.MPP == 0 && o.AppMag == 0 {
 		o.Aperio = false
+	}
+	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
+		return err
 	}
 	if err := slide.WriteSynthetic(*out, o); err != nil {
 		return err

@@ -32,15 +32,17 @@ var commands = map[string]struct {
 	help string
 }{
 	"info":            {runInfo, "print the metadata of slides"},
-	"run":             {runRun, "run stages (tile, embed) over slides, skipping what is up to date"},
+	"run":             {runRun, "run stages (tile, embed, anchors) over slides, skipping what is up to date"},
 	"tile":            {runTile, "the tile stage alone (= run --stage tile)"},
 	"synth":           {runSynth, "generate a synthetic pyramidal test slide"},
+	"cases":           {runCases, "cases check|split: validate the case set against the work folder; stratified train/test split and folds"},
+	"anchors":         {runAnchors, "anchors bins: write one ppk group's distance and polar bins over all patches"},
 	"import-features": {runImport, "place CLAM/TRIDENT feature files made elsewhere into the work folder"},
 }
 
 func usage() {
 	fmt.Fprintf(os.Stderr, "usage: pipeline COMMAND [flags]\n\ncommands:\n")
-	for _, name := range []string{"info", "run", "tile", "import-features", "synth"} {
+	for _, name := range []string{"info", "run", "tile", "import-features", "anchors", "cases", "synth"} {
 		fmt.Fprintf(os.Stderr, "  %-16s %s\n", name, commands[name].help)
 	}
 	fmt.Fprintf(os.Stderr, "\n'pipeline COMMAND -h' lists a command's flags.\n")

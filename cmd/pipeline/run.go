@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/her2wsi/her2wsi/features"
@@ -13,9 +14,9 @@ import (
 )
 
 // allStages are the stages in order; those not built yet are refused.
-var allStages = []string{pipeline.StageTile, pipeline.StageEmbed}
+var allStages = []string{pipeline.StageTile, pipeline.StageEmbed, pipeline.StageAnchors}
 
-var plannedStages = []string{"anchors", "predict"}
+var plannedStages = []string{"predict"}
 
 // parseStages turns --stage/--from into the ordered list of stages to run.
 func parseStages(stage, from string) ([]string, error) {
@@ -75,7 +76,7 @@ func runStages(ctx context.Context, name string, args []string) error {
 	fs.Float64Var(&opt.Grid.MPPTolerance, "mpp-tolerance", opt.Grid.MPPTolerance, "relative tolerance for reading a level as an exact multiple of the target")
 	fs.Float64Var(&opt.Grid.MaskMPP, "mask-mpp", opt.Grid.MaskMPP, "resolution of the tissue mask in µm/px")
 	fs.StringVar(&opt.Reader, "reader", "", "force a loader: tiffload or openslideload (default: fastest correct one)")
-	workers := fs.Int("workers", 0, "tile stage: slides processed at once (default: min(CPUs, 4))")
+	workers := fs.Int("workers", 0, "tile and anchors stages: slides processed at once (default: tile min(CPUs, 4), anchors CPUs)")
 	// embed
 	eopt := pipeline.DefaultEmbedOptions()
 	encoder := fs.String("encoder", "", "embed stage: encoder .onnx file or name (see $"+features.ModelsEnv+")")
@@ -85,6 +86,11 @@ func runStages(ctx context.Context, name string, args []string) error {
 	fs.IntVar(&eopt.Batch, "batch", eopt.Batch, "embed stage: patches per inference call")
 	fs.IntVar(&eopt.Readers, "readers", eopt.Readers, "embed stage: goroutines reading and preprocessing patches")
 	fs.IntVar(&eopt.InFlight, "in-flight", eopt.InFlight, "embed stage: slides open at once")
+	// anchors
+	aopt := pipeline.DefaultAnchorOptions()
+	ppkList := fs.String("ppk", joinInts(aopt.PPK), "anchors stage: patches-per-anchor values")
+	fs.IntVar(&aopt.MaxIter, "kmeans-iter", aopt.MaxIter, "anchors stage: k-means iterations")
+	fs.Uint64Var(&aopt.Seed, "seed", aopt.Seed, "anchors stage: k-means seed")
 	logf := addLogFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -97,7 +103,10 @@ func runStages(ctx context.Context, name string, args []string) error {
 	if err != nil {
 		return usageError{err}
 	}
-	opt.Force, eopt.Force = *force, *force
+	opt.Force, eopt.Force, aopt.Force = *force, *force, *force
+	if aopt.PPK, err = parseInts(*ppkList); err != nil || len(aopt.PPK) == 0 {
+		return usageError{fmt.Errorf("--ppk %q: want comma-separated positive integers", *ppkList)}
+	}
 	if err := opt.Validate(); err != nil {
 		return usageError{err}
 	}
@@ -126,6 +135,8 @@ func runStages(ctx context.Context, name string, args []string) error {
 		switch st {
 		case pipeline.StageTile:
 			sums = append(sums, pipeline.TileAll(ctx, slides, work, opt, *workers, bar))
+		case pipeline.StageAnchors:
+			sums = append(sums, pipeline.AnchorAll(ctx, slides, work, aopt, *workers, bar))
 		case pipeline.StageEmbed:
 			enc, err := features.Open(*encoder, features.Options{Device: *device, Threads: *threads, Library: *ortLib})
 			if err != nil {
@@ -159,4 +170,24 @@ func runStages(ctx context.Context, name string, args []string) error {
 		return fmt.Errorf("%d slide-stage(s) failed", failed)
 	}
 	return nil
+}
+
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = strconv.Itoa(x)
+	}
+	return strings.Join(s, ",")
+}
+
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		v, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || v <= 0 {
+			return nil, fmt.Errorf("bad integer %q", f)
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }

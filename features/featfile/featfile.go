@@ -40,19 +40,17 @@ func Write(path string, feats []float32, coords []int64, dim int, info Info) err
 	if err := w.WriteInt64("coords", coords, n, 2); err != nil {
 		return err
 	}
-	for k, v := range map[string]any{
-		"encoder":           info.Encoder,
-		"encoder_sha256":    info.EncoderSHA256,
-		"coords_sha256":     info.CoordsSHA256,
-		"target_mpp":        info.TargetMPP,
-		"patch_size":        int64(info.PatchSize),
-		"patch_size_level0": int64(info.PatchSizeLevel0),
-		"source":            info.Source,
-		"dim":               int64(dim),
-	} {
-		if err := w.SetAttr("", k, v); err != nil {
-			return err
-		}
+	if err := w.SetAttrs("",
+		store.Attr{Key: "encoder", Value: info.Encoder},
+		store.Attr{Key: "encoder_sha256", Value: info.EncoderSHA256},
+		store.Attr{Key: "coords_sha256", Value: info.CoordsSHA256},
+		store.Attr{Key: "target_mpp", Value: info.TargetMPP},
+		store.Attr{Key: "patch_size", Value: int64(info.PatchSize)},
+		store.Attr{Key: "patch_size_level0", Value: int64(info.PatchSizeLevel0)},
+		store.Attr{Key: "source", Value: info.Source},
+		store.Attr{Key: "dim", Value: int64(dim)},
+	); err != nil {
+		return err
 	}
 	return w.Commit()
 }

@@ -296,3 +296,20 @@ func (w *H5Writer) SetAttr(object, key string, value any) error {
 	}
 	return nil
 }
+
+// Attr is one attribute for SetAttrs.
+type Attr struct {
+	Key   string
+	Value any
+}
+
+// SetAttrs sets attributes on object in the order given (a fixed order
+// keeps files byte-identical across runs).
+func (w *H5Writer) SetAttrs(object string, attrs ...Attr) error {
+	for _, a := range attrs {
+		if err := w.SetAttr(object, a.Key, a.Value); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,246 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/her2wsi/her2wsi/anchors"
+	"github.com/her2wsi/her2wsi/internal/store"
+)
+
+// StageAnchors is the anchors stage's name.
+const StageAnchors = "anchors"
+
+// AnchorOptions are the anchors stage's parameters.
+type AnchorOptions struct {
+	PPK     []int  `json:"ppk"` // patches per anchor values (all eight by default)
+	MaxIter int    `json:"max_iter"`
+	Seed    uint64 `json:"seed"`
+	Force   bool   `json:"-"`
+}
+
+// DefaultAnchorOptions: the reference's eight ppk values, 10 iterations,
+// seed 2024.
+func DefaultAnchorOptions() AnchorOptions {
+	d := anchors.DefaultKMeansConfig()
+	return AnchorOptions{PPK: slices.Clone(anchors.PPKValues), MaxIter: d.MaxIter, Seed: d.Seed}
+}
+
+// AnchorsH5 is WORK/slides/<id>/anchors.h5.
+func (w Work) AnchorsH5(id string) string { return filepath.Join(w.SlideDir(id), "anchors.h5") }
+
+// PPKGroup names a ppk value's group in anchors.h5.
+func PPKGroup(ppk int) string { return fmt.Sprintf("ppk_%d", ppk) }
+
+// AnchorSlide computes a slide's anchors for every ppk value and writes
+// anchors.h5: per ppk a group ppk_<v> with anchor_index [K] int64 (rows into
+// coords.h5/features), and root attributes with the geometry (diameter and
+// bin width in grid units), the k-means settings and the coordinates'
+// checksum. Same input, same bytes.
+func AnchorSlide(ctx context.Context, in Input, work Work, opt AnchorOptions) Result {
+	start := time.Now()
+	res := Result{Stage: StageAnchors, ID: in.ID, Path: in.Path}
+	fail := func(err error) Result {
+		res.Err = err
+		return res
+	}
+	rec, err := work.ReadSlideRecord(in.ID)
+	if err != nil {
+		return fail(err)
+	}
+	if !opt.Force && anchorsUpToDate(work, in.ID, rec, opt) {
+		res.Skipped, res.Reason = true, "anchors up to date (same coordinates and settings)"
+		return res
+	}
+	coords, err := work.ReadCoords(in.ID, rec)
+	if err != nil {
+		return fail(err)
+	}
+	ps, err := anchors.GridPositions(coords, int64(rec.Plan.PatchSizeLevel0))
+	if err != nil {
+		return fail(fmt.Errorf("pipeline: %s: %w", in.ID, err))
+	}
+	diam := anchors.Diameter(ps)
+	cfg := anchors.KMeansConfig{MaxIter: opt.MaxIter, Seed: opt.Seed}
+	w, err := store.CreateH5(work.AnchorsH5(in.ID))
+	if err != nil {
+		return fail(err)
+	}
+	defer w.Abort()
+	for _, ppk := range opt.PPK {
+		if err := ctx.Err(); err != nil {
+			return fail(err)
+		}
+		idx := anchors.Anchors(ps, ppk, cfg)
+		if err := w.WriteInt64(PPKGroup(ppk)+"/anchor_index", idx, len(idx)); err != nil {
+			return fail(err)
+		}
+		if err := w.SetAttr(PPKGroup(ppk), "num_anchors", int64(len(idx))); err != nil {
+			return fail(err)
+		}
+	}
+	ppks := make([]int64, len(opt.PPK))
+	for i, v := range opt.PPK {
+		ppks[i] = int64(v)
+	}
+	if err := w.SetAttrs("",
+		store.Attr{Key: "diameter", Value: diam},
+		store.Attr{Key: "bin_width", Value: anchors.BinWidth(diam)},
+		store.Attr{Key: "num_dist_bins", Value: int64(anchors.NumDistBins)},
+		store.Attr{Key: "num_polar_bins", Value: int64(anchors.NumPolarBins)},
+		store.Attr{Key: "seed", Value: int64(opt.Seed)},
+		store.Attr{Key: "max_iter", Value: int64(opt.MaxIter)},
+		store.Attr{Key: "ppk", Value: ppks},
+		store.Attr{Key: "num_patches", Value: int64(len(ps))},
+		store.Attr{Key: "coords_sha256", Value: rec.CoordsSHA256},
+		store.Attr{Key: "patch_size_level0", Value: int64(rec.Plan.PatchSizeLevel0)},
+	); err != nil {
+		return fail(err)
+	}
+	if err := w.Commit(); err != nil {
+		return fail(err)
+	}
+	res.NumPatches, res.Elapsed = len(ps), time.Since(start)
+	return res
+}
+
+// anchorsUpToDate says whether anchors.h5 matches the coordinates and the
+// settings.
+func anchorsUpToDate(work Work, id string, rec SlideRecord, opt AnchorOptions) bool {
+	r, err := store.OpenH5(work.AnchorsH5(id))
+	if err != nil {
+		return false
+	}
+	defer r.Close()
+	sum, _ := r.Attr("", "coords_sha256")
+	seed, _ := r.Attr("", "seed")
+	iter, _ := r.Attr("", "max_iter")
+	ppk, _ := r.Attr("", "ppk")
+	want := make([]int64, len(opt.PPK))
+	for i, v := range opt.PPK {
+		want[i] = int64(v)
+	}
+	got, _ := ppk.([]int64)
+	return sum == rec.CoordsSHA256 && seed == int64(opt.Seed) && iter == int64(opt.MaxIter) && slices.Equal(got, want)
+}
+
+// AnchorAll runs the anchors stage over slides, several at once.
+func AnchorAll(ctx context.Context, inputs []Input, work Work, opt AnchorOptions, workers int, prog Progress) Summary {
+	if workers <= 0 {
+		workers = runtime.NumCPU()
+	}
+	if prog != nil {
+		prog.Start(StageAnchors, len(inputs))
+	}
+	results := make([]Result, len(inputs))
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(workers)
+	for i, in := range inputs {
+		if gctx.Err() != nil {
+			results[i] = Result{Stage: StageAnchors, ID: in.ID, Path: in.Path, Err: fmt.Errorf("pipeline: %s: not started: %w", in.ID, gctx.Err())}
+			continue
+		}
+		g.Go(func() error {
+			r := AnchorSlide(gctx, in, work, opt)
+			switch {
+			case r.Err != nil:
+				slog.Error(r.Err.Error(), "slide", in.ID, "stage", StageAnchors)
+			case !r.Skipped:
+				slog.Info("anchored", "slide", in.ID, "stage", StageAnchors, "patches", r.NumPatches, "elapsed", r.Elapsed.Round(time.Millisecond))
+			}
+			results[i] = r
+			if prog != nil {
+				mu.Lock()
+				prog.Done(r)
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+	return NewSummary(StageAnchors, results)
+}
+
+// ReadAnchors loads one ppk group's anchor indices and the slide geometry.
+func (w Work) ReadAnchors(id string, ppk int) (idx []int64, diameter float64, err error) {
+	r, err := store.OpenH5(w.AnchorsH5(id))
+	if err != nil {
+		return nil, 0, err
+	}
+	defer r.Close()
+	idx, _, err = r.ReadInt64(PPKGroup(ppk) + "/anchor_index")
+	if err != nil {
+		return nil, 0, err
+	}
+	d, err := r.Attr("", "diameter")
+	if err != nil {
+		return nil, 0, err
+	}
+	diameter, _ = d.(float64)
+	return idx, diameter, nil
+}
+
+// WriteBins writes, for inspection and other tools, one ppk group's
+// anchor_index [K], dist_bin [K,N] uint8 and polar_bin [K,N] uint8 over all
+// the slide's N patches into out. maxBytes bounds K×N (each matrix).
+func WriteBins(work Work, id string, ppk int, out string, maxBytes int64) error {
+	rec, err := work.ReadSlideRecord(id)
+	if err != nil {
+		return err
+	}
+	coords, err := work.ReadCoords(id, rec)
+	if err != nil {
+		return err
+	}
+	ps, err := anchors.GridPositions(coords, int64(rec.Plan.PatchSizeLevel0))
+	if err != nil {
+		return fmt.Errorf("pipeline: %s: %w", id, err)
+	}
+	idx, diam, err := work.ReadAnchors(id, ppk)
+	if err != nil {
+		return fmt.Errorf("pipeline: %s: %w (run the anchors stage with this ppk)", id, err)
+	}
+	k, n := len(idx), len(ps)
+	if int64(k)*int64(n) > maxBytes {
+		return fmt.Errorf("pipeline: %s: ppk %d gives %d×%d = %d MB per matrix, over the %d MB limit (raise --max-mb)", id, ppk, k, n, int64(k)*int64(n)>>20, maxBytes>>20)
+	}
+	aps := make([]anchors.Pos, k)
+	for i, j := range idx {
+		if j < 0 || j >= int64(n) {
+			return fmt.Errorf("pipeline: %s: anchor index %d outside 0..%d", id, j, n-1)
+		}
+		aps[i] = ps[j]
+	}
+	dist, polar := make([]uint8, k*n), make([]uint8, k*n)
+	width := anchors.BinWidth(diam)
+	anchors.Bins(aps, ps, width, dist, polar)
+	w, err := store.CreateH5(out)
+	if err != nil {
+		return err
+	}
+	defer w.Abort()
+	if err := w.WriteInt64("anchor_index", idx, k); err != nil {
+		return err
+	}
+	if err := w.WriteUint8("dist_bin", dist, k, n); err != nil {
+		return err
+	}
+	if err := w.WriteUint8("polar_bin", polar, k, n); err != nil {
+		return err
+	}
+	if err := w.SetAttrs("", store.Attr{Key: "slide", Value: id}, store.Attr{Key: "ppk", Value: int64(ppk)},
+		store.Attr{Key: "diameter", Value: diam}, store.Attr{Key: "bin_width", Value: width},
+		store.Attr{Key: "coords_sha256", Value: rec.CoordsSHA256}); err != nil {
+		return err
+	}
+	return w.Commit()
+}
