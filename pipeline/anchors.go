@@ -7,10 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"sync"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/her2wsi/her2wsi/anchors"
 	"github.com/her2wsi/her2wsi/internal/store"
@@ -109,6 +106,7 @@ func AnchorSlide(ctx context.Context, in Input, work Work, opt AnchorOptions) Re
 		return fail(err)
 	}
 	res.NumPatches, res.Elapsed = len(ps), time.Since(start)
+	slog.Info("anchored", "slide", in.ID, "stage", StageAnchors, "patches", len(ps), "diameter", fmt.Sprintf("%.1f", diam), "elapsed", res.Elapsed.Round(time.Millisecond))
 	return res
 }
 
@@ -132,42 +130,15 @@ func anchorsUpToDate(work Work, id string, rec SlideRecord, opt AnchorOptions) b
 	return sum == rec.CoordsSHA256 && seed == int64(opt.Seed) && iter == int64(opt.MaxIter) && slices.Equal(got, want)
 }
 
-// AnchorAll runs the anchors stage over slides, several at once.
+// AnchorAll runs the anchors stage over slides, several at once (default
+// one per CPU: k-means is single-threaded).
 func AnchorAll(ctx context.Context, inputs []Input, work Work, opt AnchorOptions, workers int, prog Progress) Summary {
 	if workers <= 0 {
 		workers = runtime.NumCPU()
 	}
-	if prog != nil {
-		prog.Start(StageAnchors, len(inputs))
-	}
-	results := make([]Result, len(inputs))
-	var mu sync.Mutex
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(workers)
-	for i, in := range inputs {
-		if gctx.Err() != nil {
-			results[i] = Result{Stage: StageAnchors, ID: in.ID, Path: in.Path, Err: fmt.Errorf("pipeline: %s: not started: %w", in.ID, gctx.Err())}
-			continue
-		}
-		g.Go(func() error {
-			r := AnchorSlide(gctx, in, work, opt)
-			switch {
-			case r.Err != nil:
-				slog.Error(r.Err.Error(), "slide", in.ID, "stage", StageAnchors)
-			case !r.Skipped:
-				slog.Info("anchored", "slide", in.ID, "stage", StageAnchors, "patches", r.NumPatches, "elapsed", r.Elapsed.Round(time.Millisecond))
-			}
-			results[i] = r
-			if prog != nil {
-				mu.Lock()
-				prog.Done(r)
-				mu.Unlock()
-			}
-			return nil
-		})
-	}
-	_ = g.Wait()
-	return NewSummary(StageAnchors, results)
+	return forEachSlide(ctx, StageAnchors, inputs, workers, prog, func(ctx context.Context, in Input) Result {
+		return AnchorSlide(ctx, in, work, opt)
+	})
 }
 
 // ReadAnchors loads one ppk group's anchor indices and the slide geometry.

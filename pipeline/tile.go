@@ -14,10 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/her2wsi/her2wsi/internal/raster"
 	"github.com/her2wsi/her2wsi/internal/store"
@@ -317,39 +314,13 @@ func writePNG(path string, img *raster.RGB) error {
 	return store.WriteFileAtomic(path, buf.Bytes(), 0o644)
 }
 
-// TileAll tiles every input with the given number of concurrent slides. A
-// failing slide is recorded and the others go on; cancelling ctx stops
-// starting new slides.
+// TileAll tiles every input with the given number of concurrent slides
+// (default min(CPUs, 4)).
 func TileAll(ctx context.Context, inputs []Input, work Work, opt TileOptions, workers int, prog Progress) Summary {
 	if workers <= 0 {
 		workers = min(runtime.NumCPU(), 4)
 	}
-	if prog != nil {
-		prog.Start(StageTile, len(inputs))
-	}
-	results := make([]Result, len(inputs))
-	var mu sync.Mutex
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(workers)
-	for i, in := range inputs {
-		if gctx.Err() != nil {
-			results[i] = Result{Stage: StageTile, ID: in.ID, Path: in.Path, Err: fmt.Errorf("pipeline: %s: not started: %w", in.ID, gctx.Err())}
-			continue
-		}
-		g.Go(func() error {
-			r := TileSlide(gctx, in, work, opt)
-			if r.Err != nil {
-				slog.Error(r.Err.Error(), "slide", in.ID, "stage", StageTile)
-			}
-			results[i] = r
-			if prog != nil {
-				mu.Lock()
-				prog.Done(r)
-				mu.Unlock()
-			}
-			return nil // one slide's failure never stops the batch
-		})
-	}
-	_ = g.Wait()
-	return NewSummary(StageTile, results)
+	return forEachSlide(ctx, StageTile, inputs, workers, prog, func(ctx context.Context, in Input) Result {
+		return TileSlide(ctx, in, work, opt)
+	})
 }
