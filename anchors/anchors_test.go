@@ -120,7 +120,7 @@ func TestDistBinByHand(t *testing.T) {
 		want     uint8
 	}{
 		{0, 1, 0}, {0.99, 1, 0}, {1, 1, 1}, {5, 1, 5}, {63.9, 1, 63}, {64, 1, 64}, {80, 1, 64},
-		{5, 0, 0},               // one patch: width 0
+		{5, 0, 0},                // one patch: width 0
 		{math.Sqrt2 * 3, 0.5, 8}, // 4.24/0.5 = 8.48
 	}
 	for _, c := range cases {

@@ -154,13 +154,7 @@ func KMeans(ps []Pos, k int, cfg KMeansConfig) (centroids [][2]float64, assign [
 		return nil, nil
 	}
 	k = min(k, n)
-	xs, ys := make([]float64, n), make([]float64, n)
-	x0, y0, x1, y1 := math.Inf(1), math.Inf(1), math.Inf(-1), math.Inf(-1)
-	for i, p := range ps {
-		xs[i], ys[i] = float64(p.Col), float64(p.Row)
-		x0, y0 = math.Min(x0, xs[i]), math.Min(y0, ys[i])
-		x1, y1 = math.Max(x1, xs[i]), math.Max(y1, ys[i])
-	}
+	xs, ys, x0, y0, x1, y1 := floatCoords(ps)
 	// Patches are unit grid cells, so tissue area ≈ n. Seeding works on
 	// cells about two final centre spacings wide (4·n/k patches each); the
 	// Lloyd search on cells holding about 2 centroids.
@@ -383,13 +377,7 @@ func Anchors(ps []Pos, ppk int, cfg KMeansConfig) []int64 {
 		return []int64{}
 	}
 	cents, _ := KMeans(ps, k, cfg)
-	xs, ys := make([]float64, len(ps)), make([]float64, len(ps))
-	x0, y0, x1, y1 := math.Inf(1), math.Inf(1), math.Inf(-1), math.Inf(-1)
-	for i, p := range ps {
-		xs[i], ys[i] = float64(p.Col), float64(p.Row)
-		x0, y0 = math.Min(x0, xs[i]), math.Min(y0, ys[i])
-		x1, y1 = math.Max(x1, xs[i]), math.Max(y1, ys[i])
-	}
+	xs, ys, x0, y0, x1, y1 := floatCoords(ps)
 	g := newCellGrid(xs, ys, x0, y0, x1, y1, math.Sqrt(8))
 	out := make([]int64, 0, len(cents))
 	for _, c := range cents {
@@ -398,4 +386,16 @@ func Anchors(ps []Pos, ppk int, cfg KMeansConfig) []int64 {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// floatCoords returns the positions as x = col, y = row and their bounding box.
+func floatCoords(ps []Pos) (xs, ys []float64, x0, y0, x1, y1 float64) {
+	xs, ys = make([]float64, len(ps)), make([]float64, len(ps))
+	x0, y0, x1, y1 = math.Inf(1), math.Inf(1), math.Inf(-1), math.Inf(-1)
+	for i, p := range ps {
+		xs[i], ys[i] = float64(p.Col), float64(p.Row)
+		x0, y0 = math.Min(x0, xs[i]), math.Min(y0, ys[i])
+		x1, y1 = math.Max(x1, xs[i]), math.Max(y1, ys[i])
+	}
+	return
 }

@@ -251,31 +251,26 @@ func writeCoords(path, id string, meta slide.Metadata, plan tiling.ReadPlan, pat
 	if meta.ObjectivePower > 0 {
 		mag = meta.ObjectivePower
 	}
-	attrs := []struct {
-		k string
-		v any
-	}{
-		{"patch_size", int64(plan.PatchSize)},
-		{"patch_size_level0", int64(plan.PatchSizeLevel0)},
-		{"target_mpp", plan.TargetMPP},
-		{"level", int64(plan.Level)},
-		{"read_size", int64(plan.ReadSize)},
+	err = w.SetAttrs("coords", []store.Attr{
+		{Key: "patch_size", Value: int64(plan.PatchSize)},
+		{Key: "patch_size_level0", Value: int64(plan.PatchSizeLevel0)},
+		{Key: "target_mpp", Value: plan.TargetMPP},
+		{Key: "level", Value: int64(plan.Level)},
+		{Key: "read_size", Value: int64(plan.ReadSize)},
 		// CLAM's names.
-		{"patch_level", int64(plan.Level)},
-		{"downsample", []float64{lv.Downsample, lv.Downsample}},
-		{"level_dim", []int64{lv.Width, lv.Height}},
-		{"downsampled_level_dim", []int64{lv.Width, lv.Height}},
-		{"name", id},
+		{Key: "patch_level", Value: int64(plan.Level)},
+		{Key: "downsample", Value: []float64{lv.Downsample, lv.Downsample}},
+		{Key: "level_dim", Value: []int64{lv.Width, lv.Height}},
+		{Key: "downsampled_level_dim", Value: []int64{lv.Width, lv.Height}},
+		{Key: "name", Value: id},
 		// TRIDENT's names.
-		{"level0_magnification", mag},
-		{"target_magnification", math.Round(10/plan.TargetMPP*100) / 100},
-		{"overlap", int64(0)},
-		{"min_tissue", g.MinTissue},
-	}
-	for _, a := range attrs {
-		if err := w.SetAttrs("coords", store.Attr{Key: a.k, Value: a.v}); err != nil {
-			return "", err
-		}
+		{Key: "level0_magnification", Value: mag},
+		{Key: "target_magnification", Value: math.Round(10/plan.TargetMPP*100) / 100},
+		{Key: "overlap", Value: int64(0)},
+		{Key: "min_tissue", Value: g.MinTissue},
+	}...)
+	if err != nil {
+		return "", err
 	}
 	if err := w.Commit(); err != nil {
 		return "", err
