@@ -160,6 +160,8 @@ func KMeans(ps []Pos, k int, cfg KMeansConfig) (centroids [][2]float64, assign [
 	// Lloyd search on cells holding about 2 centroids.
 	pg := newCellGrid(xs, ys, x0, y0, x1, y1, math.Max(math.Sqrt(8), 2*math.Sqrt(float64(n)/float64(k))))
 	cx, cy := seedPlusPlus(xs, ys, pg, k, cfg.Seed)
+	// Repeated positions can leave fewer distinct centres than asked for.
+	k = len(cx)
 
 	assign = make([]int32, n)
 	for i := range assign {

@@ -33,7 +33,8 @@ func GridPositions(coords []int64, step int64) ([]Pos, error) {
 			return nil, fmt.Errorf("anchors: coordinate (%d,%d) of patch %d is off the %d-px grid", x, y, i, step)
 		}
 		r, c := (y-oy)/step, (x-ox)/step
-		if r > math.MaxInt32 || c > math.MaxInt32 || r < math.MinInt32 || c < math.MinInt32 {
+		// |row|,|col| < 2^29 keeps squared distances inside int64.
+		if r >= 1<<29 || c >= 1<<29 || r <= -(1<<29) || c <= -(1<<29) {
 			return nil, fmt.Errorf("anchors: coordinate (%d,%d) out of range", x, y)
 		}
 		ps[i] = Pos{int32(r), int32(c)}

@@ -35,7 +35,7 @@ func TestParseGood(t *testing.T) {
 		t.Errorf("got %+v\nwant %+v", cs, want)
 	}
 	// Columns in another order, with split and fold.
-	cs, ps = Parse(strings.NewReader("label,case_id,he_slide,ihc_slide,split,fold\n2,a,h,i,train,3\n0,b,h2,,test,\n"), "x.csv")
+	cs, ps = Parse(strings.NewReader("label,case_id,he_slide,ihc_slide,split,fold\n2,a,h,i,train,3\n0,b,h2,,test,\n1,c,h3,,train,0\n1,d,h4,,train,1\n3,e,h5,,train,2\n"), "x.csv")
 	if len(ps) > 0 || cs[0].Fold != 3 || cs[0].Split != Train || cs[1].Split != Test || cs[1].Fold != -1 {
 		t.Errorf("%+v %v", cs, ps)
 	}
