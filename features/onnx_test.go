@@ -246,4 +246,3 @@ func TestOpenByName(t *testing.T) {
 		t.Errorf("unknown name: %v", err)
 	}
 }
-
