@@ -132,6 +132,9 @@ func runRun(ctx context.Context, args []string) error {
 }
 
 func runSynth(ctx context.Context, args []string) error {
+	if synthCasesRequested(args) {
+		return runSynthCases(ctx, args)
+	}
 	fs := newFlags("synth", "--out FILE.svs [flags]")
 	out := fs.String("out", "", "output file (required)")
 	o := slide.SynthOptions{Aperio: true, Pyramid4: true}

@@ -4,6 +4,9 @@
 //	pipeline run --input FILE|DIR --out WORK [--stage tile,embed] --encoder M.onnx
 //	pipeline tile --input FILE|DIR --out WORK  tissue mask + 20× patch grid
 //	pipeline synth --out FILE.svs              generate a synthetic test slide
+//	pipeline synth --cases N --out WORK        generate a synthetic case set (paired H&E/IHC bundles)
+//	pipeline train --cases C.csv --work WORK --out RUNDIR --encoder NAME
+//	pipeline predict --model RUNDIR --work WORK --encoder NAME --input SLIDE...
 //
 // Exit codes: 0 success, 1 some slide failed, 2 usage error, 130 interrupted.
 package main
@@ -34,15 +37,17 @@ var commands = map[string]struct {
 	"info":            {runInfo, "print the metadata of slides"},
 	"run":             {runRun, "run stages (tile, embed, anchors) over slides, skipping what is up to date"},
 	"tile":            {runTile, "the tile stage alone (= run --stage tile)"},
-	"synth":           {runSynth, "generate a synthetic pyramidal test slide"},
+	"synth":           {runSynth, "generate a synthetic pyramidal test slide, or (--cases N) a synthetic case set"},
 	"cases":           {runCases, "cases check|split: validate the case set against the work folder; stratified train/test split and folds"},
 	"anchors":         {runAnchors, "anchors bins: write one ppk group's distance and polar bins over all patches"},
+	"train":           {runTrain, "train (and cross-validate) a model on a case set; test on the held-out cases"},
+	"predict":         {runPredict, "H&E-only prediction of embedded, anchored slides with a trained model"},
 	"import-features": {runImport, "place CLAM/TRIDENT feature files made elsewhere into the work folder"},
 }
 
 func usage() {
 	fmt.Fprintf(os.Stderr, "usage: pipeline COMMAND [flags]\n\ncommands:\n")
-	for _, name := range []string{"info", "run", "tile", "import-features", "anchors", "cases", "synth"} {
+	for _, name := range []string{"info", "run", "tile", "import-features", "anchors", "cases", "train", "predict", "synth"} {
 		fmt.Fprintf(os.Stderr, "  %-16s %s\n", name, commands[name].help)
 	}
 	fmt.Fprintf(os.Stderr, "\n'pipeline COMMAND -h' lists a command's flags.\n")

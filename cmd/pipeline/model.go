@@ -1,0 +1,258 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/term"
+
+	"github.com/her2wsi/her2wsi/anchors"
+	"github.com/her2wsi/her2wsi/features"
+	"github.com/her2wsi/her2wsi/internal/cases"
+	"github.com/her2wsi/her2wsi/model"
+	"github.com/her2wsi/her2wsi/pipeline"
+)
+
+// modelFlags are the model-config flags shared by train.
+type modelFlags struct {
+	config, variant, backend *string
+	reference                *bool
+}
+
+func addModelFlags(fs *flag.FlagSet) modelFlags {
+	return modelFlags{
+		config:    fs.String("config", "", "model-config JSON (keys as README; missing keys take the defaults)"),
+		variant:   fs.String("model", "", "variant: ipca, ipca-noproxy, pama or abmil (overrides the config file)"),
+		backend:   fs.String("backend", "", "GoMLX backend (default $GOMLX_BACKEND, else "+model.DefaultBackend+"; xla:/abs/path/plugin.so on a GPU)"),
+		reference: fs.Bool("reference", false, "the reference code's settings (128 prompts, no kernel masking, reference padding and evaluation, AdamW 1e-5, batch 1)"),
+	}
+}
+
+func (m modelFlags) resolve() (model.Config, error) {
+	c := model.DefaultConfig()
+	if *m.reference {
+		c = model.ReferenceCodeConfig()
+	}
+	if *m.config != "" {
+		var err error
+		if c, err = model.ReadConfig(*m.config); err != nil {
+			return c, err
+		}
+	}
+	if *m.variant != "" {
+		c.Variant = *m.variant
+	}
+	return c, c.Validate()
+}
+
+func runTrain(ctx context.Context, args []string) error {
+	fs := newFlags("train", "--cases cases.csv --work WORK --out RUNDIR [flags]")
+	file := fs.String("cases", "", "case set CSV with split and folds (pipeline cases split)")
+	work := fs.String("work", "", "work folder holding the cases' features and anchors")
+	out := fs.String("out", "", "run folder (resumed when it holds a checkpoint of the same settings)")
+	encoder := fs.String("encoder", "", "features name (features/<name>.h5) the model reads")
+	mf := addModelFlags(fs)
+	trainCfg := fs.String("train-config", "", "training-config JSON (optimizer, lr, min_lr, weight_decay, warmup_epochs, epochs, patience, effective_batch, class_balanced, seed)")
+	cv := fs.Int("cv", 0, "cross-validate over this many folds, then train on every training case and test")
+	valFold := fs.Int("val-fold", 0, "without --cv: the fold validated on (-1: none)")
+	epochs := fs.Int("epochs", 0, "epochs (overrides the training config)")
+	seed := fs.Int64("seed", -1, "seed (overrides the training config)")
+	sampling := fs.String("sampling", anchors.SampleFirst, "training patch sampling for slides over max_patches: first or random")
+	cache := fs.Bool("cache", true, "keep bundles in memory between epochs")
+	logf := addLogFlags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *file == "" || *work == "" || *out == "" || *encoder == "" {
+		return usageError{errors.New("--cases, --work, --out and --encoder are required")}
+	}
+	c, err := mf.resolve()
+	if err != nil {
+		return usageError{err}
+	}
+	tc := model.DefaultTrainConfig()
+	if *mf.reference {
+		tc = model.ReferenceTrainConfig()
+	}
+	if *trainCfg != "" {
+		if tc, err = model.ReadTrainConfig(*trainCfg); err != nil {
+			return usageError{err}
+		}
+	}
+	if *epochs > 0 {
+		tc.Epochs = *epochs
+	}
+	if *seed >= 0 {
+		tc.Seed = uint64(*seed)
+	}
+	if err := tc.Validate(); err != nil {
+		return usageError{err}
+	}
+	cs, err := cases.Read(*file)
+	if err != nil {
+		return reportProblems(err)
+	}
+	bar := setupLogging(logf, false)
+	defer bar.Finish()
+	be, err := model.NewBackend(*mf.backend)
+	if err != nil {
+		return err
+	}
+	rt, err := model.NewRuntime(c, be)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	slog.Info("training", "variant", c.Variant, "backend", be.Name(), "cases", len(cs), "out", *out)
+	tty := term.IsTerminal(int(os.Stderr.Fd()))
+	rep, err := pipeline.Train(ctx, pipeline.TrainOptions{
+		Cases: cs, Work: pipeline.Work{Dir: *work}, Encoder: *encoder, Model: c, Train: tc, Out: *out,
+		CV: *cv, ValFold: *valFold, Sampling: *sampling, Cache: *cache, Runtime: rt,
+		Step: func(run string, d, n int, loss float64) {
+			if tty {
+				fmt.Fprintf(os.Stderr, "\r%s: %d/%d loss %.4f   ", run, d, n, loss)
+			}
+		},
+		Epoch: func(run string, l model.EpochLog) {
+			if tty {
+				fmt.Fprint(os.Stderr, "\r\033[K")
+			}
+			attrs := []any{"run", run, "epoch", l.Epoch, "loss", fmt.Sprintf("%.4f", l.TrainLoss), "lr", fmt.Sprintf("%.2g", l.LR), "s", fmt.Sprintf("%.1f", l.Seconds)}
+			if l.ValAUC != nil {
+				attrs = append(attrs, "val_macro_auc", fmt.Sprintf("%.3f", *l.ValAUC), "val_acc", fmt.Sprintf("%.3f", *l.ValAcc))
+			}
+			slog.Info("epoch", attrs...)
+		},
+	})
+	if err != nil {
+		return err
+	}
+	if len(rep.CV) > 0 {
+		fmt.Printf("cross-validation (%d folds), mean ± std:\n", len(rep.CV))
+		for _, k := range []string{"accuracy", "macro_auc", "weighted_auc", "macro_f1", "weighted_f1"} {
+			fmt.Printf("  %-13s %.3f ± %.3f\n", k, rep.CVMean[k], rep.CVStd[k])
+		}
+	}
+	if rep.Val != nil {
+		fmt.Printf("validation: accuracy %.3f, macro-AUC %.3f, macro-F1 %.3f\n", rep.Val.Accuracy, rep.Val.MacroAUC, rep.Val.MacroF1)
+	}
+	if rep.Test != nil {
+		fmt.Printf("test (%d cases): accuracy %.3f, macro-AUC %.3f, weighted-AUC %.3f, macro-F1 %.3f, weighted-F1 %.3f\n",
+			rep.Test.N, rep.Test.Accuracy, rep.Test.MacroAUC, rep.Test.WeightedAUC, rep.Test.MacroF1, rep.Test.WeightedF1)
+	}
+	fmt.Printf("model %s (%s, %d epochs): %s\n", rep.ModelID, c.Variant, rep.Epochs, filepath.Join(*out, "model.safetensors"))
+	return nil
+}
+
+func runPredict(ctx context.Context, args []string) error {
+	fs := newFlags("predict", "(--model RUNDIR | --weights W.safetensors [--model-config C.json]) --work WORK --encoder NAME --input SLIDE...")
+	runDir := fs.String("model", "", "run folder of `pipeline train`")
+	weights := fs.String("weights", "", "weight file (reference state_dict names)")
+	cfg := fs.String("model-config", "", "model-config JSON for --weights")
+	work := fs.String("work", "", "work folder holding the slides' features and anchors")
+	encoder := fs.String("encoder", "", "features name (features/<name>.h5)")
+	backend := fs.String("backend", "", "GoMLX backend")
+	var inputs stringList
+	fs.Var(&inputs, "input", "slide file or id (repeatable; positional arguments too)")
+	logf := addLogFlags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	inputs = append(inputs, fs.Args()...)
+	if (*runDir == "") == (*weights == "") || *work == "" || *encoder == "" || len(inputs) == 0 {
+		return usageError{errors.New("one of --model or --weights, and --work, --encoder and --input are required")}
+	}
+	setupLogging(logf, false).Finish()
+	m, err := pipeline.OpenModel(*runDir, *weights, *cfg, *backend)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	ids := make([]string, len(inputs))
+	for i, in := range inputs {
+		ids[i] = slideIDOf(in)
+	}
+	return predictIDs(ctx, pipeline.Work{Dir: *work}, *encoder, ids, m)
+}
+
+// predictIDs predicts slides one by one (one bad slide does not stop the
+// others), then writes predictions.csv once.
+func predictIDs(ctx context.Context, work pipeline.Work, encoder string, ids []string, m *pipeline.LoadedModel) error {
+	var rows []pipeline.PredictRow
+	failed := 0
+	for _, id := range ids {
+		if ctx.Err() != nil {
+			break
+		}
+		r, err := pipeline.PredictSlide(ctx, work, encoder, id, m)
+		if err != nil {
+			failed++
+			slog.Error("predict failed", "slide", id, "stage", "predict", "err", err)
+			continue
+		}
+		rows = append(rows, r)
+		fmt.Printf("%s: HER2 %s (p = %s) heatmap %s\n", id, cases.LabelName(r.Predicted), fmtProbs(r.Probs), work.HeatmapPNG(id))
+	}
+	if len(rows) > 0 {
+		if err := pipeline.WritePredictions(work, rows); err != nil {
+			return err
+		}
+		fmt.Printf("predictions: %s (model %s)\n", work.PredictionsCSV(), m.ID)
+	}
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case failed > 0:
+		return fmt.Errorf("%d slide(s) failed", failed)
+	}
+	return nil
+}
+
+func fmtProbs(p []float64) string {
+	s := make([]string, len(p))
+	for i, v := range p {
+		s[i] = fmt.Sprintf("%.2f", v)
+	}
+	return strings.Join(s, "/")
+}
+
+// slideIDOf maps a slide path or id to the id.
+func slideIDOf(s string) string {
+	base := filepath.Base(s)
+	if ext := filepath.Ext(base); ext != "" && slicesContainsFold(pipeline.SlideExtensions, ext) {
+		return strings.TrimSuffix(base, ext)
+	}
+	return base
+}
+
+func slicesContainsFold(list []string, s string) bool {
+	for _, x := range list {
+		if strings.EqualFold(x, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// featuresName is the features file name the predict stage reads: the
+// given --features, else the encoder's manifest name, else the encoder
+// argument's base name.
+func featuresName(flagVal, encoder string) string {
+	if flagVal != "" {
+		return flagVal
+	}
+	if m, ok, err := features.ReadManifest(encoder); err == nil && ok && m.Name != "" {
+		return m.Name
+	}
+	base := filepath.Base(encoder)
+	return strings.TrimSuffix(base, filepath.Ext(base))
+}
+
+var _ = math.NaN

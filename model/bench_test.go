@@ -1,0 +1,104 @@
+package model
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+)
+
+// benchExample is a full-size case: N patches on a square grid, K anchors,
+// M IHC patches, features N(0,1).
+func benchExample(c Config, n, k, m int) *Example {
+	rng := rand.New(rand.NewPCG(5, 6))
+	e := &Example{ID: "bench", N: n, K: k, M: m, Label: 2}
+	e.HE = make([]float32, n*c.InDim)
+	for i := range e.HE {
+		e.HE[i] = float32(rng.NormFloat64())
+	}
+	e.IHC = make([]float32, m*c.InDim)
+	for i := range e.IHC {
+		e.IHC[i] = float32(rng.NormFloat64())
+	}
+	e.Dist, e.Polar = make([]uint8, k*n), make([]uint8, k*n)
+	for i := range e.Dist {
+		e.Dist[i], e.Polar[i] = uint8(rng.IntN(65)), uint8(rng.IntN(8))
+	}
+	return e
+}
+
+// BenchmarkTrainStep: one full training step (forward with IHC, loss,
+// gradients of every parameter) of the default configuration at 2048
+// patches, 128 anchors, 256 prompts, 2048 IHC patches, with and without
+// kernel masking. The optimiser update (Go, ~4M parameters) is included.
+func BenchmarkTrainStep(b *testing.B) {
+	be, err := NewBackend("")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, v := range []string{VariantIPCA, VariantPAMA} {
+		for _, r := range []float64{0, DefaultMaskRatio} {
+			if v == VariantPAMA && r == 0 {
+				continue
+			}
+			b.Run(fmt.Sprintf("%s/mask=%.2f/backend=%s", v, r, be.Name()), func(b *testing.B) {
+				c := DefaultConfig()
+				c.Variant, c.MaskRatio = v, r
+				rt, err := NewRuntime(c, be)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer rt.Close()
+				p := InitParams(c, 1)
+				opt, _ := NewAdam(OptAdam, 0, p)
+				e := benchExample(c, 2048, 128, 2048)
+				rng := rand.New(rand.NewPCG(1, 1))
+				step := func() {
+					var kept []int
+					if r > 0 {
+						kept = maskAnchors(c, e.K, r, rng)
+					}
+					g, err := rt.Grad(p, e, kept)
+					if err != nil {
+						b.Fatal(err)
+					}
+					opt.Update(p, g.Grads, 1e-4)
+				}
+				step() // compile
+				runtime.GC()
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					step()
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkPredict: H&E-only prediction of one slide at 2048 patches and
+// 128 anchors.
+func BenchmarkPredict(b *testing.B) {
+	be, err := NewBackend("")
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := DefaultConfig()
+	rt, err := NewRuntime(c, be)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rt.Close()
+	p := InitParams(c, 1)
+	e := benchExample(c, 2048, 128, 0)
+	if _, err := rt.Predict(p, e); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := rt.Predict(p, e); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

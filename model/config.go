@@ -1,0 +1,188 @@
+// Package model is the IPCA model (IHC-prompted cross-attention on top of
+// PAMA's position-aware anchor attention) and its baselines, in GoMLX: the
+// forward pass, gradients, weights in the reference PyTorch names
+// (safetensors), training and H&E-only prediction.
+//
+// Graph-building code panics (GoMLX's convention); everything exported
+// returns errors. Parameters live in Go memory (Params) and are passed to the
+// compiled graphs on every call, so the optimiser, checkpoints and weight
+// files are plain Go code over float32 slices.
+package model
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+)
+
+// Variants.
+const (
+	// VariantIPCA: H&E branch with position-aware anchor attention, learned
+	// IHC prompts per block, the IHC branch during training, two heads.
+	VariantIPCA = "ipca"
+	// VariantNoProxy: prompts kept, IHC input and branch removed (the
+	// paper's "w/o proxy").
+	VariantNoProxy = "ipca-noproxy"
+	// VariantPAMA: the H&E branch without prompts.
+	VariantPAMA = "pama"
+	// VariantABMIL: gated-attention MIL (CLAM-SB style).
+	VariantABMIL = "abmil"
+)
+
+// Variants lists every variant name.
+var Variants = []string{VariantIPCA, VariantNoProxy, VariantPAMA, VariantABMIL}
+
+// Hyper-parameter defaults. The paper's where it states them, else the
+// reference code's (DESIGN.md).
+const (
+	DefaultInDim        = 512  // PLIP ViT-B/32 embedding
+	DefaultEDim         = 256  // reference e_dim
+	DefaultDepth        = 2    // reference depth
+	DefaultHeads        = 8    // reference heads
+	DefaultMLPRatio     = 4.0  // reference
+	DefaultPrompts      = 256  // paper's best IHC prompt count (code default 128)
+	DefaultMaxAnchors   = 128  // reference max-kernel-num
+	DefaultMaxPatches   = 2048 // reference
+	DefaultMaxIHC       = 2048 // IHC patches fed to the IHC branch
+	DefaultPPK          = 18   // IPCA main patches per anchor
+	DefaultClasses      = 4    // HER2 0, 1+, 2+, 3+
+	DefaultMaskRatio    = 0.75 // paper's best kernel masking ratio (code default 0)
+	DefaultDropout      = 0.0  // reference
+	DefaultLayerNormEps = 1e-5 // PyTorch nn.LayerNorm default, as IPCA_vit_base
+	DistBins            = 66   // dis_embed rows: bins 0..64 and a spare
+	PolarBins           = 8    // polar sectors
+)
+
+// Config is the model's shape and its reference-compatibility switches. It is
+// saved with every checkpoint and weight file (model-config JSON).
+type Config struct {
+	Variant      string  `json:"variant"`
+	InDim        int     `json:"in_dim"`
+	EDim         int     `json:"e_dim"`
+	Depth        int     `json:"depth"`
+	Heads        int     `json:"heads"`
+	MLPRatio     float64 `json:"mlp_ratio"`
+	Prompts      int     `json:"num_prompts"`
+	MaxAnchors   int     `json:"max_anchors"`
+	MaxPatches   int     `json:"max_patches"`
+	MaxIHC       int     `json:"max_ihc_patches"`
+	PPK          int     `json:"patches_per_anchor"`
+	Classes      int     `json:"classes"`
+	MaskRatio    float64 `json:"mask_ratio"`
+	Dropout      float64 `json:"dropout"`
+	LayerNormEps float64 `json:"layer_norm_eps"`
+	// ReferencePadding reproduces the reference code's padding: the [CLS]
+	// column of the distance/polar matrices is the mean over the padded row,
+	// the main orientation sums over padded columns, [CLS] attends padded
+	// anchors, and kernel masking draws among all max_anchors slots. Off
+	// (default): padding is masked properly and results do not depend on it.
+	ReferencePadding bool `json:"reference_padding"`
+	// ReferenceEval reproduces the reference's H&E-only evaluation model
+	// (IPCA_models_sin.py), which leaves the prompt path out at prediction.
+	// Off (default): prediction uses the prompts, as the paper says.
+	ReferenceEval bool `json:"reference_eval"`
+}
+
+// DefaultConfig is the paper's IPCA.
+func DefaultConfig() Config {
+	return Config{
+		Variant: VariantIPCA, InDim: DefaultInDim, EDim: DefaultEDim, Depth: DefaultDepth,
+		Heads: DefaultHeads, MLPRatio: DefaultMLPRatio, Prompts: DefaultPrompts,
+		MaxAnchors: DefaultMaxAnchors, MaxPatches: DefaultMaxPatches, MaxIHC: DefaultMaxIHC,
+		PPK: DefaultPPK, Classes: DefaultClasses, MaskRatio: DefaultMaskRatio,
+		Dropout: DefaultDropout, LayerNormEps: DefaultLayerNormEps,
+	}
+}
+
+// ReferenceCodeConfig is the reference code's main IPCA setting: 128
+// prompts, no kernel masking, and both reference-compatibility switches.
+func ReferenceCodeConfig() Config {
+	c := DefaultConfig()
+	c.Prompts = 128
+	c.MaskRatio = 0
+	c.ReferencePadding = true
+	c.ReferenceEval = true
+	return c
+}
+
+// HasPrompts says whether the variant has learned IHC prompts.
+func (c Config) HasPrompts() bool { return c.Variant == VariantIPCA || c.Variant == VariantNoProxy }
+
+// HasIHC says whether the variant has the IHC branch (training only).
+func (c Config) HasIHC() bool { return c.Variant == VariantIPCA }
+
+// HeadDim is e_dim / heads.
+func (c Config) HeadDim() int { return c.EDim / c.Heads }
+
+// Hidden is the MLP width, int(e_dim·mlp_ratio) as the reference.
+func (c Config) Hidden() int { return int(float64(c.EDim) * c.MLPRatio) }
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(f string, a ...any) { errs = append(errs, fmt.Errorf(f, a...)) }
+	known := false
+	for _, v := range Variants {
+		known = known || v == c.Variant
+	}
+	if !known {
+		bad("variant %q (one of %v)", c.Variant, Variants)
+	}
+	if c.InDim <= 0 || c.EDim <= 0 || c.Depth < 0 || c.Heads <= 0 || c.Classes < 2 {
+		bad("in_dim %d, e_dim %d, depth %d, heads %d, classes %d must be positive (classes ≥ 2)", c.InDim, c.EDim, c.Depth, c.Heads, c.Classes)
+	} else if c.EDim%c.Heads != 0 {
+		bad("e_dim %d is not a multiple of heads %d", c.EDim, c.Heads)
+	}
+	if c.MLPRatio <= 0 || c.Hidden() < 1 {
+		bad("mlp_ratio %g", c.MLPRatio)
+	}
+	if c.HasPrompts() && c.Prompts <= 0 {
+		bad("num_prompts %d", c.Prompts)
+	}
+	if c.MaxAnchors <= 0 || c.MaxPatches <= 0 || c.MaxIHC <= 0 || c.PPK <= 0 {
+		bad("max_anchors %d, max_patches %d, max_ihc_patches %d, patches_per_anchor %d must be positive", c.MaxAnchors, c.MaxPatches, c.MaxIHC, c.PPK)
+	}
+	if c.MaskRatio < 0 || c.MaskRatio >= 1 {
+		bad("mask_ratio %g (0 ≤ r < 1)", c.MaskRatio)
+	}
+	if c.Dropout < 0 || c.Dropout >= 1 {
+		bad("dropout %g (0 ≤ p < 1)", c.Dropout)
+	}
+	if c.LayerNormEps <= 0 {
+		bad("layer_norm_eps %g", c.LayerNormEps)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("model: config: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// ReadConfig reads a model-config JSON. Keys left out take the defaults
+// (DefaultConfig); unknown keys are an error.
+func ReadConfig(path string) (Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("model: config: %w", err)
+	}
+	c, err := ParseConfig(b)
+	if err != nil {
+		return Config{}, fmt.Errorf("model: config %s: %w", path, errors.Unwrap(err))
+	}
+	return c, nil
+}
+
+// ParseConfig parses a model-config JSON over the defaults.
+func ParseConfig(b []byte) (Config, error) {
+	c := DefaultConfig()
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return Config{}, fmt.Errorf("model: config: %w", err)
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}

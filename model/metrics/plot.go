@@ -1,0 +1,251 @@
+package metrics
+
+import (
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"math"
+	"os"
+	"strconv"
+)
+
+// Plot geometry, in pixels.
+const (
+	plotW, plotH = 640, 560
+	// The axes' box: FPR 0..1 maps to x plotLeft..plotRight, TPR 0..1 to y
+	// plotBottom..plotTop.
+	plotLeft, plotRight = 78, 620
+	plotTop, plotBottom = 44, 488
+	textScale           = 2
+	classLineWidth      = 2.0
+	macroLineWidth      = 3.5
+)
+
+var (
+	white     = color.RGBA{255, 255, 255, 255}
+	black     = color.RGBA{0, 0, 0, 255}
+	gridGrey  = color.RGBA{232, 232, 232, 255}
+	chanceGry = color.RGBA{150, 150, 150, 255}
+	mutedGrey = color.RGBA{130, 130, 130, 255}
+	// palette holds the class colours (matplotlib's tab10), cycled beyond 10.
+	palette = []color.RGBA{
+		{31, 119, 180, 255}, {255, 127, 14, 255}, {44, 160, 44, 255},
+		{214, 39, 40, 255}, {148, 103, 189, 255}, {140, 86, 75, 255},
+		{227, 119, 194, 255}, {127, 127, 127, 255}, {188, 189, 34, 255},
+		{23, 190, 207, 255},
+	}
+)
+
+// ClassColor returns the colour of class c's curve in the plot.
+func ClassColor(c int) color.RGBA { return palette[c%len(palette)] }
+
+// WritePNG plots the one-vs-rest ROC curve of every class whose AUC is
+// defined, the macro-average curve (MacroROC, thicker, black), the chance
+// diagonal and a legend ("class 1+ (AUC 0.83)"; the macro entry reports
+// MacroAUC) under title, and writes the PNG to path atomically. The number of
+// classes is len(classNames); the input is checked as by Compute.
+func WritePNG(path string, labels []int, probs [][]float64, classNames []string, title string) error {
+	img, err := PlotROC(labels, probs, classNames, title)
+	if err != nil {
+		return err
+	}
+	return writeAtomic(path, func(f *os.File) error {
+		return png.Encode(f, img)
+	})
+}
+
+// PlotROC draws what WritePNG writes, a 640×560 image.
+func PlotROC(labels []int, probs [][]float64, classNames []string, title string) (*image.RGBA, error) {
+	classes := len(classNames)
+	m, err := Compute(labels, probs, classes)
+	if err != nil {
+		return nil, err
+	}
+	img := image.NewRGBA(image.Rect(0, 0, plotW, plotH))
+	fillRect(img, 0, 0, plotW, plotH, white)
+	drawAxes(img)
+	dashedLine(img, toPixel(ROCPoint{0, 0}), toPixel(ROCPoint{1, 1}), 1, 7, 5, chanceGry)
+
+	type entry struct {
+		text  string
+		col   color.RGBA
+		width float64 // swatch line width; 0 for no swatch
+	}
+	var legend []entry
+	var undefined []entry
+	for c := range classes {
+		name := classNames[c]
+		if name == "" {
+			name = strconv.Itoa(c)
+		}
+		if m.PerClass[c].AUC == nil {
+			undefined = append(undefined, entry{fmt.Sprintf("class %s (AUC undefined)", name), mutedGrey, 0})
+			continue
+		}
+		col := ClassColor(c)
+		polyline(img, classROC(labels, probs, c), classLineWidth, col)
+		legend = append(legend, entry{fmt.Sprintf("class %s (AUC %.2f)", name, *m.PerClass[c].AUC), col, classLineWidth})
+	}
+	if macro := MacroROC(labels, probs, classes); macro != nil {
+		polyline(img, macro, macroLineWidth, black)
+		legend = append(legend, entry{fmt.Sprintf("macro (AUC %.2f)", m.MacroAUC), black, macroLineWidth})
+	}
+	legend = append(legend, undefined...)
+
+	// Title, centred over the axes (left-aligned when too wide).
+	tw := textWidth(title, textScale)
+	tx := (plotLeft + plotRight - tw) / 2
+	if tx < 4 || tx+tw > plotW-4 {
+		tx = 4
+	}
+	drawText(img, tx, 14, title, textScale, black, true)
+
+	// Legend box in the lower right corner of the axes.
+	const pad, swatch, gap = 8, 28, 8
+	lineH := lineStep * textScale
+	maxW := 0
+	for _, e := range legend {
+		maxW = max(maxW, textWidth(e.text, textScale))
+	}
+	boxW := pad + swatch + gap + maxW + pad
+	boxH := pad + len(legend)*lineH - (lineStep-glyphH)*textScale + pad
+	bx, by := plotRight-10-boxW, plotBottom-10-boxH
+	fillRect(img, bx, by, boxW, boxH, white)
+	strokeRect(img, bx, by, boxW, boxH, chanceGry)
+	for i, e := range legend {
+		y := by + pad + i*lineH
+		if e.width > 0 {
+			h := int(math.Round(e.width))
+			fillRect(img, bx+pad, y+(glyphH-1)*textScale/2-h/2, swatch, h, e.col)
+		}
+		drawText(img, bx+pad+swatch+gap, y, e.text, textScale, e.col, false)
+	}
+	return img, nil
+}
+
+// toPixel maps a ROC point to image coordinates (pixel centres at integers).
+func toPixel(p ROCPoint) [2]float64 {
+	return [2]float64{
+		plotLeft + p.FPR*(plotRight-plotLeft),
+		plotBottom - p.TPR*(plotBottom-plotTop),
+	}
+}
+
+// drawAxes draws the grid, the axes' box, the ticks with their labels and
+// the axis titles.
+func drawAxes(img *image.RGBA) {
+	const tickLen = 6
+	glyphPix := glyphH * textScale
+	for k := 0; k <= 5; k++ {
+		v := float64(k) / 5
+		p := toPixel(ROCPoint{v, v})
+		x, y := int(math.Round(p[0])), int(math.Round(p[1]))
+		label := strconv.FormatFloat(v, 'f', 1, 64)
+		lw := textWidth(label, textScale)
+		if k > 0 && k < 5 {
+			fillRect(img, x, plotTop, 1, plotBottom-plotTop, gridGrey)
+			fillRect(img, plotLeft, y, plotRight-plotLeft, 1, gridGrey)
+		}
+		fillRect(img, x, plotBottom, 1, tickLen, black)
+		drawText(img, x-lw/2, plotBottom+tickLen+4, label, textScale, black, false)
+		fillRect(img, plotLeft-tickLen, y, tickLen, 1, black)
+		drawText(img, plotLeft-tickLen-4-lw, y-(glyphH-1)*textScale/2, label, textScale, black, false)
+	}
+	strokeRect(img, plotLeft, plotTop, plotRight-plotLeft+1, plotBottom-plotTop+1, black)
+
+	xl := "False positive rate"
+	drawText(img, (plotLeft+plotRight-textWidth(xl, textScale))/2, plotBottom+tickLen+4+glyphPix+10, xl, textScale, black, false)
+	yl := "True positive rate"
+	drawTextUp(img, 8, (plotTop+plotBottom+textWidth(yl, textScale))/2, yl, textScale, black)
+}
+
+// blend paints colour col over the pixel (x, y) with coverage a in [0,1].
+func blend(img *image.RGBA, x, y int, col color.RGBA, a float64) {
+	if !(image.Point{x, y}).In(img.Rect) || a <= 0 {
+		return
+	}
+	if a > 1 {
+		a = 1
+	}
+	i := img.PixOffset(x, y)
+	px := img.Pix[i : i+4 : i+4]
+	mix := func(dst, src uint8) uint8 {
+		return uint8(math.Round(float64(dst) + (float64(src)-float64(dst))*a))
+	}
+	px[0], px[1], px[2], px[3] = mix(px[0], col.R), mix(px[1], col.G), mix(px[2], col.B), 255
+}
+
+// fillRect fills the w×h rectangle with top-left corner (x, y), clipped.
+func fillRect(img *image.RGBA, x, y, w, h int, col color.RGBA) {
+	r := image.Rect(x, y, x+w, y+h).Intersect(img.Rect)
+	for py := r.Min.Y; py < r.Max.Y; py++ {
+		for px := r.Min.X; px < r.Max.X; px++ {
+			img.SetRGBA(px, py, col)
+		}
+	}
+}
+
+// strokeRect draws the one-pixel outline of the w×h rectangle at (x, y).
+func strokeRect(img *image.RGBA, x, y, w, h int, col color.RGBA) {
+	fillRect(img, x, y, w, 1, col)
+	fillRect(img, x, y+h-1, w, 1, col)
+	fillRect(img, x, y, 1, h, col)
+	fillRect(img, x+w-1, y, 1, h, col)
+}
+
+// line draws an anti-aliased segment of the given width from a to b (pixel
+// centres at integer coordinates). It generalises Xiaolin Wu's algorithm:
+// along the major axis it steps one pixel at a time; across it the line is
+// a band of width·sqrt(1+slope²) pixels (so the perpendicular width is
+// width), and each pixel is painted with the fraction of it the band covers.
+// For width 1 that is Wu's two-pixel split.
+func line(img *image.RGBA, a, b [2]float64, width float64, col color.RGBA) {
+	x0, y0, x1, y1 := a[0], a[1], b[0], b[1]
+	steep := math.Abs(y1-y0) > math.Abs(x1-x0)
+	if steep { // step along y; "x" below is then the image y
+		x0, y0, x1, y1 = y0, x0, y1, x1
+	}
+	if x0 > x1 {
+		x0, y0, x1, y1 = x1, y1, x0, y0
+	}
+	if x1-x0 < 1e-9 {
+		return // zero length (and not steep): nothing to draw
+	}
+	g := (y1 - y0) / (x1 - x0)
+	half := width * math.Sqrt(1+g*g) / 2
+	for xi := int(math.Round(x0)); xi <= int(math.Round(x1)); xi++ {
+		xc := math.Min(math.Max(float64(xi), x0), x1) // no overshoot at the ends
+		yc := y0 + g*(xc-x0)
+		lo, hi := yc-half, yc+half
+		for j := int(math.Floor(lo + 0.5)); j <= int(math.Floor(hi+0.5)); j++ {
+			cov := math.Min(hi, float64(j)+0.5) - math.Max(lo, float64(j)-0.5)
+			if steep {
+				blend(img, j, xi, col, cov)
+			} else {
+				blend(img, xi, j, col, cov)
+			}
+		}
+	}
+}
+
+// polyline draws the curve through pts (ROC coordinates).
+func polyline(img *image.RGBA, pts []ROCPoint, width float64, col color.RGBA) {
+	for i := 1; i < len(pts); i++ {
+		line(img, toPixel(pts[i-1]), toPixel(pts[i]), width, col)
+	}
+}
+
+// dashedLine draws a to b as dashes of dash pixels separated by gap pixels.
+func dashedLine(img *image.RGBA, a, b [2]float64, width, dash, gap float64, col color.RGBA) {
+	dx, dy := b[0]-a[0], b[1]-a[1]
+	length := math.Hypot(dx, dy)
+	if length == 0 {
+		return
+	}
+	ux, uy := dx/length, dy/length
+	for s := 0.0; s < length; s += dash + gap {
+		e := math.Min(s+dash, length)
+		line(img, [2]float64{a[0] + ux*s, a[1] + uy*s}, [2]float64{a[0] + ux*e, a[1] + uy*e}, width, col)
+	}
+}

@@ -1,0 +1,187 @@
+package metrics
+
+import (
+	"errors"
+	"image"
+	"image/color"
+	"image/png"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestWritePNG(t *testing.T) {
+	// Four classes, class 3 absent (its curve is not drawn).
+	labels, probs := randomCases(120, 3, 5)
+	for i := range probs {
+		probs[i] = append(probs[i], 0.01)
+	}
+	names := []string{"0", "1+", "2+", "3+"}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "roc.png")
+	if err := WritePNG(path, labels, probs, names, "HER2 ROC, fold 1"); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := img.Bounds().Size(); got != (image.Point{plotW, plotH}) {
+		t.Fatalf("size %v; want %dx%d", got, plotW, plotH)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("directory holds %d entries; want only roc.png", len(entries))
+	}
+	// Count exact class-colour pixels inside the axes, excluding the legend
+	// (lower right), so the curves themselves are seen; and in the whole
+	// image (the legend swatches).
+	inAxes := func(x, y int) bool {
+		return x > plotLeft && x < plotRight && y > plotTop && y < plotBottom &&
+			!(x > plotRight-360 && y > plotBottom-150)
+	}
+	counts := map[color.RGBA][2]int{}
+	nonWhite := 0
+	b := img.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			c := color.RGBAModel.Convert(img.At(x, y)).(color.RGBA)
+			if c != white {
+				nonWhite++
+			}
+			k := counts[c]
+			k[0]++
+			if inAxes(x, y) {
+				k[1]++
+			}
+			counts[c] = k
+		}
+	}
+	if white := counts[white][0]; white < plotW*plotH/2 {
+		t.Errorf("only %d white pixels: background not white?", white)
+	}
+	if nonWhite < 1000 {
+		t.Errorf("only %d non-white pixels", nonWhite)
+	}
+	for c := range 3 {
+		k := counts[ClassColor(c)]
+		if k[0] < 50 || k[1] < 20 {
+			t.Errorf("class %d colour %v: %d pixels, %d inside the axes", c, ClassColor(c), k[0], k[1])
+		}
+	}
+	if k := counts[ClassColor(3)]; k[0] != 0 {
+		t.Errorf("undefined class 3 drawn: %d pixels of its colour", k[0])
+	}
+	if k := counts[black]; k[1] < 100 {
+		t.Errorf("macro curve: %d black pixels inside the axes", k[1])
+	}
+}
+
+func TestWritePNGErrors(t *testing.T) {
+	dir := t.TempDir()
+	names := []string{"0", "1+"}
+	tests := []struct {
+		name   string
+		path   string
+		labels []int
+		probs  [][]float64
+		names  []string
+		input  bool // error wraps ErrInput
+	}{
+		{"label out of range", "a.png", []int{0, 2}, [][]float64{{1, 0}, {0, 1}}, names, true},
+		{"row width", "b.png", []int{0, 1}, [][]float64{{1, 0, 0}, {0, 1, 0}}, names, true},
+		{"NaN", "c.png", []int{0, 1}, [][]float64{{math.NaN(), 0}, {0, 1}}, names, true},
+		{"no class names", "d.png", []int{0, 1}, [][]float64{{1, 0}, {0, 1}}, nil, true},
+		{"missing directory", "missing/e.png", []int{0, 1}, [][]float64{{1, 0}, {0, 1}}, names, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := WritePNG(filepath.Join(dir, tc.path), tc.labels, tc.probs, tc.names, "t")
+			if err == nil || errors.Is(err, ErrInput) != tc.input {
+				t.Errorf("error = %v; want one (ErrInput: %v)", err, tc.input)
+			}
+		})
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("failed writes left %d entries", len(entries))
+	}
+}
+
+// A write that fails half-way (the destination is a directory, so the
+// rename fails) removes its temporary file.
+func TestWritePNGRenameFailureCleansUp(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "roc.png")
+	if err := os.Mkdir(path, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(path, "x"), nil, 0o644); err != nil { // non-empty: rename fails
+		t.Fatal(err)
+	}
+	err := WritePNG(path, []int{0, 1}, [][]float64{{1, 0}, {0, 1}}, []string{"0", "1+"}, "t")
+	if err == nil {
+		t.Fatal("WritePNG over a directory succeeded")
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("directory holds %d entries; want only the roc.png directory", len(entries))
+	}
+}
+
+// Degenerate input still plots: a single class present, no curve defined.
+func TestPlotROCNoDefinedCurve(t *testing.T) {
+	img, err := PlotROC([]int{1, 1}, [][]float64{{0.2, 0.8}, {0.6, 0.4}}, []string{"0", "1+"}, "empty")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for c := range 2 {
+		for i := 0; i < len(img.Pix); i += 4 {
+			if color.RGBA(ClassColor(c)) == (color.RGBA{img.Pix[i], img.Pix[i+1], img.Pix[i+2], img.Pix[i+3]}) {
+				t.Fatalf("class %d colour drawn without a defined curve", c)
+			}
+		}
+	}
+}
+
+func TestFont(t *testing.T) {
+	for r := ' '; r <= '~'; r++ {
+		if _, ok := glyphSrc[r]; !ok {
+			t.Errorf("no glyph for %q", r)
+		}
+		if r != ' ' && *glyphOf(r) == (glyph{}) {
+			t.Errorf("glyph %q is empty", r)
+		}
+	}
+	if *glyphOf('é') != *glyphOf('?') {
+		t.Error("non-ASCII is not drawn as '?'")
+	}
+	if got := textWidth("AUC", 2); got != (3*advance-1)*2 {
+		t.Errorf("textWidth = %d", got)
+	}
+}
+
+func TestLineCoverage(t *testing.T) {
+	img := image.NewRGBA(image.Rect(0, 0, 20, 20))
+	red := color.RGBA{255, 0, 0, 255}
+	// Width 1 on pixel centres: exactly one full pixel per column.
+	line(img, [2]float64{2, 5}, [2]float64{10, 5}, 1, red)
+	for x := 2; x <= 10; x++ {
+		if img.RGBAAt(x, 5) != red || img.RGBAAt(x, 4).A != 0 || img.RGBAAt(x, 6).A != 0 {
+			t.Fatalf("column %d: %v %v %v", x, img.RGBAAt(x, 4), img.RGBAAt(x, 5), img.RGBAAt(x, 6))
+		}
+	}
+	// Width 1 half-way between rows: two half-covered pixels (Wu's split).
+	line(img, [2]float64{2, 12.5}, [2]float64{10, 12.5}, 1, red)
+	if a, b := img.RGBAAt(5, 12), img.RGBAAt(5, 13); a.R != 128 || b.R != 128 {
+		t.Errorf("half-way line: %v %v", a, b)
+	}
+	// Steep line, width 2: full middle pixel, half pixels either side.
+	line(img, [2]float64{15, 2}, [2]float64{15, 18}, 2, red)
+	if img.RGBAAt(15, 10) != red || img.RGBAAt(14, 10).R != 128 || img.RGBAAt(16, 10).R != 128 {
+		t.Errorf("steep line: %v %v %v", img.RGBAAt(14, 10), img.RGBAAt(15, 10), img.RGBAAt(16, 10))
+	}
+}

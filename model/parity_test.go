@@ -1,0 +1,162 @@
+package model
+
+import (
+	"flag"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/her2wsi/her2wsi/internal/safetensors"
+)
+
+var update = flag.Bool("update", false, "regenerate the parity goldens with scripts/ipca_ref.py (needs /usr/bin/python3 with torch)")
+
+const parityDir = "testdata/parity"
+
+// parityCase reads a golden case: its real rows as an Example and the
+// reference outputs.
+func parityCase(t *testing.T, c Config, path string) (*Example, map[string][]float32) {
+	t.Helper()
+	f, err := safetensors.Read(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := func(k string) int {
+		v, err := strconv.Atoi(f.Metadata[k])
+		if err != nil {
+			t.Fatalf("%s: metadata %s: %v", path, k, err)
+		}
+		return v
+	}
+	f32 := func(name string) []float32 {
+		v, err := f.Tensors[name].Float32()
+		if err != nil {
+			t.Fatalf("%s: %s: %v", path, name, err)
+		}
+		return v
+	}
+	i64 := func(name string) ([]int64, []int) {
+		v, err := f.Tensors[name].Int64()
+		if err != nil {
+			t.Fatalf("%s: %s: %v", path, name, err)
+		}
+		return v, f.Tensors[name].Shape
+	}
+	n, k, m := meta("n_real"), meta("k_real"), meta("m_real")
+	e := &Example{ID: filepath.Base(path), N: n, K: k, M: m, Label: 0}
+	e.HE = f32("he")[:n*c.InDim]
+	e.IHC = f32("ihc")[:m*c.InDim]
+	dist, shape := i64("dist")
+	polar, _ := i64("polar")
+	W := shape[1]
+	e.Dist, e.Polar = make([]uint8, k*n), make([]uint8, k*n)
+	for a := 0; a < k; a++ {
+		for j := 0; j < n; j++ {
+			e.Dist[a*n+j], e.Polar[a*n+j] = uint8(dist[a*W+j]), uint8(polar[a*W+j])
+		}
+	}
+	out := map[string][]float32{}
+	for name := range f.Tensors {
+		if len(name) > 4 && (name[:4] == "out_" || name[:4] == "ref_") {
+			out[name] = f32(name)
+		}
+	}
+	return e, out
+}
+
+// TestParity: the Go model's logits equal the PyTorch reference's
+// (scripts/ipca_ref.py) within 1e-4 on the golden cases, for the training
+// forward (H&E + IHC) and the H&E-only forward, in the default mode and the
+// reference-compatible mode, and for the pama and ipca-noproxy variants.
+func TestParity(t *testing.T) {
+	if *update {
+		cmd := exec.Command("/usr/bin/python3", "../scripts/ipca_ref.py", "golden", "--out", parityDir)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("regenerating goldens: %v", err)
+		}
+	}
+	base, err := ReadConfig(filepath.Join(parityDir, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	be, err := NewBackend("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := base
+	ref.ReferencePadding, ref.ReferenceEval = true, true
+	pama := base
+	pama.Variant = VariantPAMA
+	noproxy := base
+	noproxy.Variant = VariantNoProxy
+	type run struct {
+		name    string
+		c       Config
+		weights string
+	}
+	runs := []run{{"default", base, "weights.safetensors"}, {"reference", ref, "weights.safetensors"},
+		{"pama", pama, "weights_pama.safetensors"}, {"noproxy", noproxy, "weights.safetensors"}}
+	cases, _ := filepath.Glob(filepath.Join(parityDir, "case_*.safetensors"))
+	if len(cases) < 4 {
+		t.Fatalf("%d golden cases in %s", len(cases), parityDir)
+	}
+	for _, r := range runs {
+		rt, err := NewRuntime(r.c, be)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := LoadWeights(filepath.Join(parityDir, r.weights), r.c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, path := range cases {
+			e, want := parityCase(t, r.c, path)
+			check := func(what, key string, got []float32) {
+				w, ok := want[key]
+				if !ok {
+					t.Fatalf("%s: no %s", path, key)
+				}
+				var worst float64
+				for i := range w {
+					worst = math.Max(worst, math.Abs(float64(got[i]-w[i])))
+				}
+				if worst > 1e-4 {
+					t.Errorf("%s %s %s: got %v, reference %v (max diff %.2g)", r.name, filepath.Base(path), what, got, w, worst)
+				} else {
+					t.Logf("%s %s %s: max diff %.2g", r.name, filepath.Base(path), what, worst)
+				}
+			}
+			pr, err := rt.Predict(p, e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch r.name {
+			case "default":
+				lg, li, err := rt.ForwardTrain(p, e)
+				if err != nil {
+					t.Fatal(err)
+				}
+				check("train H&E", "out_train_logits", lg)
+				check("train IHC", "out_train_logits_ihc", li)
+				check("H&E-only", "out_he_logits", pr.Logits)
+			case "reference":
+				lg, li, err := rt.ForwardTrain(p, e)
+				if err != nil {
+					t.Fatal(err)
+				}
+				check("train H&E", "ref_train_logits", lg)
+				check("train IHC", "ref_train_logits_ihc", li)
+				check("H&E-only", "ref_he_logits", pr.Logits)
+			case "pama":
+				check("H&E-only", "out_pama_logits", pr.Logits)
+			case "noproxy":
+				check("H&E-only", "out_noproxy_logits", pr.Logits)
+			}
+		}
+		rt.Close()
+	}
+}

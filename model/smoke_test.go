@@ -1,0 +1,87 @@
+package model
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+func tinyConfig(variant string) Config {
+	c := DefaultConfig()
+	c.Variant = variant
+	c.InDim, c.EDim, c.Depth, c.Heads, c.Prompts = 24, 32, 2, 4, 8
+	c.MaxAnchors, c.MaxPatches, c.MaxIHC = 6, 40, 30
+	return c
+}
+
+// randomExample makes an example with n patches on a random grid, k anchors
+// among them, m IHC patches.
+func randomExample(c Config, rng *rand.Rand, n, k, m, label int) *Example {
+	e := &Example{ID: "r", N: n, K: k, M: m, Label: label}
+	e.HE = make([]float32, n*c.InDim)
+	for i := range e.HE {
+		e.HE[i] = float32(rng.NormFloat64())
+	}
+	e.IHC = make([]float32, m*c.InDim)
+	for i := range e.IHC {
+		e.IHC[i] = float32(rng.NormFloat64())
+	}
+	type pos struct{ r, c int }
+	seen := map[pos]bool{}
+	ps := make([]pos, 0, n)
+	for len(ps) < n {
+		p := pos{rng.IntN(12), rng.IntN(12)}
+		if !seen[p] {
+			seen[p] = true
+			ps = append(ps, p)
+		}
+	}
+	var diam float64
+	for i := range ps {
+		for j := range ps {
+			diam = math.Max(diam, math.Hypot(float64(ps[i].r-ps[j].r), float64(ps[i].c-ps[j].c)))
+		}
+	}
+	w := diam / 64
+	e.Dist, e.Polar = make([]uint8, k*n), make([]uint8, k*n)
+	for a := 0; a < k; a++ {
+		an := ps[rng.IntN(n)]
+		for j, p := range ps {
+			dr, dc := float64(p.r-an.r), float64(p.c-an.c)
+			d := 0
+			if w > 0 {
+				d = min(64, int(math.Floor(math.Hypot(dr, dc)/w)))
+			}
+			s := min(7, int(math.Floor(math.Atan2(dc, dr)/(math.Pi/4)))+4)
+			e.Dist[a*n+j], e.Polar[a*n+j] = uint8(d), uint8(s)
+		}
+	}
+	return e
+}
+
+func TestSmoke(t *testing.T) {
+	be, err := NewBackend("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range Variants {
+		c := tinyConfig(v)
+		rt, err := NewRuntime(c, be)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := InitParams(c, 1)
+		rng := rand.New(rand.NewPCG(1, 2))
+		e := randomExample(c, rng, 25, 4, 17, 2)
+		pr, err := rt.Predict(p, e)
+		if err != nil {
+			t.Fatalf("%s: %v", v, err)
+		}
+		g, err := rt.Grad(p, e, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", v, err)
+		}
+		t.Logf("%s: probs %v loss %v attn[0:3] %v", v, pr.Probs, g.Loss, pr.Attention[:3])
+		rt.Close()
+	}
+}

@@ -1,0 +1,259 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"image"
+	"image/color"
+	"image/draw"
+	"image/png"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/her2wsi/her2wsi/anchors"
+	"github.com/her2wsi/her2wsi/internal/cases"
+	"github.com/her2wsi/her2wsi/internal/store"
+	"github.com/her2wsi/her2wsi/model"
+)
+
+// LoadedModel is a trained model ready for H&E-only prediction.
+type LoadedModel struct {
+	Config  model.Config
+	Params  *model.Params
+	ID      string // model id: hash of the weights
+	Runtime *model.Runtime
+}
+
+// OpenModel loads weights and their config: from a run folder
+// (RUNDIR/model.safetensors + RUNDIR/config.json), or from a weight file
+// and a model-config JSON (configPath may be empty when the weight file
+// was written here and carries its config). backend as model.NewBackend.
+func OpenModel(runDir, weights, configPath, backend string) (*LoadedModel, error) {
+	if runDir != "" {
+		weights = filepath.Join(runDir, "model.safetensors")
+		configPath = filepath.Join(runDir, "config.json")
+	}
+	var c model.Config
+	var err error
+	if configPath != "" {
+		c, err = model.ReadConfig(configPath)
+	} else {
+		var ok bool
+		c, ok, err = model.ConfigOfWeights(weights)
+		if err == nil && !ok {
+			err = fmt.Errorf("pipeline: %s holds no model config: pass --model-config", weights)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	p, err := model.LoadWeights(weights, c)
+	if err != nil {
+		return nil, err
+	}
+	be, err := model.NewBackend(backend)
+	if err != nil {
+		return nil, err
+	}
+	rt, err := model.NewRuntime(c, be)
+	if err != nil {
+		return nil, err
+	}
+	return &LoadedModel{Config: c, Params: p, ID: model.ModelID(p), Runtime: rt}, nil
+}
+
+// Close frees the compiled graphs.
+func (m *LoadedModel) Close() { m.Runtime.Close() }
+
+// PredictionsCSV is WORK/predictions.csv.
+func (w Work) PredictionsCSV() string { return filepath.Join(w.Dir, "predictions.csv") }
+
+// HeatmapPNG is WORK/slides/<id>/heatmap.png.
+func (w Work) HeatmapPNG(id string) string { return filepath.Join(w.SlideDir(id), "heatmap.png") }
+
+// PredictRow is one line of predictions.csv.
+type PredictRow struct {
+	SlideID   string
+	Probs     []float64
+	Predicted int
+	ModelID   string
+	Time      time.Time
+}
+
+const predictionsHeader = "slide_id,p0,p1,p2,p3,predicted,model_id,time"
+
+func (r PredictRow) csv() string {
+	var b strings.Builder
+	b.WriteString(csvField(r.SlideID))
+	for _, p := range r.Probs {
+		fmt.Fprintf(&b, ",%.6f", p)
+	}
+	fmt.Fprintf(&b, ",%s,%s,%s\n", cases.LabelName(r.Predicted), r.ModelID, r.Time.UTC().Format(time.RFC3339))
+	return b.String()
+}
+
+// PredictSlide predicts one anchored, embedded slide from H&E alone and
+// draws its attention heatmap.
+func PredictSlide(ctx context.Context, work Work, encoder, id string, m *LoadedModel) (PredictRow, error) {
+	if err := ctx.Err(); err != nil {
+		return PredictRow{}, err
+	}
+	l, err := anchors.NewLoader(anchors.BundleConfig{PPK: m.Config.PPK, MaxPatches: m.Config.MaxPatches, MaxAnchors: m.Config.MaxAnchors, Sampling: anchors.SampleFirst}, false)
+	if err != nil {
+		return PredictRow{}, err
+	}
+	ex, sd, err := loadExample(work, encoder, id, m.Config, l)
+	if err != nil {
+		return PredictRow{}, err
+	}
+	pr, err := m.Runtime.Predict(m.Params, ex)
+	if err != nil {
+		return PredictRow{}, fmt.Errorf("pipeline: slide %s: %w", id, err)
+	}
+	if err := writeHeatmap(work, id, sd, pr.Attention); err != nil {
+		return PredictRow{}, err
+	}
+	return PredictRow{SlideID: id, Probs: pr.Probs, Predicted: pr.Predicted, ModelID: m.ID, Time: time.Now()}, nil
+}
+
+// WritePredictions writes rows as WORK/predictions.csv, replacing the rows
+// of the same slides and keeping the others (atomically).
+func WritePredictions(work Work, rows []PredictRow) error {
+	keep := map[string]string{}
+	var order []string
+	if b, err := os.ReadFile(work.PredictionsCSV()); err == nil {
+		for i, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+			if i == 0 || line == "" {
+				continue
+			}
+			id := csvFirstField(line)
+			if _, dup := keep[id]; !dup {
+				order = append(order, id)
+			}
+			keep[id] = line + "\n"
+		}
+	}
+	for _, r := range rows {
+		if _, dup := keep[r.SlideID]; !dup {
+			order = append(order, r.SlideID)
+		}
+		keep[r.SlideID] = r.csv()
+	}
+	var b strings.Builder
+	b.WriteString(predictionsHeader + "\n")
+	for _, id := range order {
+		b.WriteString(keep[id])
+	}
+	if err := store.WriteFileAtomic(work.PredictionsCSV(), []byte(b.String()), 0o644); err != nil {
+		return fmt.Errorf("pipeline: %w", err)
+	}
+	return nil
+}
+
+func csvFirstField(line string) string {
+	if !strings.HasPrefix(line, `"`) {
+		id, _, _ := strings.Cut(line, ",")
+		return id
+	}
+	var b strings.Builder
+	for i := 1; i < len(line); i++ {
+		if line[i] == '"' {
+			if i+1 < len(line) && line[i+1] == '"' {
+				b.WriteByte('"')
+				i++
+				continue
+			}
+			break
+		}
+		b.WriteByte(line[i])
+	}
+	return b.String()
+}
+
+// writeHeatmap draws the [CLS]→patch attention over the slide's QC picture
+// (or a blank canvas when there is none): each patch square coloured from
+// blue (low) to red (high), min–max normalised over the slide.
+func writeHeatmap(work Work, id string, sd *anchors.SlideData, attn []float32) error {
+	rec, err := work.ReadSlideRecord(id)
+	if err != nil {
+		return fmt.Errorf("pipeline: slide %s: heatmap: %w", id, err)
+	}
+	coords, err := work.ReadCoords(id, rec)
+	if err != nil {
+		return fmt.Errorf("pipeline: slide %s: heatmap: %w", id, err)
+	}
+	var base image.Image
+	if f, err := os.Open(work.QCPNG(id)); err == nil {
+		base, _ = png.Decode(f)
+		f.Close()
+	}
+	var W, H int64
+	if len(rec.Slide.Levels) > 0 {
+		W, H = rec.Slide.Levels[0].Width, rec.Slide.Levels[0].Height
+	}
+	if W <= 0 || H <= 0 {
+		for i := 0; i+1 < len(coords); i += 2 {
+			W, H = max(W, coords[i]+256), max(H, coords[i+1]+256)
+		}
+	}
+	if base == nil {
+		s := 1024 / math.Max(float64(W), float64(H))
+		base = image.NewRGBA(image.Rect(0, 0, max(1, int(float64(W)*s)), max(1, int(float64(H)*s))))
+		draw.Draw(base.(*image.RGBA), base.Bounds(), image.NewUniform(color.White), image.Point{}, draw.Src)
+	}
+	img := image.NewRGBA(base.Bounds())
+	draw.Draw(img, img.Bounds(), base, base.Bounds().Min, draw.Src)
+	sx := float64(img.Bounds().Dx()) / float64(W)
+	sy := float64(img.Bounds().Dy()) / float64(H)
+	step := float64(rec.Plan.PatchSizeLevel0)
+	if step <= 0 {
+		step = 256
+	}
+	lo, hi := float32(math.Inf(1)), float32(math.Inf(-1))
+	for _, a := range attn {
+		lo, hi = min(lo, a), max(hi, a)
+	}
+	for i, row := range sd.Rows {
+		if i >= len(attn) || int(2*row+1) >= len(coords) {
+			break
+		}
+		t := 0.5
+		if hi > lo {
+			t = float64((attn[i] - lo) / (hi - lo))
+		}
+		col := heatColor(t)
+		x0, y0 := float64(coords[2*row])*sx, float64(coords[2*row+1])*sy
+		r := image.Rect(int(x0), int(y0), int(math.Ceil(x0+step*sx)), int(math.Ceil(y0+step*sy))).Intersect(img.Bounds())
+		for y := r.Min.Y; y < r.Max.Y; y++ {
+			for x := r.Min.X; x < r.Max.X; x++ {
+				o := img.RGBAAt(x, y)
+				img.SetRGBA(x, y, color.RGBA{uint8((int(o.R) + 2*int(col.R)) / 3), uint8((int(o.G) + 2*int(col.G)) / 3), uint8((int(o.B) + 2*int(col.B)) / 3), 255})
+			}
+		}
+	}
+	if err := writeRGBA(work.HeatmapPNG(id), img); err != nil {
+		return fmt.Errorf("pipeline: slide %s: heatmap: %w", id, err)
+	}
+	return nil
+}
+
+// heatColor maps t in [0,1] to blue → cyan → yellow → red.
+func heatColor(t float64) color.RGBA {
+	t = math.Max(0, math.Min(1, t))
+	r := math.Min(1, math.Max(0, 2*t-0.5))
+	g := math.Min(1, math.Max(0, 1.5-math.Abs(2*t-1)*1.5))
+	b := math.Min(1, math.Max(0, 1-2*t+0.5))
+	return color.RGBA{uint8(255 * r), uint8(255 * g), uint8(255 * b), 255}
+}
+
+func writeRGBA(path string, img *image.RGBA) error {
+	var buf bytes.Buffer
+	if err := (&png.Encoder{CompressionLevel: png.BestSpeed}).Encode(&buf, img); err != nil {
+		return err
+	}
+	return store.WriteFileAtomic(path, buf.Bytes(), 0o644)
+}
