@@ -29,8 +29,12 @@ func randomExample(c Config, rng *rand.Rand, n, k, m, label int) *Example {
 	type pos struct{ r, c int }
 	seen := map[pos]bool{}
 	ps := make([]pos, 0, n)
+	side := 12
+	for side*side < 2*n {
+		side *= 2
+	}
 	for len(ps) < n {
-		p := pos{rng.IntN(12), rng.IntN(12)}
+		p := pos{rng.IntN(side), rng.IntN(side)}
 		if !seen[p] {
 			seen[p] = true
 			ps = append(ps, p)
@@ -82,6 +86,40 @@ func TestSmoke(t *testing.T) {
 			t.Fatalf("%s: %v", v, err)
 		}
 		t.Logf("%s: probs %v loss %v attn[0:3] %v", v, pr.Probs, g.Loss, pr.Attention[:3])
+		rt.Close()
+	}
+}
+
+// Different slides give different predictions (the output depends on the
+// input), for every variant, with random weights.
+func TestPredictionDependsOnInput(t *testing.T) {
+	be, err := NewBackend("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range Variants {
+		c := tinyConfig(v)
+		rt, err := NewRuntime(c, be)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := InitParams(c, 1)
+		rng := rand.New(rand.NewPCG(1, 2))
+		a, err := rt.Predict(p, randomExample(c, rng, 25, 4, 0, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := rt.Predict(p, randomExample(c, rng, 25, 4, 0, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		same := true
+		for i := range a.Logits {
+			same = same && a.Logits[i] == b.Logits[i]
+		}
+		if same {
+			t.Errorf("%s: two different slides give the same logits %v", v, a.Logits)
+		}
 		rt.Close()
 	}
 }

@@ -8,10 +8,13 @@ import (
 	"image/color"
 	"image/draw"
 	"image/png"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/her2wsi/her2wsi/anchors"
@@ -256,4 +259,36 @@ func writeRGBA(path string, img *image.RGBA) error {
 		return err
 	}
 	return store.WriteFileAtomic(path, buf.Bytes(), 0o644)
+}
+
+// StagePredict is the H&E-only prediction stage.
+const StagePredict = "predict"
+
+// PredictAll predicts every slide (one at a time: one goroutine owns the
+// model's compiled graphs) and then writes WORK/predictions.csv once, with
+// the rows of the slides that succeeded. encoder names the features file.
+func PredictAll(ctx context.Context, inputs []Input, work Work, encoder string, m *LoadedModel, prog Progress) Summary {
+	var mu sync.Mutex
+	var rows []PredictRow
+	sum := forEachSlide(ctx, StagePredict, inputs, 1, prog, func(ctx context.Context, in Input) Result {
+		start := time.Now()
+		row, err := PredictSlide(ctx, work, encoder, in.ID, m)
+		if err != nil {
+			return Result{Stage: StagePredict, ID: in.ID, Path: in.Path, Err: err}
+		}
+		mu.Lock()
+		rows = append(rows, row)
+		mu.Unlock()
+		slog.Info("predicted", "slide", in.ID, "stage", StagePredict, "her2", cases.LabelName(row.Predicted), "p", fmt.Sprintf("%.3f", row.Probs[row.Predicted]), "s", time.Since(start).Seconds())
+		return Result{Stage: StagePredict, ID: in.ID, Path: in.Path}
+	})
+	if len(rows) > 0 {
+		sort.Slice(rows, func(i, j int) bool { return rows[i].SlideID < rows[j].SlideID })
+		if err := WritePredictions(work, rows); err != nil {
+			slog.Error(err.Error(), "stage", StagePredict)
+			sum.Failed += len(rows)
+			sum.Done -= len(rows)
+		}
+	}
+	return sum
 }

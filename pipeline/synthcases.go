@@ -239,8 +239,8 @@ func (o SynthCasesOptions) validate() error {
 	switch {
 	case o.Cases < 4 || o.Cases > 1_000_000:
 		return fmt.Errorf("pipeline: synth cases: %d cases (4 to 1000000)", o.Cases)
-	case o.Dim < 16 || o.Dim > 1<<16:
-		return fmt.Errorf("pipeline: synth cases: feature dimension %d (16 to 65536)", o.Dim)
+	case o.Dim < 4 || o.Dim > 1<<16:
+		return fmt.Errorf("pipeline: synth cases: feature dimension %d (4 to 65536)", o.Dim)
 	case !validEncoderName(o.Encoder):
 		return fmt.Errorf("pipeline: synth cases: encoder name %q must be letters, digits, '-', '_' or '.'", o.Encoder)
 	case o.MinPatches < 32 || o.MaxPatches < o.MinPatches || o.MaxPatches > 200_000:
@@ -307,7 +307,8 @@ func newSynthGen(opt SynthCasesOptions) *synthGen {
 }
 
 // synthOrthonormal returns k orthonormal vectors of dimension d from Gaussian
-// draws (modified Gram–Schmidt, applied twice).
+// draws (modified Gram–Schmidt, applied twice). When k > d (tiny test
+// encoders), vector i ≥ d is only made orthogonal to the first d−1.
 func synthOrthonormal(norm *synthGauss, k, d int) [][]float64 {
 	out := make([][]float64, k)
 	for i := range out {
@@ -316,7 +317,7 @@ func synthOrthonormal(norm *synthGauss, k, d int) [][]float64 {
 			v[j] = norm.next()
 		}
 		for range 2 {
-			for _, u := range out[:i] {
+			for _, u := range out[:min(i, d-1)] {
 				p := synthDot(v, u)
 				for j := range v {
 					v[j] -= p * u[j]

@@ -190,7 +190,7 @@ func TestSynthCasesDeterministic(t *testing.T) {
 func TestSynthCasesOptions(t *testing.T) {
 	bad := []func(*SynthCasesOptions){
 		func(o *SynthCasesOptions) { o.Cases = 3 },
-		func(o *SynthCasesOptions) { o.Dim = 8 },
+		func(o *SynthCasesOptions) { o.Dim = 3 },
 		func(o *SynthCasesOptions) { o.Encoder = "a/b" },
 		func(o *SynthCasesOptions) { o.MinPatches, o.MaxPatches = 500, 400 },
 		func(o *SynthCasesOptions) { o.HESignal = math.NaN() },

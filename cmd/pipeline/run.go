@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/her2wsi/her2wsi/model"
 	"os"
 	"slices"
 	"strconv"
@@ -14,9 +15,9 @@ import (
 )
 
 // allStages are the stages in order; those not built yet are refused.
-var allStages = []string{pipeline.StageTile, pipeline.StageEmbed, pipeline.StageAnchors}
+var allStages = []string{pipeline.StageTile, pipeline.StageEmbed, pipeline.StageAnchors, pipeline.StagePredict}
 
-var plannedStages = []string{"predict"}
+var plannedStages = []string{}
 
 // parseStages turns --stage/--from into the ordered list of stages to run.
 func parseStages(stage, from string) ([]string, error) {
@@ -91,6 +92,12 @@ func runStages(ctx context.Context, name string, args []string) error {
 	ppkList := fs.String("ppk", joinInts(aopt.PPK), "anchors stage: patches-per-anchor values")
 	fs.IntVar(&aopt.MaxIter, "kmeans-iter", aopt.MaxIter, "anchors stage: k-means iterations")
 	fs.Uint64Var(&aopt.Seed, "seed", aopt.Seed, "anchors stage: k-means seed")
+	// predict
+	modelDir := fs.String("model", "", "predict stage: run folder of `pipeline train` (model.safetensors + config.json)")
+	weights := fs.String("weights", "", "predict stage: weight file in the reference names (instead of --model)")
+	modelCfg := fs.String("model-config", "", "predict stage: model-config JSON for --weights")
+	featName := fs.String("features", "", "predict stage: features name to read (default: the encoder's name)")
+	backend := fs.String("backend", "", "predict stage: GoMLX backend (default $GOMLX_BACKEND, else "+model.DefaultBackend+")")
 	logf := addLogFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -113,6 +120,13 @@ func runStages(ctx context.Context, name string, args []string) error {
 	if slices.Contains(stages, pipeline.StageEmbed) && *encoder == "" {
 		return usageError{errors.New("the embed stage needs --encoder FILE.onnx (or a name)")}
 	}
+	predicting := slices.Contains(stages, pipeline.StagePredict)
+	if predicting && *modelDir == "" && *weights == "" {
+		return usageError{errors.New("the predict stage needs --model RUNDIR (or --weights W.safetensors)")}
+	}
+	if predicting && *encoder == "" && *featName == "" {
+		return usageError{errors.New("the predict stage needs --encoder or --features (the features name it reads)")}
+	}
 	if _, _, err := features.ParseDevice(*device); err != nil {
 		return usageError{err}
 	}
@@ -128,6 +142,7 @@ func runStages(ctx context.Context, name string, args []string) error {
 	work := pipeline.Work{Dir: *out}
 	var sums []pipeline.Summary
 	var runErr error
+	featuresUsed := featuresName(*featName, *encoder)
 	for _, st := range stages {
 		if ctx.Err() != nil {
 			break
@@ -137,11 +152,22 @@ func runStages(ctx context.Context, name string, args []string) error {
 			sums = append(sums, pipeline.TileAll(ctx, slides, work, opt, *workers, bar))
 		case pipeline.StageAnchors:
 			sums = append(sums, pipeline.AnchorAll(ctx, slides, work, aopt, *workers, bar))
+		case pipeline.StagePredict:
+			m, err := pipeline.OpenModel(*modelDir, *weights, *modelCfg, *backend)
+			if err != nil {
+				runErr = err
+				break
+			}
+			sums = append(sums, pipeline.PredictAll(ctx, slides, work, featuresUsed, m, bar))
+			m.Close()
 		case pipeline.StageEmbed:
 			enc, err := features.Open(*encoder, features.Options{Device: *device, Threads: *threads, Library: *ortLib})
 			if err != nil {
 				runErr = err
 				break
+			}
+			if *featName == "" {
+				featuresUsed = enc.Name()
 			}
 			sum, err := pipeline.EmbedAll(ctx, slides, work, enc, eopt, bar)
 			enc.Close()
@@ -161,6 +187,9 @@ func runStages(ctx context.Context, name string, args []string) error {
 		failed += s.Failed
 	}
 	fmt.Printf("results: %s/slides/<slide_id>/\n", strings.TrimRight(*out, "/"))
+	if predicting {
+		fmt.Printf("predictions: %s\n", work.PredictionsCSV())
+	}
 	switch {
 	case ctx.Err() != nil:
 		return ctx.Err()
