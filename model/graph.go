@@ -88,12 +88,15 @@ func (b *builder) mlp(name string, x *Node) *Node {
 	return b.linear(name+".fc2", gelu(b.linear(name+".fc1", x)))
 }
 
-// qkv projects x [n, D] and splits it into q, k, v of [n, H, hd].
+// qkv projects x [n, D] and splits it into q, k, v of [H, n, hd]
+// (head-major: the layout the backend's batched matrix products take
+// without transposing, so one transpose here replaces several later).
 func (b *builder) qkv(name string, x *Node) (q, k, v *Node) {
 	y := b.linear(name, x)
 	n, D, H := x.Shape().Dimensions[0], b.c.EDim, b.c.Heads
-	parts := Split(y, 1, 3)
-	r := func(t *Node) *Node { return Reshape(t, n, H, D/H) }
+	y = TransposeAllAxes(Reshape(y, n, 3, H, D/H), 1, 2, 0, 3) // [3, H, n, hd]
+	parts := Split(y, 0, 3)
+	r := func(t *Node) *Node { return Reshape(t, H, n, D/H) }
 	return r(parts[0]), r(parts[1]), r(parts[2])
 }
 
@@ -111,16 +114,16 @@ func softmax(x *Node) *Node {
 }
 
 // attend computes softmax(logits)·v and merges heads: logits [H, a, j],
-// v [j, H, hd] → [a, D].
+// v [H, j, hd] → [a, D].
 func (b *builder) attend(logits, v *Node) *Node {
 	a := softmax(logits)
-	out := Einsum("haj,jhd->ahd", a, v)
-	return Reshape(out, out.Shape().Dimensions[0], b.c.EDim)
+	out := Einsum("haj,hjd->had", a, v)
+	return Reshape(TransposeAllAxes(out, 1, 0, 2), out.Shape().Dimensions[1], b.c.EDim)
 }
 
-// scores is q·kᵀ·scale: q [a, H, hd], k [j, H, hd] → [H, a, j].
+// scores is q·kᵀ·scale: q [H, a, hd], k [H, j, hd] → [H, a, j].
 func (b *builder) scores(q, k *Node) *Node {
-	return MulScalar(Einsum("ahd,jhd->haj", q, k), 1/math.Sqrt(float64(b.c.HeadDim())))
+	return MulScalar(Einsum("had,hjd->haj", q, k), 1/math.Sqrt(float64(b.c.HeadDim())))
 }
 
 // fillWhere returns x where keep (broadcast over heads) is 1 and fill where
