@@ -11,7 +11,7 @@ export HER2WSI_DATA := $(SHARED_DATA)
 # faster model training and prediction); the build works without it.
 export GOEXPERIMENT ?= simd
 
-.PHONY: all setup build test vet demo bench bench-embed bench-anchors fuzz clean encoders encoders-check vit-model gpu-bundle
+.PHONY: all setup build test vet demo bench bench-embed bench-anchors bench-model bench-learning soak fuzz clean encoders encoders-check vit-model gpu-bundle
 
 all: build
 
@@ -66,6 +66,21 @@ bench: build $(BENCH_SLIDE)
 	$(GO) test -run '^$$' -bench 'BenchmarkReadPath' -benchtime 1x -count 1 -timeout 30m ./pipeline
 	$(GO) test -run '^$$' -bench 'BenchmarkTileStage' -benchtime 1x -count 1 -timeout 30m ./pipeline
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/raster ./tiling
+
+# Model: training step and prediction time and peak memory per backend/build,
+# and the same step in PyTorch (Debian's torch) with their ratio.
+bench-model: setup
+	scripts/bench-model.sh
+
+# Learning on generated cases (H&E signal weak, IHC strong): ipca vs pama vs
+# abmil, H&E-only test metrics.
+bench-learning: build
+	PIPELINE=$(BIN) scripts/bench-learning.sh
+
+# Many training steps, repeated, under a watchdog (fails with the stacks if a
+# step hangs); GOMLX_BACKEND=go shows the parallel executor's deadlock.
+soak: setup
+	HER2WSI_SOAK_STEPS=300 HER2WSI_SOAK_ROUNDS=5 $(GO) test -count=1 -run TestSoakTraining -v -timeout 60m ./model
 
 # Anchors: k-means for all eight ppk values at N = 4096, 20000, 100000 (one
 # process each, so peak RSS is that size's), and the loader's bins.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"syscall"
 	"testing"
 )
 
@@ -71,6 +72,7 @@ func BenchmarkTrainStep(b *testing.B) {
 				for i := 0; i < b.N; i++ {
 					step()
 				}
+				b.ReportMetric(peakRSSMB(), "peak-RSS-MB")
 			})
 		}
 	}
@@ -101,4 +103,15 @@ func BenchmarkPredict(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	b.ReportMetric(peakRSSMB(), "peak-RSS-MB")
+}
+
+// peakRSSMB is the process's peak resident memory (run one benchmark per
+// process for it to be that benchmark's).
+func peakRSSMB() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return float64(ru.Maxrss) / 1024
 }

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"encoding/json"
 	"flag"
 	"math"
 	"os"
@@ -158,5 +159,59 @@ func TestParity(t *testing.T) {
 			}
 		}
 		rt.Close()
+	}
+}
+
+// Weights written here load into the PyTorch reference (strict state_dict
+// names and shapes) and give the same logits there. Skipped without
+// /usr/bin/python3 + torch (scripts/setup.sh export installs them).
+func TestWeightsLoadInTorch(t *testing.T) {
+	if err := exec.Command("/usr/bin/python3", "-c", "import torch").Run(); err != nil {
+		t.Skip("no /usr/bin/python3 with torch")
+	}
+	c, err := ReadConfig(filepath.Join(parityDir, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	be, err := NewBackend("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := NewRuntime(c, be)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	p := InitParams(c, 99) // the reference's initialisation, as a training run starts
+	dir := t.TempDir()
+	w := filepath.Join(dir, "w.safetensors")
+	if err := SaveWeights(w, c, p, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeJSON(filepath.Join(dir, "config.json"), c); err != nil {
+		t.Fatal(err)
+	}
+	inputs := filepath.Join(parityDir, "case_b.safetensors")
+	e, _ := parityCase(t, c, inputs)
+	pr, err := rt.Predict(p, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("/usr/bin/python3", "../scripts/ipca_ref.py", "forward", "--weights", w,
+		"--config", filepath.Join(dir, "config.json"), "--inputs", inputs, "--he-only").CombinedOutput()
+	if err != nil {
+		t.Fatalf("torch forward: %v\n%s", err, out)
+	}
+	t.Logf("torch: %s go: %v", out, pr.Logits)
+	var got struct {
+		Logits []float64 `json:"logits"`
+	}
+	if err := json.Unmarshal(out, &got); err != nil || len(got.Logits) != c.Classes {
+		t.Fatalf("torch output %q: %v", out, err)
+	}
+	for i := range got.Logits {
+		if math.Abs(got.Logits[i]-float64(pr.Logits[i])) > 1e-4 {
+			t.Fatalf("torch %v, Go %v", got.Logits, pr.Logits)
+		}
 	}
 }

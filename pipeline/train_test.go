@@ -1,0 +1,109 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/her2wsi/her2wsi/internal/cases"
+	"github.com/her2wsi/her2wsi/model"
+	"github.com/her2wsi/her2wsi/model/metrics"
+)
+
+func smallModel(variant string) model.Config {
+	c := model.DefaultConfig()
+	c.Variant = variant
+	c.InDim, c.EDim, c.Depth, c.Heads, c.Prompts, c.MLPRatio = 16, 16, 1, 2, 8, 2
+	c.MaxAnchors, c.MaxPatches, c.MaxIHC = 16, 256, 256
+	return c
+}
+
+// The chain on generated cases: train with cross-validation (fold folders,
+// mean ± std, final model, test metrics, ROC picture), then H&E-only
+// prediction of slides from the run folder into predictions.csv with
+// heatmaps; a rerun replaces those slides' rows and keeps the others.
+func TestTrainCVAndPredict(t *testing.T) {
+	work := Work{Dir: t.TempDir()}
+	opt := DefaultSynthCasesOptions()
+	opt.Cases, opt.Dim, opt.MinPatches, opt.MaxPatches, opt.Folds = 16, 16, 60, 120, 2
+	csv, err := SynthCases(context.Background(), work, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := cases.Read(csv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := smallModel(model.VariantIPCA)
+	be, err := model.NewBackend("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := model.NewRuntime(c, be)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	tc := model.DefaultTrainConfig()
+	tc.Epochs, tc.EffectiveBatch, tc.LR = 2, 4, 1e-3
+	out := filepath.Join(t.TempDir(), "run")
+	rep, err := Train(context.Background(), TrainOptions{Cases: cs, Work: work, Encoder: opt.Encoder, Model: c, Train: tc, Out: out, CV: 2, Sampling: "first", Runtime: rt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.CV) != 2 || rep.Test == nil || rep.Test.N == 0 {
+		t.Fatalf("report: %d folds, test %+v", len(rep.CV), rep.Test)
+	}
+	for _, f := range []string{"fold0/model.safetensors", "fold1/validation/metrics.json", "model.safetensors", "config.json", "log.jsonl", "test/metrics.json", "test/roc.png", "test/predictions.csv", "report.json"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Errorf("missing %s", f)
+		}
+	}
+	var m metrics.Metrics
+	b, _ := os.ReadFile(filepath.Join(out, "test", "metrics.json"))
+	if err := json.Unmarshal(b, &m); err != nil || m.N != rep.Test.N {
+		t.Fatalf("test/metrics.json: %v (n %d)", err, m.N)
+	}
+
+	lm, err := OpenModel(out, "", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lm.Close()
+	var ins []Input
+	for _, c := range cs[:3] {
+		ins = append(ins, Input{ID: c.HE})
+	}
+	sum := PredictAll(context.Background(), append(ins, Input{ID: "no-such-slide"}), work, opt.Encoder, lm, nil)
+	if sum.Done != 3 || sum.Failed != 1 {
+		t.Fatalf("predict: %d done, %d failed; want 3 and 1", sum.Done, sum.Failed)
+	}
+	b, err = os.ReadFile(work.PredictionsCSV())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 4 || lines[0] != predictionsHeader || !strings.Contains(lines[1], lm.ID) {
+		t.Fatalf("predictions.csv:\n%s", b)
+	}
+	for _, in := range ins {
+		if _, err := os.Stat(work.HeatmapPNG(in.ID)); err != nil {
+			t.Errorf("no heatmap for %s", in.ID)
+		}
+	}
+	// Rerun one slide: its row is replaced, the others kept.
+	if s := PredictAll(context.Background(), ins[:1], work, opt.Encoder, lm, nil); s.Done != 1 {
+		t.Fatal("rerun failed")
+	}
+	b, _ = os.ReadFile(work.PredictionsCSV())
+	if n := len(strings.Split(strings.TrimSpace(string(b)), "\n")); n != 4 {
+		t.Fatalf("after rerun predictions.csv has %d lines, want 4", n)
+	}
+	// A weight file alone (with its embedded config) loads too.
+	if _, err := OpenModel("", filepath.Join(out, "model.safetensors"), "", ""); err != nil {
+		t.Fatal(err)
+	}
+}
