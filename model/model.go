@@ -41,8 +41,15 @@ func NewBackend(config string) (compute.Backend, error) {
 	if strings.HasPrefix(config, "xla") && !strings.Contains(config, "/") {
 		return nil, fmt.Errorf("model: backend %q: give the PJRT plugin by absolute path (xla:/path/to/pjrt_plugin.so); nothing is downloaded", config)
 	}
-	b, err := compute.NewWithConfig(config)
+	var b compute.Backend
+	var err error
+	if perr := exceptions.TryCatch[error](func() { b, err = compute.NewWithConfig(config) }); perr != nil {
+		err = perr
+	}
 	if err != nil {
+		if strings.HasPrefix(config, "xla") {
+			return nil, fmt.Errorf("model: backend %q: this build has only the pure-Go backend (no PJRT/XLA support compiled in): %w", config, err)
+		}
 		return nil, fmt.Errorf("model: backend %q: %w", config, err)
 	}
 	return b, nil

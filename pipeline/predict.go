@@ -105,6 +105,12 @@ func PredictSlide(ctx context.Context, work Work, encoder, id string, m *LoadedM
 	if err := ctx.Err(); err != nil {
 		return PredictRow{}, err
 	}
+	if encoder == "" {
+		var err error
+		if encoder, err = onlyFeatures(work, id); err != nil {
+			return PredictRow{}, err
+		}
+	}
 	l, err := anchors.NewLoader(anchors.BundleConfig{PPK: m.Config.PPK, MaxPatches: m.Config.MaxPatches, MaxAnchors: m.Config.MaxAnchors, Sampling: anchors.SampleFirst}, false)
 	if err != nil {
 		return PredictRow{}, err
@@ -291,4 +297,16 @@ func PredictAll(ctx context.Context, inputs []Input, work Work, encoder string, 
 		}
 	}
 	return sum
+}
+
+// onlyFeatures names a slide's features file when it has exactly one.
+func onlyFeatures(work Work, id string) (string, error) {
+	fs, _ := filepath.Glob(filepath.Join(work.SlideDir(id), "features", "*.h5"))
+	switch len(fs) {
+	case 0:
+		return "", fmt.Errorf("pipeline: slide %s: not embedded (no features/*.h5 in %s)", id, work.SlideDir(id))
+	case 1:
+		return strings.TrimSuffix(filepath.Base(fs[0]), ".h5"), nil
+	}
+	return "", fmt.Errorf("pipeline: slide %s has features from %d encoders: name one with --encoder", id, len(fs))
 }

@@ -157,7 +157,7 @@ func runPredict(ctx context.Context, args []string) error {
 	weights := fs.String("weights", "", "weight file (reference state_dict names)")
 	cfg := fs.String("model-config", "", "model-config JSON for --weights")
 	work := fs.String("work", "", "work folder holding the slides' features and anchors")
-	encoder := fs.String("encoder", "", "features name (features/<name>.h5)")
+	encoder := fs.String("encoder", "", "features name (features/<name>.h5); default: the slide's only features file")
 	backend := fs.String("backend", "", "GoMLX backend")
 	var inputs stringList
 	fs.Var(&inputs, "input", "slide file or id (repeatable; positional arguments too)")
@@ -166,8 +166,8 @@ func runPredict(ctx context.Context, args []string) error {
 		return err
 	}
 	inputs = append(inputs, fs.Args()...)
-	if (*runDir == "") == (*weights == "") || *work == "" || *encoder == "" || len(inputs) == 0 {
-		return usageError{errors.New("one of --model or --weights, and --work, --encoder and --input are required")}
+	if (*runDir == "") == (*weights == "") || *work == "" || len(inputs) == 0 {
+		return usageError{errors.New("one of --model or --weights, and --work and --input are required")}
 	}
 	setupLogging(logf, false).Finish()
 	m, err := pipeline.OpenModel(*runDir, *weights, *cfg, *backend)
