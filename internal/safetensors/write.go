@@ -2,15 +2,12 @@ package safetensors
 
 import (
 	"bufio"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
-	"runtime"
-	"syscall"
+
+	"github.com/her2wsi/her2wsi/internal/atomicfile"
 )
 
 // Write stores f at path atomically: it writes a temporary file
@@ -30,75 +27,22 @@ func Write(path string, f *File) error {
 	return nil
 }
 
-func write(path string, f *File) (err error) {
+func write(path string, f *File) error {
 	h, names, _, err := f.header()
 	if err != nil {
 		return err
 	}
-	tmp, err := createTemp(path)
+	tmp, err := atomicfile.CreateAtomic(path)
 	if err != nil {
 		return err
 	}
-	renamed := false
-	defer func() {
-		if err != nil && !renamed {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	bw := bufio.NewWriterSize(tmp, 1<<20)
+	defer tmp.Abort()
+	bw := bufio.NewWriterSize(tmp.File, 1<<20)
 	if _, err := f.writeTo(bw, h, names); err != nil {
 		return err
 	}
 	if err := bw.Flush(); err != nil {
 		return err
 	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	renamed = true
-	if err := syncDir(filepath.Dir(path)); err != nil {
-		return fmt.Errorf("sync directory: %w", err)
-	}
-	return nil
-}
-
-// createTemp opens a fresh temporary file next to path.
-func createTemp(path string) (*os.File, error) {
-	dir, base := filepath.Split(path)
-	for range 10 { // a collision is practically impossible; retry anyway
-		var b [8]byte
-		_, _ = rand.Read(b[:]) // never fails since Go 1.24
-		name := filepath.Join(dir, "."+base+".tmp-"+hex.EncodeToString(b[:]))
-		t, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
-		if errors.Is(err, fs.ErrExist) {
-			continue
-		}
-		return t, err
-	}
-	return nil, errors.New("no free temporary file name")
-}
-
-func syncDir(dir string) error {
-	if runtime.GOOS == "windows" { // directories cannot be opened for syncing
-		return nil
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if errors.Is(err, syscall.EINVAL) { // some file systems cannot sync a directory
-		return nil
-	}
-	return err
+	return tmp.Commit()
 }
