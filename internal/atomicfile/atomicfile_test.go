@@ -191,4 +191,3 @@ func TestCleanTemps(t *testing.T) {
 		t.Error("CleanTemps on a missing directory succeeded")
 	}
 }
-
