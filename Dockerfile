@@ -20,7 +20,7 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=1 go build -trimpath -o /out/pipeline ./cmd/pipeline \
+RUN CGO_ENABLED=1 GOEXPERIMENT=simd go build -trimpath -o /out/pipeline ./cmd/pipeline \
  # The runtime needs exactly the packages that own the linked libraries.
  && ldd /out/pipeline | awk '/=> \//{print $3}' | xargs -r realpath \
     | xargs -r dpkg -S 2>/dev/null | cut -d: -f1 | sort -u > /out/runtime-packages
