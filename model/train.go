@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/her2wsi/her2wsi/internal/store"
+	"github.com/her2wsi/her2wsi/internal/atomicfile"
 	"github.com/her2wsi/her2wsi/model/metrics"
 )
 
@@ -318,7 +318,7 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	if err := store.WriteFileAtomic(path, append(b, '\n'), 0o644); err != nil {
+	if err := atomicfile.WriteFileAtomic(path, append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("model: %w", err)
 	}
 	return nil
@@ -357,7 +357,7 @@ func writeLog(path string, ls []EpochLog) error {
 		j, _ := json.Marshal(l)
 		b = append(append(b, j...), '\n')
 	}
-	if err := store.WriteFileAtomic(path, b, 0o644); err != nil {
+	if err := atomicfile.WriteFileAtomic(path, b, 0o644); err != nil {
 		return fmt.Errorf("model: %w", err)
 	}
 	return nil

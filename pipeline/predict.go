@@ -290,7 +290,8 @@ func PredictAll(ctx context.Context, inputs []Input, work Work, encoder string, 
 	})
 	if len(rows) > 0 {
 		sort.Slice(rows, func(i, j int) bool { return rows[i].SlideID < rows[j].SlideID })
-		if err := WritePredictions(work, rows); err != nil {
+		lock := filepath.Join(work.Dir, ".predictions.lock")
+		if err := WithFileLock(ctx, lock, "predictions.csv", LockOptions{Wait: 5 * time.Minute}, func() error { return WritePredictions(work, rows) }); err != nil {
 			slog.Error(err.Error(), "stage", StagePredict)
 			sum.Failed += len(rows)
 			sum.Done -= len(rows)

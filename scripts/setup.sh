@@ -9,6 +9,7 @@ APT_PACKAGES=(
   openslide-tools libopenslide-dev  # OpenSlide formats (associated images via its C API); openslide-show-properties for tests
   libhdf5-dev hdf5-tools    # HDF5 outputs; h5dump for tests
   python3-h5py              # tests check that h5py reads our files
+  chromium                  # the watch folder's status page is tested in headless Chromium
 )
 # npm fetches the ONNX Runtime library (scripts/fetch-onnxruntime.sh).
 command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(npm)

@@ -7,6 +7,7 @@
 //	pipeline synth --cases N --out WORK        generate a synthetic case set (paired H&E/IHC bundles)
 //	pipeline train --cases C.csv --work WORK --out RUNDIR --encoder NAME
 //	pipeline predict --model RUNDIR --work WORK --encoder NAME --input SLIDE...
+//	pipeline watch --inbox DIR --out WORK --model RUNDIR --encoder M.onnx [--http :8080] [--once]
 //
 // Exit codes: 0 success, 1 some slide failed, 2 usage error, 130 interrupted.
 package main
@@ -42,12 +43,13 @@ var commands = map[string]struct {
 	"anchors":         {runAnchors, "anchors bins: write one ppk group's distance and polar bins over all patches"},
 	"train":           {runTrain, "train (and cross-validate) a model on a case set; test on the held-out cases"},
 	"predict":         {runPredict, "H&E-only prediction of embedded, anchored slides with a trained model"},
+	"watch":           {runWatch, "watch a folder: process each slide once fully copied (tile, embed, anchors, predict), write a report, move it to done/ or failed/; optional status page"},
 	"import-features": {runImport, "place CLAM/TRIDENT feature files made elsewhere into the work folder"},
 }
 
 func usage() {
 	fmt.Fprintf(os.Stderr, "usage: pipeline COMMAND [flags]\n\ncommands:\n")
-	for _, name := range []string{"info", "run", "tile", "import-features", "anchors", "cases", "train", "predict", "synth"} {
+	for _, name := range []string{"info", "run", "tile", "import-features", "anchors", "cases", "train", "predict", "watch", "synth"} {
 		fmt.Fprintf(os.Stderr, "  %-16s %s\n", name, commands[name].help)
 	}
 	fmt.Fprintf(os.Stderr, "\n'pipeline COMMAND -h' lists a command's flags.\n")

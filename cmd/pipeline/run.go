@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/her2wsi/her2wsi/features"
 	"github.com/her2wsi/her2wsi/pipeline"
@@ -68,6 +69,10 @@ func runStages(ctx context.Context, name string, args []string) error {
 	from := fs.String("from", "", "run this stage and every later one")
 	force := fs.Bool("force", false, "redo work that is up to date")
 	recursive := fs.Bool("recursive", false, "descend into sub-directories of input directories")
+	var shard pipeline.Shard
+	fs.Var(&shard, "shard", "run only share `i/n` of the slides (0-based, 0 ≤ i < n; a hash of the slide id decides), for array jobs")
+	lockStale := fs.Duration("lock-stale", pipeline.DefaultStaleAfter, "take over a slide lock whose heartbeat is older than this")
+	lockWait := fs.Duration("lock-wait", -1, "wait this long for slides locked by other processes (default: 0, with --shard the stale time + 1m)")
 	// tile
 	opt := pipeline.DefaultTileOptions()
 	fs.Float64Var(&opt.MPP, "mpp", 0, "microns per pixel at level 0 for slides whose metadata has none (overrides the metadata)")
@@ -142,6 +147,24 @@ func runStages(ctx context.Context, name string, args []string) error {
 	work := pipeline.Work{Dir: *out}
 	var sums []pipeline.Summary
 	var runErr error
+	if total := len(slides); !shard.All() {
+		slides = shard.Filter(slides)
+		fmt.Fprintf(os.Stderr, "shard %s: %d of %d slides\n", shard, len(slides), total)
+	}
+	lopt := pipeline.LockOptions{StaleAfter: *lockStale, Wait: *lockWait}
+	if lopt.Wait < 0 {
+		lopt.Wait = 0
+		if !shard.All() {
+			lopt.Wait = lopt.StaleAfter + time.Minute
+		}
+	}
+	locks, mine, notHeld := pipeline.LockSlides(ctx, work, slides, lopt)
+	defer locks.Release()
+	ctx = locks.Context() // also cancelled, with cause pipeline.ErrLockLost, if a lock is taken over
+	slides = mine
+	if len(notHeld) > 0 {
+		sums = append(sums, pipeline.NewSummary(pipeline.StageLock, notHeld))
+	}
 	featuresUsed := featuresName(*featName, *encoder)
 	for _, st := range stages {
 		if ctx.Err() != nil {
@@ -181,6 +204,10 @@ func runStages(ctx context.Context, name string, args []string) error {
 		}
 	}
 	bar.Finish()
+	stopped := context.Cause(ctx) // before Release, which cancels ctx: interrupted, or a lock lost
+	if err := locks.Release(); err != nil && runErr == nil {
+		runErr = err
+	}
 	failed := 0
 	for _, s := range sums {
 		s.WriteSummary(os.Stderr)
@@ -191,8 +218,8 @@ func runStages(ctx context.Context, name string, args []string) error {
 		fmt.Printf("predictions: %s\n", work.PredictionsCSV())
 	}
 	switch {
-	case ctx.Err() != nil:
-		return ctx.Err()
+	case stopped != nil:
+		return stopped
 	case runErr != nil:
 		return runErr
 	case failed > 0:

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/her2wsi/her2wsi/features"
+	"github.com/her2wsi/her2wsi/model"
+	"github.com/her2wsi/her2wsi/pipeline"
+)
+
+// runWatch is `pipeline watch`: a folder technicians copy slides into; each
+// complete slide is tiled, embedded, anchored and predicted, reported, and
+// moved to done/ (or, with a reason file, failed/).
+func runWatch(ctx context.Context, args []string) error {
+	fs := newFlags("watch", "--inbox DIR --out WORK --model RUNDIR --encoder M.onnx [--http 127.0.0.1:8080] [flags]")
+	inbox := fs.String("inbox", "", "folder slides are copied into (required); finished slides go to its done/ and failed/")
+	out := fs.String("out", "", "work folder (required): stage outputs, predictions.csv, reports, watch/ journals")
+	stable := fs.Duration("stable", pipeline.DefaultWatchStable, "a slide is complete when its size and modification time stay unchanged this long")
+	poll := fs.Duration("poll", pipeline.DefaultWatchPoll, "scan interval (file events, where they arrive, scan sooner)")
+	once := fs.Bool("once", false, "process the slides complete now, then exit (for cron and tests)")
+	httpAddr := fs.String("http", "", "serve a status page on this address (a bare :PORT binds to 127.0.0.1; give 0.0.0.0:PORT to expose it)")
+	// embed
+	eopt := pipeline.DefaultEmbedOptions()
+	encoder := fs.String("encoder", "", "encoder .onnx file or name (see $"+features.ModelsEnv+") (required)")
+	device := fs.String("device", "cpu", "cpu, cuda, cuda:N, or auto (CUDA when it loads, else CPU)")
+	ortLib := fs.String("ort-lib", "", "ONNX Runtime library (default: $"+features.LibraryEnv+", else the one scripts/fetch-onnxruntime.sh fetched)")
+	threads := fs.Int("threads", 0, "ONNX Runtime intra-op threads (0: its default)")
+	fs.IntVar(&eopt.Batch, "batch", eopt.Batch, "patches per inference call")
+	fs.IntVar(&eopt.Readers, "readers", eopt.Readers, "goroutines reading and preprocessing patches")
+	// tile
+	topt := pipeline.DefaultTileOptions()
+	fs.Float64Var(&topt.MPP, "mpp", 0, "microns per pixel at level 0 for slides whose metadata has none")
+	fs.StringVar(&topt.Reader, "reader", "", "force a loader: tiffload or openslideload")
+	// predict
+	modelDir := fs.String("model", "", "run folder of 'pipeline train' (model.safetensors + config.json)")
+	weights := fs.String("weights", "", "weight file in the reference names (instead of --model)")
+	modelCfg := fs.String("model-config", "", "model-config JSON for --weights")
+	backend := fs.String("backend", "", "GoMLX backend (default $GOMLX_BACKEND, else "+model.DefaultBackend+")")
+	logf := addLogFlags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
+	case *inbox == "" || *out == "":
+		return usageError{errors.New("--inbox and --out are required")}
+	case *encoder == "":
+		return usageError{errors.New("--encoder FILE.onnx (or a name) is required")}
+	case (*modelDir == "") == (*weights == ""):
+		return usageError{errors.New("one of --model RUNDIR or --weights W.safetensors is required")}
+	case *stable <= 0 || *poll <= 0:
+		return usageError{errors.New("--stable and --poll must be positive")}
+	}
+	if err := topt.Validate(); err != nil {
+		return usageError{err}
+	}
+	if _, _, err := features.ParseDevice(*device); err != nil {
+		return usageError{err}
+	}
+	opt := pipeline.WatchOptions{
+		Inbox: *inbox, Work: pipeline.Work{Dir: *out}, Stable: *stable, Poll: *poll, Once: *once,
+		Tile: topt, Embed: eopt, Anchors: pipeline.DefaultAnchorOptions(),
+	}
+	if *httpAddr != "" {
+		l, err := pipeline.ListenStatus(*httpAddr)
+		if err != nil {
+			return usageError{err}
+		}
+		opt.Status = l
+	}
+	setupLogging(logf, false)
+	closeListener := func() {
+		if opt.Status != nil {
+			opt.Status.Close()
+		}
+	}
+	m, err := pipeline.OpenModel(*modelDir, *weights, *modelCfg, *backend)
+	if err != nil {
+		closeListener()
+		return err
+	}
+	defer m.Close()
+	enc, err := features.Open(*encoder, features.Options{Device: *device, Threads: *threads, Library: *ortLib})
+	if err != nil {
+		closeListener()
+		return err
+	}
+	defer enc.Close()
+	opt.Encoder, opt.Model = enc, m
+	w, err := pipeline.NewWatcher(opt)
+	if err != nil {
+		closeListener()
+		return err
+	}
+	if opt.Status != nil {
+		slog.Info("status page", "url", "http://"+opt.Status.Addr().String()+"/")
+	}
+	slog.Info("watching", "inbox", *inbox, "work", *out, "model", m.ID, "encoder", enc.Name(), "stable", stable.String(), "poll", poll.String(), "once", *once)
+	start := time.Now()
+	err = w.Run(ctx)
+	if !*once && errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		slog.Info("stopped", "after", time.Since(start).Round(time.Second))
+		return nil // a signal is how a watcher normally ends
+	}
+	return err
+}

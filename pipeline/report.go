@@ -1,0 +1,128 @@
+package pipeline
+
+import (
+	"bytes"
+	"fmt"
+	"html/template"
+	"os"
+	"time"
+
+	"github.com/her2wsi/her2wsi/internal/cases"
+	"github.com/her2wsi/her2wsi/internal/store"
+)
+
+// ReportData is what a slide's report shows besides the pictures.
+type ReportData struct {
+	SlideName string     // the slide's file name
+	Row       PredictRow // the prediction (its SlideID names the slide folder)
+	Encoder   string     // features used
+}
+
+type reportClass struct {
+	Name      string
+	Prob      float64
+	Percent   string
+	Predicted bool
+}
+
+type reportView struct {
+	ReportData
+	ID             string
+	Classes        []reportClass
+	Predicted      string
+	Time           string
+	Version        string
+	HasQC, HasHeat bool
+	Patches        int
+	Tissue         string
+	MPP            string
+	Size           string
+}
+
+// The report is one page, readable offline next to its pictures (referred
+// to relatively). Every name goes through html/template's escaping.
+var reportTemplate = template.Must(template.New("report").Parse(`<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>HER2 report: {{.SlideName}}</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
+h1 { font-size: 1.4em; overflow-wrap: anywhere; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { border: 1px solid #ccc; padding: .3em .7em; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr.predicted { background: #fde8c8; font-weight: bold; }
+.bar { display: inline-block; height: .8em; background: #c0392b; vertical-align: middle; }
+.pictures { display: flex; flex-wrap: wrap; gap: 1.5em; }
+figure { margin: 0; max-width: 48%; min-width: 300px; }
+figure img { max-width: 100%; border: 1px solid #ccc; }
+.meta { color: #555; font-size: .9em; }
+.note { color: #8a6d3b; }
+</style>
+</head>
+<body>
+<h1>HER2 report: <span id="slide-name">{{.SlideName}}</span></h1>
+<p>Predicted HER2 score: <strong id="predicted">{{.Predicted}}</strong> (from H&amp;E alone)</p>
+<table id="probabilities">
+<tr><th>HER2 score</th><th>probability</th><th></th></tr>
+{{range .Classes}}<tr{{if .Predicted}} class="predicted"{{end}}><td>{{.Name}}</td><td class="num">{{printf "%.3f" .Prob}}</td><td><span class="bar" style="width: {{.Percent}}"></span></td></tr>
+{{end}}</table>
+<div class="pictures">
+<figure>{{if .HasQC}}<img src="qc.png" alt="thumbnail with tissue outline">{{else}}<p class="note">no thumbnail</p>{{end}}
+<figcaption>Thumbnail: tissue outline and the patches kept</figcaption></figure>
+<figure>{{if .HasHeat}}<img src="heatmap.png" alt="attention heatmap">{{else}}<p class="note">no heatmap</p>{{end}}
+<figcaption>Attention heatmap: blue low, red high (relative within the slide)</figcaption></figure>
+</div>
+<table class="meta">
+<tr><th>slide id</th><td id="slide-id">{{.ID}}</td></tr>
+<tr><th>patches</th><td>{{.Patches}}</td></tr>
+{{if .Tissue}}<tr><th>tissue</th><td>{{.Tissue}} of the slide</td></tr>{{end}}
+{{if .Size}}<tr><th>level 0</th><td>{{.Size}}{{if .MPP}}, {{.MPP}}{{end}}</td></tr>{{end}}
+<tr><th>features</th><td>{{.Encoder}}</td></tr>
+<tr><th>model id</th><td><code id="model-id">{{.Row.ModelID}}</code></td></tr>
+<tr><th>predicted at</th><td>{{.Time}}</td></tr>
+<tr><th>her2wsi</th><td>{{.Version}}</td></tr>
+</table>
+<p class="meta">A research tool's output, not a diagnosis.</p>
+</body>
+</html>
+`))
+
+// WriteReport writes WORK/slides/<id>/report.html (atomically): the
+// prediction with its probabilities, the thumbnail with the tissue outline
+// (qc.png, from the tile stage) and the attention heatmap (heatmap.png,
+// from prediction), both referred to relatively.
+func WriteReport(work Work, d ReportData) error {
+	id := d.Row.SlideID
+	v := reportView{ReportData: d, ID: id, Time: d.Row.Time.UTC().Format(time.RFC3339), Version: Version}
+	if v.SlideName == "" {
+		v.SlideName = id
+	}
+	for i, p := range d.Row.Probs {
+		v.Classes = append(v.Classes, reportClass{Name: cases.LabelName(i), Prob: p, Percent: fmt.Sprintf("%.0fpx", 200*p), Predicted: i == d.Row.Predicted})
+	}
+	v.Predicted = cases.LabelName(d.Row.Predicted)
+	_, errQC := os.Stat(work.QCPNG(id))
+	_, errHeat := os.Stat(work.HeatmapPNG(id))
+	v.HasQC, v.HasHeat = errQC == nil, errHeat == nil
+	if rec, err := work.ReadSlideRecord(id); err == nil {
+		v.Patches = rec.NumPatches
+		v.Tissue = fmt.Sprintf("%.1f%%", 100*rec.TissueFraction)
+		if len(rec.Slide.Levels) > 0 {
+			v.Size = fmt.Sprintf("%d × %d px", rec.Slide.Levels[0].Width, rec.Slide.Levels[0].Height)
+		}
+		if rec.Slide.MPPX > 0 {
+			v.MPP = fmt.Sprintf("%.4g µm/px", rec.Slide.MPPX)
+		}
+	}
+	var b bytes.Buffer
+	if err := reportTemplate.Execute(&b, v); err != nil {
+		return fmt.Errorf("pipeline: slide %s: report: %w", id, err)
+	}
+	if err := store.WriteFileAtomic(work.ReportHTML(id), b.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("pipeline: slide %s: report: %w", id, err)
+	}
+	return nil
+}
