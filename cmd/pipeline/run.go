@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"github.com/her2wsi/her2wsi/model"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -103,9 +104,15 @@ func runStages(ctx context.Context, name string, args []string) error {
 	modelCfg := fs.String("model-config", "", "predict stage: model-config JSON for --weights")
 	featName := fs.String("features", "", "predict stage: features name to read (default: the encoder's name)")
 	backend := fs.String("backend", "", "predict stage: GoMLX backend (default $GOMLX_BACKEND, else "+model.DefaultBackend+")")
+	cfgFile := fs.String("config", "", "settings file (YAML or TOML) whose keys are these flags' names; flags given here win")
 	logf := addLogFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *cfgFile != "" {
+		if err := applyConfigFile(fs, *cfgFile); err != nil {
+			return usageError{err}
+		}
 	}
 	inputs = append(inputs, fs.Args()...)
 	if len(inputs) == 0 || *out == "" {
@@ -145,6 +152,9 @@ func runStages(ctx context.Context, name string, args []string) error {
 	bar := setupLogging(logf, true)
 	defer bar.Finish()
 	work := pipeline.Work{Dir: *out}
+	if err := writeEffectiveConfig(fs, filepath.Join(*out, "run-config.yaml")); err != nil {
+		return err
+	}
 	var sums []pipeline.Summary
 	var runErr error
 	if total := len(slides); !shard.All() {
