@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/her2wsi/her2wsi/model"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -176,6 +177,12 @@ func runStages(ctx context.Context, name string, args []string) error {
 		sums = append(sums, pipeline.NewSummary(pipeline.StageLock, notHeld))
 	}
 	featuresUsed := featuresName(*featName, *encoder)
+	// Each stage's results go into the slides' state.json.
+	record := func(sum pipeline.Summary, params any) {
+		if err := pipeline.RecordSummary(work, sum, params); err != nil {
+			slog.Warn("state.json not written", "err", err)
+		}
+	}
 	for _, st := range stages {
 		if ctx.Err() != nil {
 			break
@@ -183,8 +190,10 @@ func runStages(ctx context.Context, name string, args []string) error {
 		switch st {
 		case pipeline.StageTile:
 			sums = append(sums, pipeline.TileAll(ctx, slides, work, opt, *workers, bar))
+			record(sums[len(sums)-1], opt)
 		case pipeline.StageAnchors:
 			sums = append(sums, pipeline.AnchorAll(ctx, slides, work, aopt, *workers, bar))
+			record(sums[len(sums)-1], aopt)
 		case pipeline.StagePredict:
 			m, err := pipeline.OpenModel(*modelDir, *weights, *modelCfg, *backend)
 			if err != nil {
@@ -192,6 +201,7 @@ func runStages(ctx context.Context, name string, args []string) error {
 				break
 			}
 			sums = append(sums, pipeline.PredictAll(ctx, slides, work, featuresUsed, m, bar))
+			record(sums[len(sums)-1], map[string]any{"model_id": m.ID, "model": m.Config, "features": featuresUsed})
 			m.Close()
 		case pipeline.StageEmbed:
 			enc, err := features.Open(*encoder, features.Options{Device: *device, Threads: *threads, Library: *ortLib})
@@ -203,6 +213,7 @@ func runStages(ctx context.Context, name string, args []string) error {
 				featuresUsed = enc.Name()
 			}
 			sum, err := pipeline.EmbedAll(ctx, slides, work, enc, eopt, bar)
+			record(sum, map[string]any{"encoder": enc.Name(), "encoder_sha256": enc.Checksum(), "device": enc.Device(), "batch": eopt.Batch})
 			enc.Close()
 			sums = append(sums, sum)
 			if err != nil && ctx.Err() == nil {

@@ -1,0 +1,118 @@
+package pipeline
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/her2wsi/her2wsi/internal/atomicfile"
+)
+
+// StateJSON is WORK/slides/<id>/state.json: per stage, what the last run
+// of that stage did to the slide (done, skipped as up to date, or failed),
+// with the parameters and input checksums it ran with, its timing and the
+// error. Stages decide what is up to date from their own outputs (coords
+// checksum, encoder checksum, parameters recorded in the files), so a
+// state.json lost or stale never makes a rerun skip work; it is the
+// per-slide record for people and tools.
+func (w Work) StateJSON(id string) string { return filepath.Join(w.SlideDir(id), "state.json") }
+
+// StageState is one stage's entry in state.json.
+type StageState struct {
+	Status       string            `json:"status"` // done | failed
+	Skipped      bool              `json:"skipped,omitempty"`
+	Reason       string            `json:"reason,omitempty"`
+	Error        string            `json:"error,omitempty"`
+	Params       json.RawMessage   `json:"params,omitempty"`
+	ParamsSHA256 string            `json:"params_sha256,omitempty"`
+	Inputs       map[string]string `json:"inputs,omitempty"`
+	Finished     time.Time         `json:"finished"`
+	Seconds      float64           `json:"seconds"`
+	Version      string            `json:"her2wsi_version"`
+}
+
+// SlideState is state.json.
+type SlideState struct {
+	SlideID string                `json:"slide_id"`
+	Stages  map[string]StageState `json:"stages"`
+}
+
+// ReadState reads a slide's state.json (an empty state when there is none).
+func (w Work) ReadState(id string) (SlideState, error) {
+	st := SlideState{SlideID: id, Stages: map[string]StageState{}}
+	b, err := os.ReadFile(w.StateJSON(id))
+	if errors.Is(err, fs.ErrNotExist) {
+		return st, nil
+	}
+	if err != nil {
+		return st, fmt.Errorf("pipeline: %s: %w", id, err)
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return SlideState{SlideID: id, Stages: map[string]StageState{}}, fmt.Errorf("pipeline: %s: state.json: %w", id, err)
+	}
+	if st.Stages == nil {
+		st.Stages = map[string]StageState{}
+	}
+	return st, nil
+}
+
+// stateMu serialises read-modify-write of state files within a process.
+var stateMu sync.Mutex
+
+// RecordStage writes one stage's result into the slide's state.json
+// (atomically). params are the stage's parameters (JSON-encodable).
+func RecordStage(work Work, r Result, params any) error {
+	if r.ID == "" {
+		return nil
+	}
+	if _, err := os.Stat(work.SlideDir(r.ID)); err != nil {
+		return nil // nothing was made for this slide (e.g. an input that cannot be read at all)
+	}
+	stateMu.Lock()
+	defer stateMu.Unlock()
+	st, _ := work.ReadState(r.ID) // a damaged state.json is replaced
+	s := StageState{Status: "done", Skipped: r.Skipped, Reason: r.Reason, Finished: time.Now().UTC(), Seconds: r.Elapsed.Seconds(), Version: Version}
+	if r.Err != nil {
+		s.Status, s.Error = "failed", r.Err.Error()
+	}
+	if params != nil {
+		if b, err := json.Marshal(params); err == nil {
+			s.Params = b
+			sum := sha256.Sum256(b)
+			s.ParamsSHA256 = hex.EncodeToString(sum[:])
+		}
+	}
+	if rec, err := work.ReadSlideRecord(r.ID); err == nil {
+		s.Inputs = map[string]string{"coords_sha256": rec.CoordsSHA256, "source_size": fmt.Sprint(rec.Slide.SizeBytes), "source_mod_time": rec.SourceModTime.Format(time.RFC3339Nano)}
+	}
+	st.Stages[r.Stage] = s
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return fmt.Errorf("pipeline: %s: state.json: %w", r.ID, err)
+	}
+	if err := atomicfile.WriteFileAtomic(work.StateJSON(r.ID), append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("pipeline: %s: state.json: %w", r.ID, err)
+	}
+	return nil
+}
+
+// RecordSummary records every result of a stage.
+func RecordSummary(work Work, sum Summary, params any) error {
+	var errs []error
+	for _, r := range sum.Results {
+		if r.Stage == "" {
+			r.Stage = sum.Stage
+		}
+		if err := RecordStage(work, r, params); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
