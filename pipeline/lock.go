@@ -40,6 +40,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/her2wsi/her2wsi/internal/atomicfile"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -277,7 +278,7 @@ func createLock(path string, info LockInfo) error {
 		err = cerr
 	}
 	if err == nil {
-		err = syncDir(filepath.Dir(path))
+		err = atomicfile.SyncDir(filepath.Dir(path))
 	}
 	if err != nil {
 		os.Remove(path) // ours: O_EXCL created it and it is too fresh to be taken over
@@ -353,7 +354,7 @@ func removeStale(path string, raw []byte) (bool, error) {
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return false, err
 	}
-	return true, syncDir(filepath.Dir(path))
+	return true, atomicfile.SyncDir(filepath.Dir(path))
 }
 
 // Refresh records a new heartbeat (temp file, fsync, rename over the lock,
@@ -386,7 +387,7 @@ func (l *Lock) Refresh() error {
 		return fmt.Errorf("pipeline: %s: refresh lock: %w", l.info.Name, err)
 	}
 	l.info = info
-	if err := syncDir(filepath.Dir(l.path)); err != nil {
+	if err := atomicfile.SyncDir(filepath.Dir(l.path)); err != nil {
 		return fmt.Errorf("pipeline: %s: refresh lock: %w", l.info.Name, err)
 	}
 	return nil
@@ -412,7 +413,7 @@ func (l *Lock) Release() error {
 	if err := os.Remove(l.path); err != nil {
 		return fmt.Errorf("pipeline: %s: release lock: %w", l.info.Name, err)
 	}
-	return syncDir(filepath.Dir(l.path))
+	return atomicfile.SyncDir(filepath.Dir(l.path))
 }
 
 // stillOurs checks, under the guard, that the lock file carries our token.
@@ -773,21 +774,4 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
-}
-
-// syncDir fsyncs a directory so a create, rename or remove in it is
-// durable; file systems that cannot sync a directory are let off.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if errors.Is(err, syscall.EINVAL) {
-		return nil
-	}
-	return err
 }

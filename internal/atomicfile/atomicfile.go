@@ -178,13 +178,15 @@ func rename(tmp, final string) error {
 		os.Remove(tmp)
 		return fmt.Errorf("atomicfile: %s: commit: %w", final, err)
 	}
-	if err := syncDir(filepath.Dir(final)); err != nil {
+	if err := SyncDir(filepath.Dir(final)); err != nil {
 		return fmt.Errorf("atomicfile: %s: sync directory: %w", final, err)
 	}
 	return nil
 }
 
-func syncDir(dir string) error {
+// SyncDir fsyncs a directory so that a create, rename or remove in it is
+// durable; file systems that cannot sync a directory (EINVAL) are let off.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
