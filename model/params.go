@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strconv"
 )
@@ -206,7 +207,7 @@ func (p *Params) SetFrom(get func(name string) ([]int, []float32, bool, error), 
 		if !ok {
 			return fmt.Errorf("missing %s %v", s.Name, s.Shape)
 		}
-		if !equalInts(shape, s.Shape) {
+		if !slices.Equal(shape, s.Shape) {
 			return fmt.Errorf("%s has shape %v, the config needs %v", s.Name, shape, s.Shape)
 		}
 		copy(p.Values[i], vals)
@@ -225,16 +226,4 @@ func (p *Params) SetFrom(get func(name string) ([]int, []float32, bool, error), 
 		}
 	}
 	return nil
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
