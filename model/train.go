@@ -216,8 +216,11 @@ func (t *Trainer) Fit(ctx context.Context, train, val Source) (TrainResult, erro
 				return TrainResult{}, err
 			}
 			auc, accu := m.MacroAUC, m.Accuracy
-			l.ValAUC, l.ValAcc = &auc, &accu
-			if auc > st.BestAUC {
+			l.ValAcc = &accu
+			if !math.IsNaN(auc) { // NaN: no class has both positives and negatives in val
+				l.ValAUC = &auc
+			}
+			if auc > st.BestAUC || (st.BestEpoch < 0 && math.IsNaN(auc)) {
 				st.BestAUC, st.BestEpoch, l.Best = auc, epoch, true
 			}
 		} else {
@@ -354,7 +357,10 @@ func keepEpochs(ls []EpochLog, n int) []EpochLog {
 func writeLog(path string, ls []EpochLog) error {
 	var b []byte
 	for _, l := range ls {
-		j, _ := json.Marshal(l)
+		j, err := json.Marshal(l)
+		if err != nil {
+			return fmt.Errorf("model: %s: %w", path, err)
+		}
 		b = append(append(b, j...), '\n')
 	}
 	if err := atomicfile.WriteFileAtomic(path, b, 0o644); err != nil {
