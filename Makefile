@@ -11,7 +11,7 @@ export HER2WSI_DATA := $(SHARED_DATA)
 # faster model training and prediction); the build works without it.
 export GOEXPERIMENT ?= simd
 
-.PHONY: all setup build test vet demo bench bench-embed bench-anchors bench-model bench-learning soak fuzz clean encoders encoders-check vit-model gpu-bundle
+.PHONY: all setup build test vet demo bench bench-embed bench-anchors bench-model bench-learning bench-pipeline soak fuzz clean encoders encoders-check vit-model gpu-bundle
 
 all: build
 
@@ -76,6 +76,11 @@ bench-model: setup
 # abmil, H&E-only test metrics.
 bench-learning: build
 	PIPELINE=$(BIN) scripts/bench-learning.sh
+
+# End to end (tile → embed → anchors, streamed) on generated slides: slides/hour
+# and each stage's busy share, with the test encoder and the random ViT-B/32.
+bench-pipeline: build
+	scripts/bench-pipeline.sh 8
 
 # Many training steps, repeated, under a watchdog (fails with the stacks if a
 # step hangs); GOMLX_BACKEND=go shows the parallel executor's deadlock.

@@ -513,3 +513,18 @@ func finishEmbedJob(j *embedJob, work Work, enc features.Encoder) Result {
 	r.Elapsed = time.Since(j.start)
 	return r
 }
+
+// EmbedSlide embeds one slide with enc (owned by the caller's goroutine):
+// the streamed run's embed stage. A fatal encoder error is the slide's
+// error.
+func EmbedSlide(ctx context.Context, in Input, work Work, enc features.Encoder, opt EmbedOptions) Result {
+	start := time.Now()
+	sum, err := EmbedAll(ctx, []Input{in}, work, enc, opt, nil)
+	if err != nil {
+		return Result{Stage: StageEmbed, ID: in.ID, Path: in.Path, Err: err, Elapsed: time.Since(start)}
+	}
+	if len(sum.Results) != 1 {
+		return Result{Stage: StageEmbed, ID: in.ID, Path: in.Path, Err: fmt.Errorf("pipeline: %s: embed: no result", in.ID)}
+	}
+	return sum.Results[0]
+}

@@ -274,30 +274,58 @@ const StagePredict = "predict"
 // model's compiled graphs) and then writes WORK/predictions.csv once, with
 // the rows of the slides that succeeded. encoder names the features file.
 func PredictAll(ctx context.Context, inputs []Input, work Work, encoder string, m *LoadedModel, prog Progress) Summary {
-	var mu sync.Mutex
-	var rows []PredictRow
-	sum := forEachSlide(ctx, StagePredict, inputs, 1, prog, func(ctx context.Context, in Input) Result {
-		start := time.Now()
-		row, err := PredictSlide(ctx, work, encoder, in.ID, m)
-		if err != nil {
-			return Result{Stage: StagePredict, ID: in.ID, Path: in.Path, Err: err}
-		}
-		mu.Lock()
-		rows = append(rows, row)
-		mu.Unlock()
-		slog.Info("predicted", "slide", in.ID, "stage", StagePredict, "her2", cases.LabelName(row.Predicted), "p", fmt.Sprintf("%.3f", row.Probs[row.Predicted]), "s", time.Since(start).Seconds())
-		return Result{Stage: StagePredict, ID: in.ID, Path: in.Path}
-	})
-	if len(rows) > 0 {
-		sort.Slice(rows, func(i, j int) bool { return rows[i].SlideID < rows[j].SlideID })
-		lock := filepath.Join(work.Dir, ".predictions.lock")
-		if err := WithFileLock(ctx, lock, "predictions.csv", LockOptions{Wait: 5 * time.Minute}, func() error { return WritePredictions(work, rows) }); err != nil {
-			slog.Error(err.Error(), "stage", StagePredict)
-			sum.Failed += len(rows)
-			sum.Done -= len(rows)
-		}
-	}
+	p := NewPredictor(work, encoder, m)
+	sum := forEachSlide(ctx, StagePredict, inputs, 1, prog, p.Slide)
+	p.Finish(ctx, &sum)
 	return sum
+}
+
+// Predictor is the predict stage for one run: Slide predicts one slide and
+// keeps its row; Finish writes the rows into predictions.csv once (under the
+// work folder's predictions lock, so shards and watchers merge safely).
+type Predictor struct {
+	work    Work
+	encoder string
+	m       *LoadedModel
+	mu      sync.Mutex
+	rows    []PredictRow
+}
+
+// NewPredictor prepares the stage; m stays owned by the caller.
+func NewPredictor(work Work, encoder string, m *LoadedModel) *Predictor {
+	return &Predictor{work: work, encoder: encoder, m: m}
+}
+
+// Slide predicts one slide (call from one goroutine at a time).
+func (p *Predictor) Slide(ctx context.Context, in Input) Result {
+	start := time.Now()
+	row, err := PredictSlide(ctx, p.work, p.encoder, in.ID, p.m)
+	if err != nil {
+		return Result{Stage: StagePredict, ID: in.ID, Path: in.Path, Err: err}
+	}
+	p.mu.Lock()
+	p.rows = append(p.rows, row)
+	p.mu.Unlock()
+	slog.Info("predicted", "slide", in.ID, "stage", StagePredict, "her2", cases.LabelName(row.Predicted), "p", fmt.Sprintf("%.3f", row.Probs[row.Predicted]), "s", time.Since(start).Seconds())
+	return Result{Stage: StagePredict, ID: in.ID, Path: in.Path, Elapsed: time.Since(start)}
+}
+
+// Finish writes the collected rows; when that fails, their slides count as
+// failed in sum.
+func (p *Predictor) Finish(ctx context.Context, sum *Summary) {
+	p.mu.Lock()
+	rows := p.rows
+	p.mu.Unlock()
+	if len(rows) == 0 {
+		return
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].SlideID < rows[j].SlideID })
+	lock := filepath.Join(p.work.Dir, ".predictions.lock")
+	if err := WithFileLock(ctx, lock, "predictions.csv", LockOptions{Wait: 5 * time.Minute}, func() error { return WritePredictions(p.work, rows) }); err != nil {
+		slog.Error(err.Error(), "stage", StagePredict)
+		sum.Failed += len(rows)
+		sum.Done -= len(rows)
+	}
 }
 
 // onlyFeatures names a slide's features file when it has exactly one.

@@ -28,6 +28,7 @@ type Result struct {
 	MaskTime   time.Duration // tile: low-resolution read + mask + grid
 	Elapsed    time.Duration
 	Err        error
+	NotRun     bool // streamed run: an earlier stage failed, or the run stopped first (Err says which)
 }
 
 // Progress receives one call per finished slide of a stage.
@@ -40,6 +41,7 @@ type Progress interface {
 type Summary struct {
 	Stage                 string
 	Done, Skipped, Failed int
+	NotRun                int // a streamed run's slides that failed an earlier stage
 	Results               []Result
 }
 
@@ -48,6 +50,8 @@ func NewSummary(stage string, rs []Result) Summary {
 	s := Summary{Stage: stage, Results: rs}
 	for _, r := range rs {
 		switch {
+		case r.NotRun:
+			s.NotRun++
 		case r.Err != nil:
 			s.Failed++
 		case r.Skipped:
@@ -61,9 +65,13 @@ func NewSummary(stage string, rs []Result) Summary {
 
 // WriteSummary prints the stage's counts and each failed slide with its reason.
 func (s Summary) WriteSummary(w io.Writer) {
-	fmt.Fprintf(w, "%s: %d done, %d skipped, %d failed\n", s.Stage, s.Done, s.Skipped, s.Failed)
+	fmt.Fprintf(w, "%s: %d done, %d skipped, %d failed", s.Stage, s.Done, s.Skipped, s.Failed)
+	if s.NotRun > 0 {
+		fmt.Fprintf(w, ", %d not run (an earlier stage failed or the run stopped)", s.NotRun)
+	}
+	fmt.Fprintln(w)
 	for _, r := range s.Results {
-		if r.Err != nil {
+		if r.Err != nil && !r.NotRun {
 			fmt.Fprintf(w, "  FAILED %s: %v\n", r.ID, r.Err)
 		}
 	}

@@ -69,7 +69,7 @@ var stateMu sync.Mutex
 // RecordStage writes one stage's result into the slide's state.json
 // (atomically). params are the stage's parameters (JSON-encodable).
 func RecordStage(work Work, r Result, params any) error {
-	if r.ID == "" {
+	if r.ID == "" || r.NotRun {
 		return nil
 	}
 	if _, err := os.Stat(work.SlideDir(r.ID)); err != nil {

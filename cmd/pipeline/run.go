@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -183,11 +184,71 @@ func runStages(ctx context.Context, name string, args []string) error {
 			slog.Warn("state.json not written", "err", err)
 		}
 	}
-	for _, st := range stages {
-		if ctx.Err() != nil {
-			break
+	var flowRep *pipeline.FlowReport
+	if len(stages) > 1 {
+		// Several stages: stream the slides through them, one goroutine
+		// stage each (tile N+1 overlaps embed N).
+		var flow []pipeline.FlowStage
+		var params []any
+		var closers []func()
+		var pred *pipeline.Predictor
+		for _, st := range stages {
+			switch st {
+			case pipeline.StageTile:
+				flow = append(flow, pipeline.FlowStage{Name: st, Workers: tileWorkers(*workers), Run: func(ctx context.Context, in pipeline.Input) pipeline.Result {
+					return pipeline.TileSlide(ctx, in, work, opt)
+				}})
+				params = append(params, opt)
+			case pipeline.StageEmbed:
+				enc, err := features.Open(*encoder, features.Options{Device: *device, Threads: *threads, Library: *ortLib})
+				if err != nil {
+					runErr = err
+					break
+				}
+				closers = append(closers, func() { enc.Close() })
+				if *featName == "" {
+					featuresUsed = enc.Name()
+				}
+				flow = append(flow, pipeline.FlowStage{Name: st, Workers: 1, Run: func(ctx context.Context, in pipeline.Input) pipeline.Result {
+					return pipeline.EmbedSlide(ctx, in, work, enc, eopt)
+				}})
+				params = append(params, map[string]any{"encoder": enc.Name(), "encoder_sha256": enc.Checksum(), "device": enc.Device(), "batch": eopt.Batch})
+			case pipeline.StageAnchors:
+				flow = append(flow, pipeline.FlowStage{Name: st, Workers: anchorWorkers(*workers), Run: func(ctx context.Context, in pipeline.Input) pipeline.Result {
+					return pipeline.AnchorSlide(ctx, in, work, aopt)
+				}})
+				params = append(params, aopt)
+			case pipeline.StagePredict:
+				m, err := pipeline.OpenModel(*modelDir, *weights, *modelCfg, *backend)
+				if err != nil {
+					runErr = err
+					break
+				}
+				closers = append(closers, m.Close)
+				pred = pipeline.NewPredictor(work, featuresUsed, m)
+				flow = append(flow, pipeline.FlowStage{Name: st, Workers: 1, Run: pred.Slide})
+				params = append(params, map[string]any{"model_id": m.ID, "model": m.Config, "features": featuresUsed})
+			}
+			if runErr != nil {
+				break
+			}
 		}
-		switch st {
+		if runErr == nil {
+			fsums, rep := pipeline.RunFlow(ctx, slides, flow, bar)
+			flowRep = &rep
+			if pred != nil {
+				pred.Finish(ctx, &fsums[len(fsums)-1])
+			}
+			for k := range fsums {
+				record(fsums[k], params[k])
+			}
+			sums = append(sums, fsums...)
+		}
+		for _, c := range closers {
+			c()
+		}
+	} else {
+		switch st := stages[0]; st {
 		case pipeline.StageTile:
 			sums = append(sums, pipeline.TileAll(ctx, slides, work, opt, *workers, bar))
 			record(sums[len(sums)-1], opt)
@@ -209,9 +270,6 @@ func runStages(ctx context.Context, name string, args []string) error {
 				runErr = err
 				break
 			}
-			if *featName == "" {
-				featuresUsed = enc.Name()
-			}
 			sum, err := pipeline.EmbedAll(ctx, slides, work, enc, eopt, bar)
 			record(sum, map[string]any{"encoder": enc.Name(), "encoder_sha256": enc.Checksum(), "device": enc.Device(), "batch": eopt.Batch})
 			enc.Close()
@@ -219,9 +277,6 @@ func runStages(ctx context.Context, name string, args []string) error {
 			if err != nil && ctx.Err() == nil {
 				runErr = err
 			}
-		}
-		if runErr != nil {
-			break
 		}
 	}
 	bar.Finish()
@@ -233,6 +288,12 @@ func runStages(ctx context.Context, name string, args []string) error {
 	for _, s := range sums {
 		s.WriteSummary(os.Stderr)
 		failed += s.Failed
+	}
+	if flowRep != nil {
+		flowRep.Write(os.Stderr)
+		sl := flowRep.Slowest()
+		fmt.Fprintf(os.Stderr, "%d slides in %s (%.0f slides/hour); slowest stage %s busy %.0f%% of the time\n",
+			len(slides), flowRep.Wall.Round(time.Millisecond), float64(len(slides))/flowRep.Wall.Hours(), sl.Name, 100*sl.Share)
 	}
 	fmt.Printf("results: %s/slides/<slide_id>/\n", strings.TrimRight(*out, "/"))
 	if predicting {
@@ -267,4 +328,19 @@ func parseInts(s string) ([]int, error) {
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+// tileWorkers and anchorWorkers are the stages' default worker counts.
+func tileWorkers(n int) int {
+	if n > 0 {
+		return n
+	}
+	return min(runtime.NumCPU(), 4)
+}
+
+func anchorWorkers(n int) int {
+	if n > 0 {
+		return n
+	}
+	return runtime.NumCPU()
 }

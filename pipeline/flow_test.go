@@ -1,0 +1,69 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// RunFlow passes each slide on as soon as a stage has finished it (the
+// stages overlap: wall time well under the sum of the stages), never
+// passes on a failed slide, reports the later stages of a failed slide as
+// not run, keeps results in input order, and stops on cancellation.
+func TestRunFlow(t *testing.T) {
+	var ins []Input
+	for i := 0; i < 8; i++ {
+		ins = append(ins, Input{ID: fmt.Sprintf("s%d", i)})
+	}
+	var secondSaw atomic.Int32
+	const d = 20 * time.Millisecond
+	stages := []FlowStage{
+		{Name: "a", Workers: 1, Run: func(ctx context.Context, in Input) Result {
+			time.Sleep(d)
+			if in.ID == "s3" {
+				return Result{ID: in.ID, Err: errors.New("pipeline: s3: bad")}
+			}
+			return Result{ID: in.ID}
+		}},
+		{Name: "b", Workers: 1, Run: func(ctx context.Context, in Input) Result {
+			secondSaw.Add(1)
+			if in.ID == "s3" {
+				t.Error("a failed slide was passed on")
+			}
+			time.Sleep(d)
+			return Result{ID: in.ID}
+		}},
+	}
+	sums, rep := RunFlow(context.Background(), ins, stages, nil)
+	if sums[0].Done != 7 || sums[0].Failed != 1 || sums[1].Done != 7 || sums[1].NotRun != 1 || sums[1].Failed != 0 {
+		t.Fatalf("summaries: %+v / %+v", sums[0], sums[1])
+	}
+	for i, r := range sums[1].Results {
+		if r.ID != ins[i].ID {
+			t.Fatalf("result %d is %s", i, r.ID)
+		}
+	}
+	// Serial would take 15·d; streamed about 9·d.
+	if rep.Wall > 13*d {
+		t.Errorf("stages did not overlap: %v for 15 × %v of work", rep.Wall, d)
+	}
+	if s := rep.Slowest(); s.Name == "" || s.Share <= 0 || s.Share > 1.01 {
+		t.Errorf("busy report %+v", rep)
+	}
+
+	// Cancellation: the feeder stops; unstarted slides are not run.
+	ctx, cancel := context.WithCancel(context.Background())
+	stages[0].Run = func(ctx context.Context, in Input) Result {
+		if in.ID == "s1" {
+			cancel()
+		}
+		return Result{ID: in.ID}
+	}
+	sums, _ = RunFlow(ctx, ins, stages, nil)
+	if sums[0].Done+sums[0].NotRun != len(ins) || sums[0].NotRun == 0 {
+		t.Fatalf("after cancel: %+v", sums[0])
+	}
+}
