@@ -50,7 +50,7 @@ demo: build
 	  --config scripts/demo-model.json --epochs 4 --val-fold 0
 	$(BIN) run --input $(DEMO)/demo-slide.svs --out $(DEMO)/work --stage predict --model $(DEMO)/model --encoder tiny-clip
 	@echo
-	@echo "demo results: $(DEMO)/work/predictions.csv; per slide $(DEMO)/work/slides/demo-slide/ (qc.png, heatmap.png, features/tiny-clip.h5, anchors.h5)"
+	@echo "demo results: $(DEMO)/work/predictions.csv; report $(DEMO)/work/slides/demo-slide/report.html (with qc.png, heatmap.png; features/tiny-clip.h5, anchors.h5, state.json beside them)"
 	@cat $(DEMO)/work/predictions.csv
 
 # Read-path throughput vs the bare libvips ceiling, tissue-mask time and peak

@@ -303,6 +303,13 @@ func (p *Predictor) Slide(ctx context.Context, in Input) Result {
 	if err != nil {
 		return Result{Stage: StagePredict, ID: in.ID, Path: in.Path, Err: err}
 	}
+	name := ""
+	if in.Path != "" {
+		name = filepath.Base(in.Path)
+	}
+	if err := WriteReport(p.work, ReportData{SlideName: name, Row: row, Encoder: p.encoder}); err != nil {
+		return Result{Stage: StagePredict, ID: in.ID, Path: in.Path, Err: err}
+	}
 	p.mu.Lock()
 	p.rows = append(p.rows, row)
 	p.mu.Unlock()

@@ -198,7 +198,12 @@ func predictIDs(ctx context.Context, work pipeline.Work, encoder string, ids []s
 			continue
 		}
 		rows = append(rows, r)
-		fmt.Printf("%s: HER2 %s (p = %s) heatmap %s\n", id, cases.LabelName(r.Predicted), fmtProbs(r.Probs), work.HeatmapPNG(id))
+		if err := pipeline.WriteReport(work, pipeline.ReportData{SlideName: id, Row: r, Encoder: encoder}); err != nil {
+			failed++
+			slog.Error(err.Error(), "slide", id, "stage", "predict")
+			continue
+		}
+		fmt.Printf("%s: HER2 %s (p = %s) report %s\n", id, cases.LabelName(r.Predicted), fmtProbs(r.Probs), work.ReportHTML(id))
 	}
 	if len(rows) > 0 {
 		if err := pipeline.WritePredictions(work, rows); err != nil {
