@@ -254,7 +254,12 @@ func TestWatchSlowCopyNotPickedEarly(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := filepath.Join(e.inbox, InboxDone, "slow.tif")
-	waitFor(t, "slow.tif in done/", 30*time.Second, func() bool { return exists(done) })
+	// The journal records the move just after it: wait for both.
+	waitFor(t, "slow.tif in done/ and journalled", 30*time.Second, func() bool {
+		b, err := os.ReadFile(e.work.WatchJournalPath("slow"))
+		var j WatchJournal
+		return exists(done) && err == nil && json.Unmarshal(b, &j) == nil && j.MovedTo != ""
+	})
 	if sc.processed() != 1 {
 		t.Fatalf("processed %d times", sc.processed())
 	}
