@@ -327,12 +327,19 @@ func (p *Predictor) Finish(ctx context.Context, sum *Summary) {
 		return
 	}
 	sort.Slice(rows, func(i, j int) bool { return rows[i].SlideID < rows[j].SlideID })
-	lock := filepath.Join(p.work.Dir, ".predictions.lock")
-	if err := WithFileLock(ctx, lock, "predictions.csv", LockOptions{Wait: 5 * time.Minute}, func() error { return WritePredictions(p.work, rows) }); err != nil {
+	if err := WritePredictionsLocked(ctx, p.work, rows); err != nil {
 		slog.Error(err.Error(), "stage", StagePredict)
 		sum.Failed += len(rows)
 		sum.Done -= len(rows)
 	}
+}
+
+// WritePredictionsLocked is WritePredictions under the work folder's
+// predictions lock, so that shards, runs and the watcher sharing WORK merge
+// their rows instead of losing some.
+func WritePredictionsLocked(ctx context.Context, work Work, rows []PredictRow) error {
+	lock := filepath.Join(work.Dir, ".predictions.lock")
+	return WithFileLock(ctx, lock, "predictions.csv", LockOptions{Wait: 5 * time.Minute}, func() error { return WritePredictions(work, rows) })
 }
 
 // onlyFeatures names a slide's features file when it has exactly one.

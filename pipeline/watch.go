@@ -722,7 +722,7 @@ func (w *Watcher) process(ctx context.Context, in Input, force bool) (PredictRow
 	if err != nil {
 		return PredictRow{}, err
 	}
-	if err := WritePredictions(o.Work, []PredictRow{row}); err != nil {
+	if err := WritePredictionsLocked(ctx, o.Work, []PredictRow{row}); err != nil {
 		return PredictRow{}, err
 	}
 	w.setStage(in.ID, "report")
