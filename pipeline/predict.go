@@ -317,16 +317,23 @@ func (p *Predictor) Slide(ctx context.Context, in Input) Result {
 	return Result{Stage: StagePredict, ID: in.ID, Path: in.Path, Elapsed: time.Since(start)}
 }
 
+// Rows returns the rows predicted so far, sorted by slide id after Finish.
+func (p *Predictor) Rows() []PredictRow {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]PredictRow(nil), p.rows...)
+}
+
 // Finish writes the collected rows; when that fails, their slides count as
 // failed in sum.
 func (p *Predictor) Finish(ctx context.Context, sum *Summary) {
 	p.mu.Lock()
+	sort.Slice(p.rows, func(i, j int) bool { return p.rows[i].SlideID < p.rows[j].SlideID })
 	rows := p.rows
 	p.mu.Unlock()
 	if len(rows) == 0 {
 		return
 	}
-	sort.Slice(rows, func(i, j int) bool { return rows[i].SlideID < rows[j].SlideID })
 	if err := WritePredictionsLocked(ctx, p.work, rows); err != nil {
 		slog.Error(err.Error(), "stage", StagePredict)
 		sum.Failed += len(rows)

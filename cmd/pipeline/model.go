@@ -185,37 +185,28 @@ func runPredict(ctx context.Context, args []string) error {
 // predictIDs predicts slides one by one (one bad slide does not stop the
 // others), then writes predictions.csv once.
 func predictIDs(ctx context.Context, work pipeline.Work, encoder string, ids []string, m *pipeline.LoadedModel) error {
-	var rows []pipeline.PredictRow
-	failed := 0
+	p := pipeline.NewPredictor(work, encoder, m)
+	var results []pipeline.Result
 	for _, id := range ids {
 		if ctx.Err() != nil {
 			break
 		}
-		r, err := pipeline.PredictSlide(ctx, work, encoder, id, m)
-		if err != nil {
-			failed++
-			slog.Error("predict failed", "slide", id, "stage", "predict", "err", err)
-			continue
-		}
-		rows = append(rows, r)
-		if err := pipeline.WriteReport(work, pipeline.ReportData{SlideName: id, Row: r, Encoder: encoder}); err != nil {
-			failed++
-			slog.Error(err.Error(), "slide", id, "stage", "predict")
-			continue
-		}
-		fmt.Printf("%s: HER2 %s (p = %s) report %s\n", id, cases.LabelName(r.Predicted), fmtProbs(r.Probs), work.ReportHTML(id))
+		results = append(results, p.Slide(ctx, pipeline.Input{ID: id}))
 	}
-	if len(rows) > 0 {
-		if err := pipeline.WritePredictions(work, rows); err != nil {
-			return err
-		}
+	sum := pipeline.NewSummary(pipeline.StagePredict, results)
+	p.Finish(ctx, &sum)
+	for _, r := range p.Rows() {
+		fmt.Printf("%s: HER2 %s (p = %s) report %s\n", r.SlideID, cases.LabelName(r.Predicted), fmtProbs(r.Probs), work.ReportHTML(r.SlideID))
+	}
+	if sum.Done > 0 {
 		fmt.Printf("predictions: %s (model %s)\n", work.PredictionsCSV(), m.ID)
 	}
 	switch {
 	case ctx.Err() != nil:
 		return ctx.Err()
-	case failed > 0:
-		return fmt.Errorf("%d slide(s) failed", failed)
+	case sum.Failed > 0:
+		sum.WriteSummary(os.Stderr)
+		return fmt.Errorf("%d slide(s) failed", sum.Failed)
 	}
 	return nil
 }

@@ -212,7 +212,7 @@ func runStages(ctx context.Context, name string, args []string) error {
 				flow = append(flow, pipeline.FlowStage{Name: st, Workers: 1, Run: func(ctx context.Context, in pipeline.Input) pipeline.Result {
 					return pipeline.EmbedSlide(ctx, in, work, enc, eopt)
 				}})
-				params = append(params, map[string]any{"encoder": enc.Name(), "encoder_sha256": enc.Checksum(), "device": enc.Device(), "batch": eopt.Batch})
+				params = append(params, embedParams(enc, eopt))
 			case pipeline.StageAnchors:
 				flow = append(flow, pipeline.FlowStage{Name: st, Workers: anchorWorkers(*workers), Run: func(ctx context.Context, in pipeline.Input) pipeline.Result {
 					return pipeline.AnchorSlide(ctx, in, work, aopt)
@@ -227,7 +227,7 @@ func runStages(ctx context.Context, name string, args []string) error {
 				closers = append(closers, m.Close)
 				pred = pipeline.NewPredictor(work, featuresUsed, m)
 				flow = append(flow, pipeline.FlowStage{Name: st, Workers: 1, Run: pred.Slide})
-				params = append(params, map[string]any{"model_id": m.ID, "model": m.Config, "features": featuresUsed})
+				params = append(params, predictParams(m, featuresUsed))
 			}
 			if runErr != nil {
 				break
@@ -262,7 +262,7 @@ func runStages(ctx context.Context, name string, args []string) error {
 				break
 			}
 			sums = append(sums, pipeline.PredictAll(ctx, slides, work, featuresUsed, m, bar))
-			record(sums[len(sums)-1], map[string]any{"model_id": m.ID, "model": m.Config, "features": featuresUsed})
+			record(sums[len(sums)-1], predictParams(m, featuresUsed))
 			m.Close()
 		case pipeline.StageEmbed:
 			enc, err := features.Open(*encoder, features.Options{Device: *device, Threads: *threads, Library: *ortLib})
@@ -271,7 +271,7 @@ func runStages(ctx context.Context, name string, args []string) error {
 				break
 			}
 			sum, err := pipeline.EmbedAll(ctx, slides, work, enc, eopt, bar)
-			record(sum, map[string]any{"encoder": enc.Name(), "encoder_sha256": enc.Checksum(), "device": enc.Device(), "batch": eopt.Batch})
+			record(sum, embedParams(enc, eopt))
 			enc.Close()
 			sums = append(sums, sum)
 			if err != nil && ctx.Err() == nil {
@@ -343,4 +343,13 @@ func anchorWorkers(n int) int {
 		return n
 	}
 	return runtime.NumCPU()
+}
+
+// embedParams and predictParams are what state.json records for those stages.
+func embedParams(enc features.Encoder, o pipeline.EmbedOptions) map[string]any {
+	return map[string]any{"encoder": enc.Name(), "encoder_sha256": enc.Checksum(), "device": enc.Device(), "batch": o.Batch}
+}
+
+func predictParams(m *pipeline.LoadedModel, featuresName string) map[string]any {
+	return map[string]any{"model_id": m.ID, "model": m.Config, "features": featuresName}
 }
