@@ -37,6 +37,27 @@ func DefaultEmbedOptions() EmbedOptions {
 	return EmbedOptions{Batch: 32, Readers: min(2, runtime.NumCPU()), InFlight: 2}
 }
 
+// Embed option bounds: a batch is allocated up front (Batch × 3 × 224² ×
+// 4 bytes, three times), so an absurd --batch must be refused, not tried.
+const (
+	MaxEmbedBatch    = 4096
+	MaxEmbedReaders  = 256
+	MaxEmbedInFlight = 64
+)
+
+// Validate checks the options before any work.
+func (o EmbedOptions) Validate() error {
+	switch {
+	case o.Batch < 1 || o.Batch > MaxEmbedBatch:
+		return fmt.Errorf("pipeline: --batch %d: want 1 to %d patches per inference call", o.Batch, MaxEmbedBatch)
+	case o.Readers < 1 || o.Readers > MaxEmbedReaders:
+		return fmt.Errorf("pipeline: --readers %d: want 1 to %d", o.Readers, MaxEmbedReaders)
+	case o.InFlight < 1 || o.InFlight > MaxEmbedInFlight:
+		return fmt.Errorf("pipeline: --in-flight %d: want 1 to %d", o.InFlight, MaxEmbedInFlight)
+	}
+	return nil
+}
+
 // FeaturesH5 is WORK/slides/<id>/features/<encoder>.h5.
 func (w Work) FeaturesH5(id, encoder string) string {
 	return filepath.Join(w.SlideDir(id), "features", encoder+".h5")
@@ -210,8 +231,8 @@ func (a *assembler) send(ctx context.Context, b *embedBatch) error {
 // tile, say) is reported and the others go on; an error of the runtime
 // itself stops the stage and is returned.
 func EmbedAll(ctx context.Context, inputs []Input, work Work, enc features.Encoder, opt EmbedOptions, prog Progress) (Summary, error) {
-	if opt.Batch <= 0 || opt.Readers <= 0 || opt.InFlight <= 0 {
-		return Summary{}, fmt.Errorf("pipeline: embed: batch %d, readers %d, in-flight %d must be positive", opt.Batch, opt.Readers, opt.InFlight)
+	if err := opt.Validate(); err != nil {
+		return Summary{}, err
 	}
 	if prog != nil {
 		prog.Start(StageEmbed, len(inputs))
@@ -496,6 +517,12 @@ func finishEmbedJob(j *embedJob, work Work, enc features.Encoder) Result {
 		r.Err = err
 		return r
 	}
+	if i, ok := firstNonFinite(j.feats); !ok {
+		d := max(enc.Dim(), 1)
+		r.Err = fmt.Errorf("pipeline: %s: encoder %s gave a non-finite feature (NaN or Inf) for the patch at level-0 (%d, %d): no feature file written",
+			j.in.ID, enc.Name(), j.coords[2*(i/d)], j.coords[2*(i/d)+1])
+		return r
+	}
 	dir := filepath.Dir(work.FeaturesH5(j.in.ID, enc.Name()))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		r.Err = fmt.Errorf("pipeline: %s: %w", j.in.ID, err)
@@ -521,6 +548,9 @@ func EmbedSlide(ctx context.Context, in Input, work Work, enc features.Encoder, 
 	start := time.Now()
 	sum, err := EmbedAll(ctx, []Input{in}, work, enc, opt, nil)
 	if err != nil {
+		if ctx.Err() == nil {
+			err = fmt.Errorf("pipeline: %s: %w: %w", in.ID, ErrEncoderRuntime, err)
+		}
 		return Result{Stage: StageEmbed, ID: in.ID, Path: in.Path, Err: err, Elapsed: time.Since(start)}
 	}
 	if len(sum.Results) != 1 {

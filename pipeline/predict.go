@@ -119,9 +119,18 @@ func PredictSlide(ctx context.Context, work Work, encoder, id string, m *LoadedM
 	if err != nil {
 		return PredictRow{}, err
 	}
+	if i, ok := firstNonFinite(ex.HE); !ok {
+		return PredictRow{}, fmt.Errorf("pipeline: slide %s: features/%s.h5 holds a non-finite value (NaN or Inf) at patch %d: embed the slide again", id, encoder, i/max(sd.D, 1))
+	}
 	pr, err := m.Runtime.Predict(m.Params, ex)
 	if err != nil {
 		return PredictRow{}, fmt.Errorf("pipeline: slide %s: %w", id, err)
+	}
+	if _, ok := firstNonFinite64(pr.Probs); !ok || len(pr.Probs) != 4 {
+		return PredictRow{}, fmt.Errorf("pipeline: slide %s: the model's output is not finite (%v): the weights of model %s hold NaN or Inf", id, pr.Probs, m.ID)
+	}
+	if _, ok := firstNonFinite(pr.Attention); !ok {
+		return PredictRow{}, fmt.Errorf("pipeline: slide %s: the model's attention is not finite: the weights of model %s hold NaN or Inf", id, m.ID)
 	}
 	if err := writeHeatmap(work, id, sd, pr.Attention); err != nil {
 		return PredictRow{}, err
@@ -287,8 +296,9 @@ type Predictor struct {
 	work    Work
 	encoder string
 	m       *LoadedModel
-	mu      sync.Mutex
-	rows    []PredictRow
+	mu       sync.Mutex
+	rows     []PredictRow // predicted since the last Finish
+	finished []PredictRow // written by the last Finish
 }
 
 // NewPredictor prepares the stage; m stays owned by the caller.
@@ -317,28 +327,42 @@ func (p *Predictor) Slide(ctx context.Context, in Input) Result {
 	return Result{Stage: StagePredict, ID: in.ID, Path: in.Path, Elapsed: time.Since(start)}
 }
 
-// Rows returns the rows predicted so far, sorted by slide id after Finish.
+// Rows returns the rows of the last Finish, sorted by slide id.
 func (p *Predictor) Rows() []PredictRow {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return append([]PredictRow(nil), p.rows...)
+	return append([]PredictRow(nil), p.finished...)
 }
 
-// Finish writes the collected rows; when that fails, their slides count as
-// failed in sum.
+// Finish writes the rows predicted since the last Finish into
+// predictions.csv; when that fails, their slides' results in sum become
+// failures. The rows are then Rows().
 func (p *Predictor) Finish(ctx context.Context, sum *Summary) {
 	p.mu.Lock()
 	sort.Slice(p.rows, func(i, j int) bool { return p.rows[i].SlideID < p.rows[j].SlideID })
 	rows := p.rows
+	p.rows, p.finished = nil, nil
 	p.mu.Unlock()
 	if len(rows) == 0 {
 		return
 	}
 	if err := WritePredictionsLocked(ctx, p.work, rows); err != nil {
 		slog.Error(err.Error(), "stage", StagePredict)
-		sum.Failed += len(rows)
-		sum.Done -= len(rows)
+		failed := map[string]bool{}
+		for _, r := range rows {
+			failed[r.SlideID] = true
+		}
+		for i := range sum.Results {
+			if r := &sum.Results[i]; failed[r.ID] && r.Err == nil {
+				r.Err = fmt.Errorf("pipeline: %s: predictions.csv: %w", r.ID, err)
+			}
+		}
+		*sum = NewSummary(sum.Stage, sum.Results)
+		return
 	}
+	p.mu.Lock()
+	p.finished = rows
+	p.mu.Unlock()
 }
 
 // WritePredictionsLocked is WritePredictions under the work folder's
@@ -359,4 +383,24 @@ func onlyFeatures(work Work, id string) (string, error) {
 		return strings.TrimSuffix(filepath.Base(fs[0]), ".h5"), nil
 	}
 	return "", fmt.Errorf("pipeline: slide %s has features from %d encoders: name one with --encoder", id, len(fs))
+}
+
+// firstNonFinite returns the index of the first NaN or ±Inf in v, and
+// false; or -1 and true when every value is finite.
+func firstNonFinite(v []float32) (int, bool) {
+	for i, x := range v {
+		if x != x || x > math.MaxFloat32 || x < -math.MaxFloat32 {
+			return i, false
+		}
+	}
+	return -1, true
+}
+
+func firstNonFinite64(v []float64) (int, bool) {
+	for i, x := range v {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return i, false
+		}
+	}
+	return -1, true
 }

@@ -33,6 +33,8 @@ type StageState struct {
 	Params       json.RawMessage   `json:"params,omitempty"`
 	ParamsSHA256 string            `json:"params_sha256,omitempty"`
 	Inputs       map[string]string `json:"inputs,omitempty"`
+	Key          string            `json:"key,omitempty"`     // freshness key (see Work.Fresh)
+	Outputs      map[string]string `json:"outputs,omitempty"` // output file → size@mtime when recorded
 	Finished     time.Time         `json:"finished"`
 	Seconds      float64           `json:"seconds"`
 	Version      string            `json:"her2wsi_version"`
@@ -69,6 +71,12 @@ var stateMu sync.Mutex
 // RecordStage writes one stage's result into the slide's state.json
 // (atomically). params are the stage's parameters (JSON-encodable).
 func RecordStage(work Work, r Result, params any) error {
+	return recordStage(work, r, params, "", nil)
+}
+
+// recordStage is RecordStage with the freshness key and the outputs'
+// stamps (a skipped stage keeps its earlier record's).
+func recordStage(work Work, r Result, params any, key string, outputs map[string]string) error {
 	if r.ID == "" || r.NotRun {
 		return nil
 	}
@@ -91,6 +99,12 @@ func RecordStage(work Work, r Result, params any) error {
 	}
 	if rec, err := work.ReadSlideRecord(r.ID); err == nil {
 		s.Inputs = map[string]string{"coords_sha256": rec.CoordsSHA256, "source_size": fmt.Sprint(rec.Slide.SizeBytes), "source_mod_time": rec.SourceModTime.Format(time.RFC3339Nano)}
+	}
+	if r.Err == nil {
+		s.Key, s.Outputs = key, outputs
+		if prev, ok := st.Stages[r.Stage]; ok && r.Skipped && outputs == nil && prev.Key == key {
+			s.Outputs = prev.Outputs
+		}
 	}
 	st.Stages[r.Stage] = s
 	b, err := json.MarshalIndent(st, "", "  ")

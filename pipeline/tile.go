@@ -62,6 +62,7 @@ type SlideRecord struct {
 	Version        string            `json:"her2wsi_version"`
 	Slide          slide.Metadata    `json:"slide"`
 	SourceModTime  time.Time         `json:"source_mod_time"`
+	Fingerprint    string            `json:"slide_fingerprint,omitempty"` // SlideFingerprint of the file tiled
 	Plan           tiling.ReadPlan   `json:"read_plan"`
 	Params         TileOptions       `json:"parameters"`
 	MaskWidth      int               `json:"mask_width"`
@@ -124,6 +125,10 @@ func TileSlide(ctx context.Context, in Input, work Work, opt TileOptions) (res R
 	_ = store.CleanTemps(dir)
 
 	t0 := time.Now()
+	fp, err := SlideFingerprint(in.Path)
+	if err != nil {
+		return fail(err)
+	}
 	s, err := slide.Open(in.Path, slide.Options{MPP: opt.MPP, Reader: opt.Reader})
 	if err != nil {
 		return fail(err)
@@ -186,7 +191,7 @@ func TileSlide(ctx context.Context, in Input, work Work, opt TileOptions) (res R
 
 	meta := s.Meta
 	rec := SlideRecord{
-		Version: Version, Slide: meta, SourceModTime: fi.ModTime().UTC(), Plan: plan, Params: opt,
+		Version: Version, Slide: meta, SourceModTime: fi.ModTime().UTC(), Fingerprint: fp, Plan: plan, Params: opt,
 		MaskWidth: mask.W, MaskHeight: mask.H, MaskMPP: maskMPP, MaskLevel: maskLevel,
 		TissueFraction: mask.TissueFraction(),
 		GridCols:       l0.Width / int64(step), GridRows: l0.Height / int64(step),

@@ -192,6 +192,9 @@ type Watcher struct {
 
 	wake chan struct{} // a file became ready, or quit was set
 	kick chan struct{} // scan now
+
+	runner  *Runner       // the stages, used by the processing goroutine alone
+	predict *PredictStage // the runner's last stage, for the prediction row
 }
 
 // NewWatcher checks the options and fills in defaults.
@@ -235,14 +238,25 @@ func NewWatcher(opt WatchOptions) (*Watcher, error) {
 	if opt.Work.Dir, err = filepath.Abs(opt.Work.Dir); err != nil {
 		return nil, fmt.Errorf("pipeline: watch: %w", err)
 	}
-	return &Watcher{
+	if err := opt.Embed.Validate(); err != nil {
+		return nil, err
+	}
+	w := &Watcher{
 		opt:     opt,
 		files:   map[string]*watchFile{},
 		stuck:   map[string]string{},
 		history: map[string]WatchJournal{},
 		wake:    make(chan struct{}, 1),
 		kick:    make(chan struct{}, 1),
-	}, nil
+	}
+	w.predict = NewPredictStage(opt.Work, opt.Encoder.Name(), opt.Model)
+	w.runner = &Runner{Work: opt.Work, Lock: LockOptions{StaleAfter: DefaultStaleAfter}, OnStage: w.setStage, Stages: []Stage{
+		NewTileStage(opt.Work, opt.Tile, 1),
+		NewEmbedStage(opt.Work, opt.Encoder, opt.Embed),
+		NewAnchorStage(opt.Work, opt.Anchors, 1),
+		w.predict,
+	}}
+	return w, nil
 }
 
 func containsInt(s []int, v int) bool {
@@ -666,6 +680,12 @@ func (w *Watcher) handle(ctx context.Context, f *watchFile) error {
 	if ctx.Err() != nil {
 		return ctx.Err() // the journal says processing: the next start redoes it
 	}
+	if errors.Is(err, ErrLocked) || errors.Is(err, ErrLockLost) {
+		// Another process (a batch run on the same WORK) holds the slide:
+		// leave it in the inbox; the next scans take it again.
+		log.Warn("slide locked by another process; taken again later", "err", err)
+		return nil
+	}
 	if err != nil {
 		var fatal fatalError
 		if errors.As(err, &fatal) {
@@ -691,45 +711,37 @@ func (w *Watcher) handle(ctx context.Context, f *watchFile) error {
 // fatalError stops the watcher rather than failing the slide.
 type fatalError struct{ error }
 
-// process runs tile → embed → anchors → predict on one slide, then writes
-// its predictions row and its report. Unless force is set, each stage skips
-// work already done, so a slide interrupted by a restart resumes where it
-// was.
+// process takes one slide through tile → embed → anchors → predict (with
+// its report) in the shared runner: under the slide's lock, skipping the
+// stages that are fresh for the file's content (so a slide interrupted by
+// a restart resumes where it was), recording state.json. force redoes
+// every stage. The prediction row is written to predictions.csv only once
+// the report is written.
 func (w *Watcher) process(ctx context.Context, in Input, force bool) (PredictRow, error) {
-	o := w.opt
-	o.Tile.Force, o.Embed.Force, o.Anchors.Force = force, force, force
-	w.setStage(in.ID, StageTile)
-	if r := TileSlide(ctx, in, o.Work, o.Tile); r.Err != nil {
-		return PredictRow{}, r.Err
-	}
-	w.setStage(in.ID, StageEmbed)
-	sum, err := EmbedAll(ctx, []Input{in}, o.Work, o.Encoder, o.Embed, nil)
-	if ctx.Err() != nil {
-		return PredictRow{}, ctx.Err()
-	}
-	if err != nil {
-		return PredictRow{}, fatalError{fmt.Errorf("pipeline: watch: %s: encoder: %w", in.ID, err)}
-	}
-	if sum.Failed > 0 {
-		return PredictRow{}, sum.Results[0].Err
-	}
-	w.setStage(in.ID, StageAnchors)
-	if r := AnchorSlide(ctx, in, o.Work, o.Anchors); r.Err != nil {
-		return PredictRow{}, r.Err
-	}
-	w.setStage(in.ID, StagePredict)
-	row, err := PredictSlide(ctx, o.Work, o.Encoder.Name(), in.ID, o.Model)
+	rep, err := w.runner.Run(ctx, []Input{in}, RunOptions{Force: force})
 	if err != nil {
 		return PredictRow{}, err
 	}
-	if err := WritePredictionsLocked(ctx, o.Work, []PredictRow{row}); err != nil {
-		return PredictRow{}, err
+	if rep.Locked > 0 {
+		s, _ := rep.Summary(StageLock)
+		return PredictRow{}, fmt.Errorf("pipeline: watch: %s: %w (%s)", in.ID, ErrLocked, s.Results[0].Reason)
 	}
-	w.setStage(in.ID, "report")
-	if err := WriteReport(o.Work, ReportData{SlideName: filepath.Base(in.Path), Row: row, Encoder: o.Encoder.Name()}); err != nil {
-		return PredictRow{}, err
+	for _, s := range rep.Summaries {
+		for _, r := range s.Results {
+			if r.Err == nil || r.NotRun {
+				continue
+			}
+			if errors.Is(r.Err, ErrEncoderRuntime) {
+				return PredictRow{}, fatalError{fmt.Errorf("pipeline: watch: %s: %w", in.ID, r.Err)}
+			}
+			return PredictRow{}, r.Err
+		}
 	}
-	return row, nil
+	rows := w.predict.Rows()
+	if len(rows) != 1 {
+		return PredictRow{}, fmt.Errorf("pipeline: watch: %s: no prediction", in.ID)
+	}
+	return rows[0], nil
 }
 
 func oneLine(s string) string {

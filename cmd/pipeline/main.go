@@ -9,7 +9,8 @@
 //	pipeline predict --model RUNDIR --work WORK --encoder NAME --input SLIDE...
 //	pipeline watch --inbox DIR --out WORK --model RUNDIR --encoder M.onnx [--http :8080] [--once]
 //
-// Exit codes: 0 success, 1 some slide failed, 2 usage error, 130 interrupted.
+// Exit codes: 0 success, 1 some slide failed, 2 usage error, 3 some slides
+// locked by another running process (not processed), 130 interrupted.
 package main
 
 import (
@@ -25,6 +26,7 @@ const (
 	exitOK          = 0
 	exitFailed      = 1
 	exitUsage       = 2
+	exitLocked      = 3
 	exitInterrupted = 130
 )
 
@@ -81,12 +83,16 @@ func run(args []string) int {
 	defer stop()
 	err := cmd.run(ctx, args[1:])
 	var ue usageError
+	var le lockedError
 	switch {
 	case err == nil:
 		return exitOK
 	case errors.As(err, &ue):
 		fmt.Fprintf(os.Stderr, "pipeline %s: %v\n", args[0], err)
 		return exitUsage
+	case errors.As(err, &le):
+		fmt.Fprintf(os.Stderr, "pipeline %s: %v\n", args[0], err)
+		return exitLocked
 	case ctx.Err() != nil:
 		fmt.Fprintf(os.Stderr, "pipeline %s: interrupted\n", args[0])
 		return exitInterrupted

@@ -170,43 +170,42 @@ func runPredict(ctx context.Context, args []string) error {
 		return usageError{errors.New("one of --model or --weights, and --work and --input are required")}
 	}
 	setupLogging(logf, false).Finish()
-	m, err := pipeline.OpenModel(*runDir, *weights, *cfg, *backend)
+	ps, err := pipeline.OpenPredictStage(pipeline.Work{Dir: *work}, *encoder, *runDir, *weights, *cfg, *backend)
 	if err != nil {
 		return err
 	}
-	defer m.Close()
-	ids := make([]string, len(inputs))
+	ins := make([]pipeline.Input, len(inputs))
 	for i, in := range inputs {
-		ids[i] = slideIDOf(in)
+		ins[i] = pipeline.Input{ID: slideIDOf(in)}
 	}
-	return predictIDs(ctx, pipeline.Work{Dir: *work}, *encoder, ids, m)
+	return predictIDs(ctx, pipeline.Work{Dir: *work}, ins, ps)
 }
 
-// predictIDs predicts slides one by one (one bad slide does not stop the
-// others), then writes predictions.csv once.
-func predictIDs(ctx context.Context, work pipeline.Work, encoder string, ids []string, m *pipeline.LoadedModel) error {
-	p := pipeline.NewPredictor(work, encoder, m)
-	var results []pipeline.Result
-	for _, id := range ids {
-		if ctx.Err() != nil {
-			break
-		}
-		results = append(results, p.Slide(ctx, pipeline.Input{ID: id}))
-	}
-	sum := pipeline.NewSummary(pipeline.StagePredict, results)
-	p.Finish(ctx, &sum)
-	for _, r := range p.Rows() {
+// predictIDs predicts slides through the runner (each slide locked, one
+// bad slide does not stop the others, state.json recorded), then prints
+// the rows written to predictions.csv.
+func predictIDs(ctx context.Context, work pipeline.Work, ins []pipeline.Input, ps *pipeline.PredictStage) error {
+	runner := &pipeline.Runner{Work: work, Stages: []pipeline.Stage{ps}}
+	defer runner.Close()
+	rep, stopped := runner.Run(ctx, ins, pipeline.RunOptions{})
+	for _, r := range ps.Rows() {
 		fmt.Printf("%s: HER2 %s (p = %s) report %s\n", r.SlideID, cases.LabelName(r.Predicted), fmtProbs(r.Probs), work.ReportHTML(r.SlideID))
 	}
-	if sum.Done > 0 {
-		fmt.Printf("predictions: %s (model %s)\n", work.PredictionsCSV(), m.ID)
+	if len(ps.Rows()) > 0 {
+		fmt.Printf("predictions: %s (model %s)\n", work.PredictionsCSV(), ps.Model().ID)
+	}
+	for _, s := range rep.Summaries {
+		if s.Failed > 0 || s.Stage == pipeline.StageLock {
+			s.WriteSummary(os.Stderr)
+		}
 	}
 	switch {
-	case ctx.Err() != nil:
-		return ctx.Err()
-	case sum.Failed > 0:
-		sum.WriteSummary(os.Stderr)
-		return fmt.Errorf("%d slide(s) failed", sum.Failed)
+	case stopped != nil:
+		return stopped
+	case rep.Failed() > 0:
+		return fmt.Errorf("%d slide(s) failed", rep.Failed())
+	case rep.Locked > 0:
+		return lockedError{n: rep.Locked}
 	}
 	return nil
 }

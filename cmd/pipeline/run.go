@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"github.com/her2wsi/her2wsi/model"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -151,14 +150,18 @@ func runStages(ctx context.Context, name string, args []string) error {
 	if len(slides) == 0 {
 		return usageError{fmt.Errorf("no slides found in %s (extensions: %s)", strings.Join(inputs, ", "), strings.Join(pipeline.SlideExtensions, " "))}
 	}
+	if err := eopt.Validate(); err != nil {
+		return usageError{err}
+	}
+	if *workers < 0 || *threads < 0 {
+		return usageError{fmt.Errorf("--workers %d and --threads %d must not be negative", *workers, *threads)}
+	}
 	bar := setupLogging(logf, true)
 	defer bar.Finish()
 	work := pipeline.Work{Dir: *out}
 	if err := writeEffectiveConfig(fs, filepath.Join(*out, "run-config.yaml")); err != nil {
 		return err
 	}
-	var sums []pipeline.Summary
-	var runErr error
 	if total := len(slides); !shard.All() {
 		slides = shard.Filter(slides)
 		fmt.Fprintf(os.Stderr, "shard %s: %d of %d slides\n", shard, len(slides), total)
@@ -170,144 +173,84 @@ func runStages(ctx context.Context, name string, args []string) error {
 			lopt.Wait = lopt.StaleAfter + time.Minute
 		}
 	}
-	locks, mine, notHeld := pipeline.LockSlides(ctx, work, slides, lopt)
-	defer locks.Release()
-	ctx = locks.Context() // also cancelled, with cause pipeline.ErrLockLost, if a lock is taken over
-	slides = mine
-	if len(notHeld) > 0 {
-		sums = append(sums, pipeline.NewSummary(pipeline.StageLock, notHeld))
-	}
+	// The stages asked for, in order; each opens what it owns.
+	runner := &pipeline.Runner{Work: work, Lock: lopt, Progress: bar}
+	defer runner.Close()
 	featuresUsed := featuresName(*featName, *encoder)
-	// Each stage's results go into the slides' state.json.
-	record := func(sum pipeline.Summary, params any) {
-		if err := pipeline.RecordSummary(work, sum, params); err != nil {
-			slog.Warn("state.json not written", "err", err)
-		}
-	}
-	var flowRep *pipeline.FlowReport
-	if len(stages) > 1 {
-		// Several stages: stream the slides through them, one goroutine
-		// stage each (tile N+1 overlaps embed N).
-		var flow []pipeline.FlowStage
-		var params []any
-		var closers []func()
-		var pred *pipeline.Predictor
-		for _, st := range stages {
-			switch st {
-			case pipeline.StageTile:
-				flow = append(flow, pipeline.FlowStage{Name: st, Workers: tileWorkers(*workers), Run: func(ctx context.Context, in pipeline.Input) pipeline.Result {
-					return pipeline.TileSlide(ctx, in, work, opt)
-				}})
-				params = append(params, opt)
-			case pipeline.StageEmbed:
-				enc, err := features.Open(*encoder, features.Options{Device: *device, Threads: *threads, Library: *ortLib})
-				if err != nil {
-					runErr = err
-					break
-				}
-				closers = append(closers, func() { enc.Close() })
-				if *featName == "" {
-					featuresUsed = enc.Name()
-				}
-				flow = append(flow, pipeline.FlowStage{Name: st, Workers: 1, Run: func(ctx context.Context, in pipeline.Input) pipeline.Result {
-					return pipeline.EmbedSlide(ctx, in, work, enc, eopt)
-				}})
-				params = append(params, embedParams(enc, eopt))
-			case pipeline.StageAnchors:
-				flow = append(flow, pipeline.FlowStage{Name: st, Workers: anchorWorkers(*workers), Run: func(ctx context.Context, in pipeline.Input) pipeline.Result {
-					return pipeline.AnchorSlide(ctx, in, work, aopt)
-				}})
-				params = append(params, aopt)
-			case pipeline.StagePredict:
-				m, err := pipeline.OpenModel(*modelDir, *weights, *modelCfg, *backend)
-				if err != nil {
-					runErr = err
-					break
-				}
-				closers = append(closers, m.Close)
-				pred = pipeline.NewPredictor(work, featuresUsed, m)
-				flow = append(flow, pipeline.FlowStage{Name: st, Workers: 1, Run: pred.Slide})
-				params = append(params, predictParams(m, featuresUsed))
-			}
-			if runErr != nil {
-				break
-			}
-		}
-		if runErr == nil {
-			fsums, rep := pipeline.RunFlow(ctx, slides, flow, bar)
-			flowRep = &rep
-			if pred != nil {
-				pred.Finish(ctx, &fsums[len(fsums)-1])
-			}
-			for k := range fsums {
-				record(fsums[k], params[k])
-			}
-			sums = append(sums, fsums...)
-		}
-		for _, c := range closers {
-			c()
-		}
-	} else {
-		switch st := stages[0]; st {
+	for _, st := range stages {
+		switch st {
 		case pipeline.StageTile:
-			sums = append(sums, pipeline.TileAll(ctx, slides, work, opt, *workers, bar))
-			record(sums[len(sums)-1], opt)
-		case pipeline.StageAnchors:
-			sums = append(sums, pipeline.AnchorAll(ctx, slides, work, aopt, *workers, bar))
-			record(sums[len(sums)-1], aopt)
-		case pipeline.StagePredict:
-			m, err := pipeline.OpenModel(*modelDir, *weights, *modelCfg, *backend)
-			if err != nil {
-				runErr = err
-				break
-			}
-			sums = append(sums, pipeline.PredictAll(ctx, slides, work, featuresUsed, m, bar))
-			record(sums[len(sums)-1], predictParams(m, featuresUsed))
-			m.Close()
+			runner.Stages = append(runner.Stages, pipeline.NewTileStage(work, opt, tileWorkers(*workers)))
 		case pipeline.StageEmbed:
-			enc, err := features.Open(*encoder, features.Options{Device: *device, Threads: *threads, Library: *ortLib})
+			es, err := pipeline.OpenEmbedStage(work, *encoder, features.Options{Device: *device, Threads: *threads, Library: *ortLib}, eopt)
 			if err != nil {
-				runErr = err
-				break
+				return err
 			}
-			sum, err := pipeline.EmbedAll(ctx, slides, work, enc, eopt, bar)
-			record(sum, embedParams(enc, eopt))
-			enc.Close()
-			sums = append(sums, sum)
-			if err != nil && ctx.Err() == nil {
-				runErr = err
+			runner.Stages = append(runner.Stages, es)
+			if *featName == "" {
+				featuresUsed = es.Encoder().Name()
 			}
+		case pipeline.StageAnchors:
+			runner.Stages = append(runner.Stages, pipeline.NewAnchorStage(work, aopt, anchorWorkers(*workers)))
+		case pipeline.StagePredict:
+			ps, err := pipeline.OpenPredictStage(work, featuresUsed, *modelDir, *weights, *modelCfg, *backend)
+			if err != nil {
+				return err
+			}
+			runner.Stages = append(runner.Stages, ps)
 		}
 	}
+	rep, stopped := runner.Run(ctx, slides, pipeline.RunOptions{Force: *force})
 	bar.Finish()
-	stopped := context.Cause(ctx) // before Release, which cancels ctx: interrupted, or a lock lost
-	if err := locks.Release(); err != nil && runErr == nil {
-		runErr = err
-	}
-	failed := 0
-	for _, s := range sums {
+	for _, s := range rep.Summaries {
 		s.WriteSummary(os.Stderr)
-		failed += s.Failed
 	}
-	if flowRep != nil {
-		flowRep.Write(os.Stderr)
-		sl := flowRep.Slowest()
+	if len(stages) > 1 && rep.Slides > 0 {
+		rep.Flow.Write(os.Stderr)
+		sl := rep.Flow.Slowest()
 		fmt.Fprintf(os.Stderr, "%d slides in %s (%.0f slides/hour); slowest stage %s busy %.0f%% of the time\n",
-			len(slides), flowRep.Wall.Round(time.Millisecond), float64(len(slides))/flowRep.Wall.Hours(), sl.Name, 100*sl.Share)
+			rep.Slides, rep.Flow.Wall.Round(time.Millisecond), float64(rep.Slides)/rep.Flow.Wall.Hours(), sl.Name, 100*sl.Share)
 	}
 	fmt.Printf("results: %s/slides/<slide_id>/\n", strings.TrimRight(*out, "/"))
 	if predicting {
 		fmt.Printf("predictions: %s\n", work.PredictionsCSV())
 	}
-	switch {
-	case stopped != nil:
+	if stopped != nil {
 		return stopped
-	case runErr != nil:
-		return runErr
-	case failed > 0:
+	}
+	if runtimeErr := encoderRuntimeError(rep); runtimeErr != nil {
+		return runtimeErr
+	}
+	if failed := rep.Failed(); failed > 0 {
 		return fmt.Errorf("%d slide-stage(s) failed", failed)
 	}
+	if rep.Locked > 0 {
+		return lockedError{n: rep.Locked}
+	}
 	return nil
+}
+
+// encoderRuntimeError is the first failure of the encoder's runtime itself
+// (every slide after it would fail alike): the run's error.
+func encoderRuntimeError(rep pipeline.RunReport) error {
+	s, ok := rep.Summary(pipeline.StageEmbed)
+	if !ok {
+		return nil
+	}
+	for _, r := range s.Results {
+		if r.Err != nil && errors.Is(r.Err, pipeline.ErrEncoderRuntime) {
+			return r.Err
+		}
+	}
+	return nil
+}
+
+// lockedError: some slides are being processed by another live process,
+// so this run did not do them (exit code 3).
+type lockedError struct{ n int }
+
+func (e lockedError) Error() string {
+	return fmt.Sprintf("%d slide(s) are locked by another running process and were not processed: run again once it is done, or pass --lock-wait DURATION", e.n)
 }
 
 func joinInts(v []int) string {
@@ -345,11 +288,3 @@ func anchorWorkers(n int) int {
 	return runtime.NumCPU()
 }
 
-// embedParams and predictParams are what state.json records for those stages.
-func embedParams(enc features.Encoder, o pipeline.EmbedOptions) map[string]any {
-	return map[string]any{"encoder": enc.Name(), "encoder_sha256": enc.Checksum(), "device": enc.Device(), "batch": o.Batch}
-}
-
-func predictParams(m *pipeline.LoadedModel, featuresName string) map[string]any {
-	return map[string]any{"model_id": m.ID, "model": m.Config, "features": featuresName}
-}
