@@ -293,9 +293,9 @@ func PredictAll(ctx context.Context, inputs []Input, work Work, encoder string, 
 // keeps its row; Finish writes the rows into predictions.csv once (under the
 // work folder's predictions lock, so shards and watchers merge safely).
 type Predictor struct {
-	work    Work
-	encoder string
-	m       *LoadedModel
+	work     Work
+	encoder  string
+	m        *LoadedModel
 	mu       sync.Mutex
 	rows     []PredictRow // predicted since the last Finish
 	finished []PredictRow // written by the last Finish

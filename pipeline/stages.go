@@ -44,7 +44,9 @@ func (s *TileStage) Plan(in Input, fingerprint func(string) (string, error)) (st
 	return key, []string{s.work.SlideJSON(in.ID), s.work.CoordsH5(in.ID), s.work.QCPNG(in.ID)}, err
 }
 
-func (s *TileStage) Run(ctx context.Context, in Input) Result { return TileSlide(ctx, in, s.work, s.opt) }
+func (s *TileStage) Run(ctx context.Context, in Input) Result {
+	return TileSlide(ctx, in, s.work, s.opt)
+}
 
 // EmbedStage is the embed stage: one goroutine uses the encoder.
 type EmbedStage struct {

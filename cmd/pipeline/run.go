@@ -287,4 +287,3 @@ func anchorWorkers(n int) int {
 	}
 	return runtime.NumCPU()
 }
-
