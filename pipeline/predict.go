@@ -156,10 +156,12 @@ func WritePredictions(work Work, rows []PredictRow) error {
 		}
 	}
 	for _, r := range rows {
-		if _, dup := keep[r.SlideID]; !dup {
-			order = append(order, r.SlideID)
+		line := r.csv()
+		id := csvFirstField(line) // as written (neutralised), like the rows read back
+		if _, dup := keep[id]; !dup {
+			order = append(order, id)
 		}
-		keep[r.SlideID] = r.csv()
+		keep[id] = line
 	}
 	var b strings.Builder
 	b.WriteString(predictionsHeader + "\n")

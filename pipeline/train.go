@@ -251,8 +251,15 @@ func writeJSONFile(path string, v any) error {
 	return nil
 }
 
-// csvField quotes a CSV field when it needs it.
+// csvField quotes a CSV field when it needs it, and neutralises one that a
+// spreadsheet would run as a formula (OWASP's CSV injection advice: a cell
+// starting with = + - @, a tab or a carriage return gets a leading single
+// quote and is quoted). pandas and R read it as the text it shows.
 func csvField(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		s = "'" + s
+		return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
+	}
 	if strings.ContainsAny(s, ",\"\n\r") {
 		return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
 	}

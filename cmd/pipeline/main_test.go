@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/her2wsi/her2wsi/pipeline"
 	"github.com/her2wsi/her2wsi/slide"
 )
 
@@ -19,6 +20,7 @@ func TestExitCodes(t *testing.T) {
 	bad := filepath.Join(dir, "bad.svs")
 	os.WriteFile(bad, []byte("nope"), 0o644)
 	work := filepath.Join(dir, "work")
+	enc, _ := filepath.Abs(filepath.Join("..", "..", "features", "testdata", "encoders", "tiny-clip.onnx"))
 	cases := []struct {
 		name string
 		args []string
@@ -37,6 +39,9 @@ func TestExitCodes(t *testing.T) {
 		{"tile unknown flag", []string{"tile", "--bogus"}, exitUsage},
 		{"tile missing input", []string{"tile", "--input", filepath.Join(dir, "nope"), "--out", work}, exitUsage},
 		{"version", []string{"version"}, exitOK},
+		{"embed absurd batch", []string{"run", "--stage", "embed", "--input", good, "--out", work, "--encoder", enc, "--batch", "100000000"}, exitUsage},
+		{"embed no readers", []string{"run", "--stage", "embed", "--input", good, "--out", work, "--encoder", enc, "--readers", "0"}, exitUsage},
+		{"negative workers", []string{"run", "--stage", "tile", "--input", good, "--out", work, "--workers", "-1"}, exitUsage},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -47,5 +52,15 @@ func TestExitCodes(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(work, "slides", "good", "slide.json")); err != nil {
 		t.Errorf("tile did not write slide.json: %v", err)
+	}
+
+	// A slide held by another live process: not done, and not a success.
+	l, err := pipeline.AcquireLock(pipeline.Work{Dir: work}, "good", pipeline.LockOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release()
+	if got := run([]string{"tile", "--force", "--input", good, "--out", work}); got != exitLocked {
+		t.Errorf("tile of a locked slide: exit %d, want %d", got, exitLocked)
 	}
 }

