@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"time"
 
@@ -21,7 +20,6 @@ type AnchorOptions struct {
 	PPK     []int  `json:"ppk"` // patches per anchor values (all eight by default)
 	MaxIter int    `json:"max_iter"`
 	Seed    uint64 `json:"seed"`
-	Force   bool   `json:"-"`
 }
 
 // DefaultAnchorOptions: the reference's eight ppk values, 10 iterations,
@@ -52,10 +50,6 @@ func AnchorSlide(ctx context.Context, in Input, work Work, opt AnchorOptions) Re
 	rec, err := work.ReadSlideRecord(in.ID)
 	if err != nil {
 		return fail(err)
-	}
-	if !opt.Force && anchorsUpToDate(work, in.ID, rec, opt) {
-		res.Skipped, res.Reason = true, "anchors up to date (same coordinates and settings)"
-		return res
 	}
 	coords, err := work.ReadCoords(in.ID, rec)
 	if err != nil {
@@ -110,35 +104,10 @@ func AnchorSlide(ctx context.Context, in Input, work Work, opt AnchorOptions) Re
 	return res
 }
 
-// anchorsUpToDate says whether anchors.h5 matches the coordinates and the
-// settings.
-func anchorsUpToDate(work Work, id string, rec SlideRecord, opt AnchorOptions) bool {
-	r, err := store.OpenH5(work.AnchorsH5(id))
-	if err != nil {
-		return false
-	}
-	defer r.Close()
-	sum, _ := r.Attr("", "coords_sha256")
-	seed, _ := r.Attr("", "seed")
-	iter, _ := r.Attr("", "max_iter")
-	ppk, _ := r.Attr("", "ppk")
-	want := make([]int64, len(opt.PPK))
-	for i, v := range opt.PPK {
-		want[i] = int64(v)
-	}
-	got, _ := ppk.([]int64)
-	return sum == rec.CoordsSHA256 && seed == int64(opt.Seed) && iter == int64(opt.MaxIter) && slices.Equal(got, want)
-}
-
-// AnchorAll runs the anchors stage over slides, several at once (default
-// one per CPU: k-means is single-threaded).
+// AnchorAll runs the anchors stage over slides through a Runner, several
+// at once (default one per CPU: k-means is single-threaded).
 func AnchorAll(ctx context.Context, inputs []Input, work Work, opt AnchorOptions, workers int, prog Progress) Summary {
-	if workers <= 0 {
-		workers = runtime.NumCPU()
-	}
-	return forEachSlide(ctx, StageAnchors, inputs, workers, prog, func(ctx context.Context, in Input) Result {
-		return AnchorSlide(ctx, in, work, opt)
-	})
+	return runOneStage(ctx, inputs, work, NewAnchorStage(work, opt, workers), prog)
 }
 
 // ReadAnchors loads one ppk group's anchor indices and the slide geometry.

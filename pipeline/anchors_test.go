@@ -41,7 +41,6 @@ func TestAnchorStage(t *testing.T) {
 	}
 	first, _ := os.ReadFile(work.AnchorsH5("s"))
 	// Same input, same bytes.
-	opt.Force = true
 	if r := AnchorSlide(context.Background(), in, work, opt); r.Err != nil {
 		t.Fatal(r.Err)
 	}
@@ -49,9 +48,12 @@ func TestAnchorStage(t *testing.T) {
 	if !bytes.Equal(first, second) {
 		t.Error("anchors.h5 differs between two runs on the same input")
 	}
-	opt.Force = false
-	if r := AnchorSlide(context.Background(), in, work, opt); !r.Skipped {
-		t.Errorf("rerun not skipped: %+v", r)
+	// Through the runner: recorded, then fresh.
+	if s := AnchorAll(context.Background(), []Input{in}, work, opt, 1, nil); s.Done != 1 {
+		t.Errorf("first runner run: %+v", s)
+	}
+	if s := AnchorAll(context.Background(), []Input{in}, work, opt, 1, nil); s.Skipped != 1 {
+		t.Errorf("rerun not skipped: %+v", s)
 	}
 	// Every group: K = NumAnchors (or fewer after dedup), indices in range.
 	rec, _ := work.ReadSlideRecord("s")
@@ -69,8 +71,8 @@ func TestAnchorStage(t *testing.T) {
 	}
 	// Another seed is a different setting: recomputed.
 	opt.Seed++
-	if r := AnchorSlide(context.Background(), in, work, opt); r.Skipped || r.Err != nil {
-		t.Errorf("new seed: %+v", r)
+	if s := AnchorAll(context.Background(), []Input{in}, work, opt, 1, nil); s.Done != 1 {
+		t.Errorf("new seed: %+v", s)
 	}
 
 	// anchors bins: K×N matrices over all patches, equal to the package's

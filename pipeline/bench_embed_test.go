@@ -86,7 +86,7 @@ func BenchmarkEmbedStage(b *testing.B) {
 		return time.Since(t0)
 	}
 	opt := DefaultEmbedOptions()
-	opt.Batch, opt.Force = batch, true
+	opt.Batch = batch
 	if r := envInt("HER2WSI_BENCH_READERS", 0); r > 0 {
 		opt.Readers = r
 	}

@@ -27,8 +27,7 @@ import (
 type EmbedOptions struct {
 	Batch    int  // samples per inference call
 	Readers  int  // goroutines reading and preprocessing patches
-	InFlight int  // slides open at once (bounds memory: each holds N×D features)
-	Force    bool // recompute even when the feature file is up to date
+	InFlight int // slides open at once (bounds memory: each holds N×D features)
 }
 
 // DefaultEmbedOptions suit a CPU: batches of 32, two readers, two slides
@@ -226,8 +225,8 @@ func (a *assembler) send(ctx context.Context, b *embedBatch) error {
 // goroutine owns the encoder and runs them, and a writer saves each slide's
 // features/<encoder>.h5 atomically once all its patches are embedded. Slides
 // overlap: reading slide N+1 proceeds while slide N is embedded, with at
-// most opt.InFlight slides open. A slide whose feature file matches the
-// encoder and its coordinates is skipped. A slide that fails (unreadable
+// most opt.InFlight slides open. Every slide is embedded (the Runner
+// decides what is up to date). A slide that fails (unreadable
 // tile, say) is reported and the others go on; an error of the runtime
 // itself stops the stage and is returned.
 func EmbedAll(ctx context.Context, inputs []Input, work Work, enc features.Encoder, opt EmbedOptions, prog Progress) (Summary, error) {
@@ -298,10 +297,10 @@ func EmbedAll(ctx context.Context, inputs []Input, work Work, enc features.Encod
 			case <-gctx.Done():
 				return gctx.Err()
 			}
-			j, skip, err := prepareEmbedJob(in, work, enc, opt.Force)
-			if err != nil || skip != "" {
+			j, err := prepareEmbedJob(in, work, enc)
+			if err != nil {
 				<-inFlight
-				report(i, Result{Stage: StageEmbed, ID: in.ID, Path: in.Path, Skipped: err == nil, Reason: skip, Err: err})
+				report(i, Result{Stage: StageEmbed, ID: in.ID, Path: in.Path, Err: err})
 				continue
 			}
 			openMu.Lock()
@@ -473,27 +472,18 @@ func EmbedAll(ctx context.Context, inputs []Input, work Work, enc features.Encod
 	return NewSummary(StageEmbed, results), ctx.Err()
 }
 
-// prepareEmbedJob loads what the embed stage needs of a slide, or says why
-// it is skipped.
-func prepareEmbedJob(in Input, work Work, enc features.Encoder, force bool) (*embedJob, string, error) {
+// prepareEmbedJob loads what the embed stage needs of a slide.
+func prepareEmbedJob(in Input, work Work, enc features.Encoder) (*embedJob, error) {
 	rec, err := work.ReadSlideRecord(in.ID)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	if rec.Plan.PatchSize != enc.PatchSize() {
-		return nil, "", fmt.Errorf("pipeline: %s: tiled with %d px patches but encoder %s takes %d px", in.ID, rec.Plan.PatchSize, enc.Name(), enc.PatchSize())
-	}
-	out := work.FeaturesH5(in.ID, enc.Name())
-	if !force {
-		if info, n, dim, err := featfile.ReadInfo(out); err == nil &&
-			info.EncoderSHA256 == enc.Checksum() && info.CoordsSHA256 == rec.CoordsSHA256 &&
-			n == rec.NumPatches && dim == enc.Dim() {
-			return nil, "features up to date (same encoder and coordinates)", nil
-		}
+		return nil, fmt.Errorf("pipeline: %s: tiled with %d px patches but encoder %s takes %d px", in.ID, rec.Plan.PatchSize, enc.Name(), enc.PatchSize())
 	}
 	coords, err := work.ReadCoords(in.ID, rec)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	path := rec.Slide.Path
 	if in.Path != "" {
@@ -501,11 +491,11 @@ func prepareEmbedJob(in Input, work Work, enc features.Encoder, force bool) (*em
 	}
 	s, err := slide.Open(path, slide.Options{MPP: rec.Params.MPP, Reader: rec.Params.Reader})
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	j := &embedJob{in: in, rec: rec, coords: coords, s: s, start: time.Now(),
 		feats: make([]float32, len(coords)/2*enc.Dim())}
-	return j, "", nil
+	return j, nil
 }
 
 // finishEmbedJob writes a finished slide's feature file (or reports its

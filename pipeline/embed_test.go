@@ -142,12 +142,12 @@ func TestEmbedSkipsAndRecomputes(t *testing.T) {
 	tileAll(t, work, ins)
 	clip, raw := testEncoder(t, "tiny-clip.onnx"), testEncoder(t, "tiny-raw.onnx")
 	run := func(enc features.Encoder, force bool) Summary {
-		opt := DefaultEmbedOptions()
-		opt.Force = force
-		sum, err := EmbedAll(context.Background(), ins, work, enc, opt, nil)
+		r := &Runner{Work: work, Stages: []Stage{NewEmbedStage(work, enc, DefaultEmbedOptions())}}
+		rep, err := r.Run(context.Background(), ins, RunOptions{Force: force})
 		if err != nil {
 			t.Fatal(err)
 		}
+		sum, _ := rep.Summary(StageEmbed)
 		return sum
 	}
 	if s := run(clip, false); s.Done != 1 {
@@ -165,8 +165,8 @@ func TestEmbedSkipsAndRecomputes(t *testing.T) {
 	// New tiling parameters change the coordinates: features are stale.
 	opt := DefaultTileOptions()
 	opt.Grid.MinTissue = 0.9
-	if r := TileSlide(context.Background(), ins[0], work, opt); r.Err != nil || r.Skipped {
-		t.Fatalf("retile: %+v", r)
+	if s := TileAll(context.Background(), ins, work, opt, 1, nil); s.Done != 1 {
+		t.Fatalf("retile: %+v", s)
 	}
 	if s := run(clip, false); s.Done != 1 {
 		t.Fatalf("changed coords not recomputed: %+v", s)

@@ -285,10 +285,7 @@ const StagePredict = "predict"
 // model's compiled graphs) and then writes WORK/predictions.csv once, with
 // the rows of the slides that succeeded. encoder names the features file.
 func PredictAll(ctx context.Context, inputs []Input, work Work, encoder string, m *LoadedModel, prog Progress) Summary {
-	p := NewPredictor(work, encoder, m)
-	sum := forEachSlide(ctx, StagePredict, inputs, 1, prog, p.Slide)
-	p.Finish(ctx, &sum)
-	return sum
+	return runOneStage(ctx, inputs, work, NewPredictStage(work, encoder, m), prog)
 }
 
 // Predictor is the predict stage for one run: Slide predicts one slide and

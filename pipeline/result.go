@@ -4,11 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
-	"sync"
 	"time"
 
-	"golang.org/x/sync/errgroup"
 )
 
 // Stage names.
@@ -77,36 +74,21 @@ func (s Summary) WriteSummary(w io.Writer) {
 	}
 }
 
-// forEachSlide runs one stage's per-slide function over the inputs, at most
-// workers at once. A slide's failure is logged and recorded and the others
-// go on; a cancelled ctx stops starting new slides.
-func forEachSlide(ctx context.Context, stage string, inputs []Input, workers int, prog Progress, run func(context.Context, Input) Result) Summary {
-	if prog != nil {
-		prog.Start(stage, len(inputs))
-	}
-	results := make([]Result, len(inputs))
-	var mu sync.Mutex
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(workers, 1))
-	for i, in := range inputs {
-		if gctx.Err() != nil {
-			results[i] = Result{Stage: stage, ID: in.ID, Path: in.Path, Err: fmt.Errorf("pipeline: %s: not started: %w", in.ID, gctx.Err())}
-			continue
+// runOneStage runs one stage over the inputs through a Runner: locks,
+// freshness and state.json as `run` has them. Slides locked by another
+// process come back as skipped results of the stage.
+func runOneStage(ctx context.Context, inputs []Input, work Work, st Stage, prog Progress) Summary {
+	r := &Runner{Work: work, Stages: []Stage{st}, Progress: prog}
+	rep, err := r.Run(ctx, inputs, RunOptions{})
+	sum, _ := rep.Summary(st.Name())
+	if lock, ok := rep.Summary(StageLock); ok {
+		for _, res := range lock.Results {
+			res.Stage = st.Name()
+			if err != nil && res.Err == nil && !res.Skipped {
+				res.Err = err
+			}
+			sum.Results = append(sum.Results, res)
 		}
-		g.Go(func() error {
-			r := run(gctx, in)
-			if r.Err != nil {
-				slog.Error(r.Err.Error(), "slide", in.ID, "stage", stage)
-			}
-			results[i] = r
-			if prog != nil {
-				mu.Lock()
-				prog.Done(r)
-				mu.Unlock()
-			}
-			return nil // one slide's failure never stops the batch
-		})
 	}
-	_ = g.Wait()
-	return NewSummary(stage, results)
+	return NewSummary(st.Name(), sum.Results)
 }

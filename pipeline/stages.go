@@ -25,7 +25,6 @@ func NewTileStage(work Work, opt TileOptions, workers int) *TileStage {
 	if workers <= 0 {
 		workers = min(runtime.NumCPU(), 4)
 	}
-	opt.Force = true
 	return &TileStage{work: work, opt: opt, workers: workers}
 }
 
@@ -58,7 +57,6 @@ type EmbedStage struct {
 
 // NewEmbedStage embeds with enc, which the caller keeps and closes.
 func NewEmbedStage(work Work, enc features.Encoder, opt EmbedOptions) *EmbedStage {
-	opt.Force = true
 	return &EmbedStage{work: work, enc: enc, opt: opt}
 }
 
@@ -150,7 +148,6 @@ func NewAnchorStage(work Work, opt AnchorOptions, workers int) *AnchorStage {
 	if workers <= 0 {
 		workers = runtime.NumCPU()
 	}
-	opt.Force = true
 	return &AnchorStage{work: work, opt: opt, workers: workers}
 }
 

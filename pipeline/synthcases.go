@@ -180,7 +180,6 @@ func SynthCases(ctx context.Context, work Work, opt SynthCasesOptions) (csvPath 
 	}
 	gen := newSynthGen(opt)
 	aopt := DefaultAnchorOptions()
-	aopt.Force = true
 	// Cases are independent (own PCG streams, own folders), so they run
 	// concurrently without changing a byte; the time goes to compressing the
 	// feature files (serialised by the HDF5 lock) and to fsync.

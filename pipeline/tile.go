@@ -12,7 +12,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
@@ -32,7 +31,6 @@ type TileOptions struct {
 	MPP       float64           `json:"mpp_override,omitempty"` // µm/px override for slides without one
 	Reader    string            `json:"reader,omitempty"`       // "", tiffload, openslideload
 	QCMaxSide int               `json:"qc_max_side"`
-	Force     bool              `json:"-"` // redo slides already tiled with these parameters
 }
 
 // DefaultTileOptions follow the paper: 256 px patches at 20×.
@@ -93,8 +91,9 @@ func writeSlideRecord(work Work, id string, rec SlideRecord) error {
 // ErrNoTissue is wrapped when a slide has no patch with enough tissue.
 var ErrNoTissue = errors.New("no tissue found")
 
-// TileSlide runs the tile stage on one slide and writes slide.json,
-// coords.h5 and qc.png into its folder. slide.json is removed first and
+// TileSlide runs the tile stage on one slide (unconditionally: the Runner
+// decides what is up to date) and writes slide.json, coords.h5 and qc.png
+// into its folder. slide.json is removed first and
 // written last, so a slide is tiled exactly when slide.json exists.
 func TileSlide(ctx context.Context, in Input, work Work, opt TileOptions) (res Result) {
 	start := time.Now()
@@ -109,12 +108,6 @@ func TileSlide(ctx context.Context, in Input, work Work, opt TileOptions) (res R
 	fi, err := os.Stat(in.Path)
 	if err != nil {
 		return fail(fmt.Errorf("slide: %s: %w", filepath.Base(in.Path), unwrapPath(err)))
-	}
-	if !opt.Force {
-		if why := tileUpToDate(work, in.ID, fi, opt); why != "" {
-			res.Skipped, res.Reason = true, why
-			return res
-		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fail(fmt.Errorf("pipeline: %s: %w", in.ID, err))
@@ -209,25 +202,6 @@ func TileSlide(ctx context.Context, in Input, work Work, opt TileOptions) (res R
 	return res
 }
 
-// tileUpToDate returns why a slide need not be tiled again ("" if it must):
-// its slide.json records the same parameters and the same source file (size
-// and modification time), and its coords.h5 has the recorded checksum.
-func tileUpToDate(work Work, id string, fi os.FileInfo, opt TileOptions) string {
-	rec, err := work.ReadSlideRecord(id)
-	if err != nil {
-		return ""
-	}
-	a, _ := json.Marshal(rec.Params)
-	b, _ := json.Marshal(opt)
-	if string(a) != string(b) || rec.Slide.SizeBytes != fi.Size() || !rec.SourceModTime.Equal(fi.ModTime().UTC()) {
-		return ""
-	}
-	if _, err := work.ReadCoords(id, rec); err != nil {
-		return ""
-	}
-	return "tiled already with the same parameters and slide file"
-}
-
 // writeCoords writes coords.h5 in the CLAM/TRIDENT layout and returns the
 // SHA-256 of the coordinates (the input checksum later stages record).
 func writeCoords(path, id string, meta slide.Metadata, plan tiling.ReadPlan, patches []tiling.Patch, g tiling.GridConfig) (string, error) {
@@ -314,13 +288,9 @@ func writePNG(path string, img *raster.RGB) error {
 	return store.WriteFileAtomic(path, buf.Bytes(), 0o644)
 }
 
-// TileAll tiles every input with the given number of concurrent slides
-// (default min(CPUs, 4)).
+// TileAll tiles every input through a Runner (locks, freshness,
+// state.json) with the given number of concurrent slides (default
+// min(CPUs, 4)).
 func TileAll(ctx context.Context, inputs []Input, work Work, opt TileOptions, workers int, prog Progress) Summary {
-	if workers <= 0 {
-		workers = min(runtime.NumCPU(), 4)
-	}
-	return forEachSlide(ctx, StageTile, inputs, workers, prog, func(ctx context.Context, in Input) Result {
-		return TileSlide(ctx, in, work, opt)
-	})
+	return runOneStage(ctx, inputs, work, NewTileStage(work, opt, workers), prog)
 }

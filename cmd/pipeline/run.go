@@ -123,7 +123,6 @@ func runStages(ctx context.Context, name string, args []string) error {
 	if err != nil {
 		return usageError{err}
 	}
-	opt.Force, eopt.Force, aopt.Force = *force, *force, *force
 	if aopt.PPK, err = parseInts(*ppkList); err != nil || len(aopt.PPK) == 0 {
 		return usageError{fmt.Errorf("--ppk %q: want comma-separated positive integers", *ppkList)}
 	}
