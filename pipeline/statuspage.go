@@ -76,7 +76,7 @@ const (
 	// status page's token from when no --http-token is given.
 	StatusTokenEnv = "HER2WSI_HTTP_TOKEN"
 
-	statusMaxHeaderBytes = 8 << 10
+	statusMaxHeaderBytes = 16 << 10
 	minStatusToken       = 16
 )
 
