@@ -64,8 +64,10 @@ type WatchOptions struct {
 	Encoder features.Encoder
 	Model   *LoadedModel
 	// Status, when set, serves the status page until Run returns (the
-	// listener is closed then).
-	Status net.Listener
+	// listener is closed then), under StatusPage (its Inbox is this one's;
+	// a listener that is not loopback makes it Public, see ForListener).
+	Status     net.Listener
+	StatusPage StatusOptions
 
 	onStage func(id, stage string) // tests: called before each step of a slide
 }
@@ -300,9 +302,12 @@ func (w *Watcher) Run(ctx context.Context) error {
 	w.started = time.Now()
 	w.mu.Unlock()
 	var page *StatusPage
+	sopt := w.opt.StatusPage
 	if w.opt.Status != nil {
 		var err error
-		if page, err = NewStatusPage(work, w.Snapshot, isLoopback(w.opt.Status.Addr())); err != nil {
+		sopt = sopt.ForListener(w.opt.Status)
+		sopt.Inbox = inbox
+		if page, err = NewStatusPage(work, w.Snapshot, sopt); err != nil {
 			return err
 		}
 		defer page.Close()
@@ -340,7 +345,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		})
 	}
 	if page != nil {
-		g.Go(func() error { return ServeStatus(gctx, w.opt.Status, page) })
+		g.Go(func() error { return ServeStatus(gctx, w.opt.Status, page, sopt) })
 	}
 	g.Go(func() error { return w.scanLoop(gctx) })
 	g.Go(func() error {

@@ -3,8 +3,12 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/her2wsi/her2wsi/features"
@@ -22,7 +26,8 @@ func runWatch(ctx context.Context, args []string) error {
 	stable := fs.Duration("stable", pipeline.DefaultWatchStable, "a slide is complete when its size and modification time stay unchanged this long")
 	poll := fs.Duration("poll", pipeline.DefaultWatchPoll, "scan interval (file events, where they arrive, scan sooner)")
 	once := fs.Bool("once", false, "process the slides complete now, then exit (for cron and tests)")
-	httpAddr := fs.String("http", "", "serve a status page on this address (a bare :PORT binds to 127.0.0.1; give 0.0.0.0:PORT to expose it)")
+	httpAddr := fs.String("http", "", "serve a status page on this address (a bare :PORT binds to 127.0.0.1; give 0.0.0.0:PORT to expose it, behind a token)")
+	httpf := addStatusFlags(fs)
 	// embed
 	eopt := pipeline.DefaultEmbedOptions()
 	encoder := fs.String("encoder", "", "encoder .onnx file or name (see $"+features.ModelsEnv+") (required)")
@@ -66,12 +71,18 @@ func runWatch(ctx context.Context, args []string) error {
 		Inbox: *inbox, Work: pipeline.Work{Dir: *out}, Stable: *stable, Poll: *poll, Once: *once,
 		Tile: topt, Embed: eopt, Anchors: pipeline.DefaultAnchorOptions(),
 	}
+	var tokenURL string // to print once: a token was generated
 	if *httpAddr != "" {
-		l, err := pipeline.ListenStatus(*httpAddr)
+		l, sopt, generated, err := httpf.listen(*httpAddr)
 		if err != nil {
 			return usageError{err}
 		}
-		opt.Status = l
+		opt.Status, opt.StatusPage = l, sopt
+		if generated {
+			tokenURL = pipeline.StatusURL(l, sopt.Token)
+		}
+	} else if f := httpf.setIn(fs); f != "" {
+		return usageError{fmt.Errorf("--%s needs --http", f)}
 	}
 	setupLogging(logf, false)
 	closeListener := func() {
@@ -98,7 +109,10 @@ func runWatch(ctx context.Context, args []string) error {
 		return err
 	}
 	if opt.Status != nil {
-		slog.Info("status page", "url", "http://"+opt.Status.Addr().String()+"/")
+		slog.Info("status page", "url", pipeline.StatusURL(opt.Status, ""), "listen", opt.Status.Addr().String(), "token", opt.StatusPage.Token != "")
+		if tokenURL != "" {
+			fmt.Fprintf(os.Stderr, "status page: open %s\n(the token was generated for this run; give --http-token or $%s to keep one)\n", tokenURL, pipeline.StatusTokenEnv)
+		}
 	}
 	slog.Info("watching", "inbox", *inbox, "work", *out, "model", m.ID, "encoder", enc.Name(), "stable", stable.String(), "poll", poll.String(), "once", *once)
 	start := time.Now()
@@ -108,4 +122,64 @@ func runWatch(ctx context.Context, args []string) error {
 		return nil // a signal is how a watcher normally ends
 	}
 	return err
+}
+
+// statusFlags are the status page's flags beside --http, for every command
+// that serves it.
+type statusFlags struct {
+	token      string
+	allowHosts stringList
+	maxConns   int
+}
+
+func addStatusFlags(fs *flag.FlagSet) *statusFlags {
+	f := &statusFlags{}
+	fs.StringVar(&f.token, "http-token", "", "token the status page requires (default $"+pipeline.StatusTokenEnv+"; an --http address that is not loopback without one gets a random token, printed on stderr with the URL to open); clients send Authorization: Bearer TOKEN or open the URL with ?token=TOKEN once")
+	fs.Var(&f.allowHosts, "http-allow-host", "further Host names the status page answers to when --http is not loopback (repeatable, or a comma list; always allowed: the address connected to, this machine's name, localhost)")
+	fs.IntVar(&f.maxConns, "http-max-conns", pipeline.DefaultStatusMaxConns, "most connections the status page serves at once")
+	return f
+}
+
+// setIn names a status page flag given on the command line, or "".
+func (f *statusFlags) setIn(fs *flag.FlagSet) string {
+	var set string
+	fs.Visit(func(fl *flag.Flag) {
+		if set == "" && (fl.Name == "http-token" || fl.Name == "http-allow-host" || fl.Name == "http-max-conns") {
+			set = fl.Name
+		}
+	})
+	return set
+}
+
+// listen opens addr for the status page and completes its options: Public
+// when addr is not loopback, with a token generated when none is given.
+func (f *statusFlags) listen(addr string) (ln net.Listener, opt pipeline.StatusOptions, generated bool, err error) {
+	if f.maxConns < 1 {
+		return nil, opt, false, fmt.Errorf("--http-max-conns %d: want at least 1", f.maxConns)
+	}
+	opt = pipeline.StatusOptions{Token: f.token, MaxConns: f.maxConns}
+	if opt.Token == "" {
+		opt.Token = os.Getenv(pipeline.StatusTokenEnv)
+	}
+	for _, v := range f.allowHosts {
+		for _, h := range strings.Split(v, ",") {
+			if h = strings.TrimSpace(h); h != "" {
+				opt.AllowHosts = append(opt.AllowHosts, h)
+			}
+		}
+	}
+	if err := opt.Validate(); err != nil {
+		return nil, opt, false, err
+	}
+	if ln, err = pipeline.ListenStatus(addr); err != nil {
+		return nil, opt, false, err
+	}
+	if opt = opt.ForListener(ln); opt.Public && opt.Token == "" {
+		if opt.Token, err = pipeline.NewStatusToken(); err != nil {
+			ln.Close()
+			return nil, opt, false, err
+		}
+		generated = true
+	}
+	return ln, opt, generated, nil
 }
