@@ -25,8 +25,8 @@ import (
 
 // EmbedOptions are the embed stage's parameters.
 type EmbedOptions struct {
-	Batch    int  // samples per inference call
-	Readers  int  // goroutines reading and preprocessing patches
+	Batch    int // samples per inference call
+	Readers  int // goroutines reading and preprocessing patches
 	InFlight int // slides open at once (bounds memory: each holds N×D features)
 }
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"time"
-
 )
 
 // Stage names.
