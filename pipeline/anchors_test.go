@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/her2wsi/her2wsi/anchors"
+	"github.com/her2wsi/her2wsi/bundle"
 	"github.com/her2wsi/her2wsi/internal/store"
 	"github.com/her2wsi/her2wsi/slide"
 )
@@ -116,13 +117,13 @@ func TestBundleLoader(t *testing.T) {
 	if r := AnchorSlide(context.Background(), in, work, DefaultAnchorOptions()); r.Err != nil {
 		t.Fatal(r.Err)
 	}
-	files := anchors.SlideFiles{ID: "b", Coords: work.CoordsH5("b"), Features: work.FeaturesH5("b", "tiny-clip"), Anchors: work.AnchorsH5("b")}
+	files := bundle.Files{ID: "b", Coords: work.CoordsH5("b"), Features: work.FeaturesH5("b", "tiny-clip"), Anchors: work.AnchorsH5("b")}
 	rec, _ := work.ReadSlideRecord("b")
 	n := rec.NumPatches // 24×16 = 384
-	cfg := anchors.DefaultBundleConfig()
+	cfg := bundle.DefaultConfig()
 	cfg.MaxPatches, cfg.MaxAnchors = 100, 10
 	for _, cache := range []bool{false, true} {
-		l, err := anchors.NewLoader(cfg, cache)
+		l, err := bundle.NewLoader(cfg, cache)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -141,7 +142,7 @@ func TestBundleLoader(t *testing.T) {
 			}
 		}
 		// Random sampling: 100 distinct rows in raster order, changing per draw.
-		lr, _ := anchors.NewLoader(anchors.BundleConfig{PPK: 18, MaxPatches: 100, MaxAnchors: 10, Sampling: anchors.SampleRandom}, cache)
+		lr, _ := bundle.NewLoader(bundle.Config{PPK: 18, MaxPatches: 100, MaxAnchors: 10, Sampling: bundle.SampleRandom}, cache)
 		rng := rand.New(rand.NewPCG(3, 3))
 		a, _ := lr.Load(files, rng)
 		b, _ := lr.Load(files, rng)
@@ -155,7 +156,7 @@ func TestBundleLoader(t *testing.T) {
 		}
 	}
 	// A bundle of a slide smaller than the caps holds everything.
-	l, _ := anchors.NewLoader(anchors.DefaultBundleConfig(), false)
+	l, _ := bundle.NewLoader(bundle.DefaultConfig(), false)
 	sd, err := l.Load(files, nil)
 	if err != nil || sd.N() != n {
 		t.Fatalf("%v %d", err, sd.N())

@@ -4,15 +4,15 @@ import (
 	"fmt"
 	"math/rand/v2"
 
-	"github.com/her2wsi/her2wsi/anchors"
+	"github.com/her2wsi/her2wsi/bundle"
 	"github.com/her2wsi/her2wsi/internal/cases"
 	"github.com/her2wsi/her2wsi/model"
 )
 
 // SlideFiles locates a slide's model inputs in the work folder; withAnchors
 // for H&E slides.
-func (w Work) SlideFiles(id, encoder string, withAnchors bool) anchors.SlideFiles {
-	f := anchors.SlideFiles{ID: id, Coords: w.CoordsH5(id), Features: w.FeaturesH5(id, encoder)}
+func (w Work) SlideFiles(id, encoder string, withAnchors bool) bundle.Files {
+	f := bundle.Files{ID: id, Coords: w.CoordsH5(id), Features: w.FeaturesH5(id, encoder)}
 	if withAnchors {
 		f.Anchors = w.AnchorsH5(id)
 	}
@@ -23,7 +23,7 @@ func (w Work) SlideFiles(id, encoder string, withAnchors bool) anchors.SlideFile
 // (it implements model.Source). H&E bundles hold up to max_patches patches
 // and max_anchors anchors; IHC bundles up to max_ihc_patches patches and are
 // loaded only for variants with the IHC branch. Training loads sample
-// patches at random when Sampling is anchors.SampleRandom (evaluation loads
+// patches at random when Sampling is bundle.SampleRandom (evaluation loads
 // always take the first in raster order, as the reference).
 type CaseSource struct {
 	Cases   []cases.Case
@@ -31,24 +31,24 @@ type CaseSource struct {
 	Encoder string
 	Config  model.Config
 
-	first, random, ihcFirst, ihcRandom *anchors.Loader
+	first, random, ihcFirst, ihcRandom *bundle.Loader
 }
 
-// NewCaseSource prepares loaders; sampling is anchors.SampleFirst or
+// NewCaseSource prepares loaders; sampling is bundle.SampleFirst or
 // SampleRandom for training loads; cache keeps files in memory.
 func NewCaseSource(cs []cases.Case, work Work, encoder string, c model.Config, sampling string, cache bool) (*CaseSource, error) {
 	s := &CaseSource{Cases: cs, Work: work, Encoder: encoder, Config: c}
-	mk := func(maxPatches int, samp string) (*anchors.Loader, error) {
-		return anchors.NewLoader(anchors.BundleConfig{PPK: c.PPK, MaxPatches: maxPatches, MaxAnchors: c.MaxAnchors, Sampling: samp}, cache)
+	mk := func(maxPatches int, samp string) (*bundle.Loader, error) {
+		return bundle.NewLoader(bundle.Config{PPK: c.PPK, MaxPatches: maxPatches, MaxAnchors: c.MaxAnchors, Sampling: samp}, cache)
 	}
 	var err error
-	if s.first, err = mk(c.MaxPatches, anchors.SampleFirst); err != nil {
+	if s.first, err = mk(c.MaxPatches, bundle.SampleFirst); err != nil {
 		return nil, err
 	}
 	if s.random, err = mk(c.MaxPatches, sampling); err != nil {
 		return nil, err
 	}
-	if s.ihcFirst, err = mk(c.MaxIHC, anchors.SampleFirst); err != nil {
+	if s.ihcFirst, err = mk(c.MaxIHC, bundle.SampleFirst); err != nil {
 		return nil, err
 	}
 	if s.ihcRandom, err = mk(c.MaxIHC, sampling); err != nil {
@@ -98,16 +98,16 @@ func (s *CaseSource) Load(i int, train bool, rng *rand.Rand) (*model.Example, er
 }
 
 // LoadExample reads one H&E slide's bundle as a model example (label −1).
-func LoadExample(work Work, encoder, id string, c model.Config, l *anchors.Loader, rng *rand.Rand) (*model.Example, error) {
+func LoadExample(work Work, encoder, id string, c model.Config, l *bundle.Loader, rng *rand.Rand) (*model.Example, error) {
 	ex, _, err := loadExampleRNG(work, encoder, id, c, l, rng)
 	return ex, err
 }
 
-func loadExample(work Work, encoder, id string, c model.Config, l *anchors.Loader) (*model.Example, *anchors.SlideData, error) {
+func loadExample(work Work, encoder, id string, c model.Config, l *bundle.Loader) (*model.Example, *bundle.SlideData, error) {
 	return loadExampleRNG(work, encoder, id, c, l, nil)
 }
 
-func loadExampleRNG(work Work, encoder, id string, c model.Config, l *anchors.Loader, rng *rand.Rand) (*model.Example, *anchors.SlideData, error) {
+func loadExampleRNG(work Work, encoder, id string, c model.Config, l *bundle.Loader, rng *rand.Rand) (*model.Example, *bundle.SlideData, error) {
 	sd, err := l.Load(work.SlideFiles(id, encoder, c.Variant != model.VariantABMIL), rng)
 	if err != nil {
 		return nil, nil, fmt.Errorf("pipeline: slide %s: %w", id, err)

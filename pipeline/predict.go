@@ -17,7 +17,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/her2wsi/her2wsi/anchors"
+	"github.com/her2wsi/her2wsi/bundle"
 	"github.com/her2wsi/her2wsi/internal/cases"
 	"github.com/her2wsi/her2wsi/internal/store"
 	"github.com/her2wsi/her2wsi/model"
@@ -111,7 +111,7 @@ func PredictSlide(ctx context.Context, work Work, encoder, id string, m *LoadedM
 			return PredictRow{}, err
 		}
 	}
-	l, err := anchors.NewLoader(anchors.BundleConfig{PPK: m.Config.PPK, MaxPatches: m.Config.MaxPatches, MaxAnchors: m.Config.MaxAnchors, Sampling: anchors.SampleFirst}, false)
+	l, err := bundle.NewLoader(bundle.Config{PPK: m.Config.PPK, MaxPatches: m.Config.MaxPatches, MaxAnchors: m.Config.MaxAnchors, Sampling: bundle.SampleFirst}, false)
 	if err != nil {
 		return PredictRow{}, err
 	}
@@ -197,7 +197,7 @@ func csvFirstField(line string) string {
 // writeHeatmap draws the [CLS]→patch attention over the slide's QC picture
 // (or a blank canvas when there is none): each patch square coloured from
 // blue (low) to red (high), min–max normalised over the slide.
-func writeHeatmap(work Work, id string, sd *anchors.SlideData, attn []float32) error {
+func writeHeatmap(work Work, id string, sd *bundle.SlideData, attn []float32) error {
 	rec, err := work.ReadSlideRecord(id)
 	if err != nil {
 		return fmt.Errorf("pipeline: slide %s: heatmap: %w", id, err)

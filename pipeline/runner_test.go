@@ -362,3 +362,23 @@ func TestPredictionsCSVNeutralisesFormulas(t *testing.T) {
 		}
 	}
 }
+
+// TestPredictReportFailureLeavesNoRow: a slide whose report cannot be
+// written fails, and predictions.csv gets no row for it.
+func TestPredictReportFailureLeavesNoRow(t *testing.T) {
+	work, in, m := predictEnv(t)
+	if err := os.MkdirAll(filepath.Join(work.ReportHTML(in.ID), "blocker"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ps := NewPredictStage(work, "tiny-clip", m)
+	rep := runAll(t, testRunner(t, work, ps), []Input{in}, false)
+	if s, _ := rep.Summary(StagePredict); s.Failed != 1 {
+		t.Fatalf("report failure not a slide failure: %+v", s.Results)
+	}
+	if rows := predictionRows(t, work); rows[in.ID] != 0 {
+		t.Fatalf("a slide without its report has a predictions.csv row: %v", rows)
+	}
+	if st, _ := work.ReadState(in.ID); st.Stages[StagePredict].Status != "failed" {
+		t.Fatalf("state.json: %+v", st.Stages[StagePredict])
+	}
+}

@@ -10,7 +10,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/her2wsi/her2wsi/anchors"
+	"github.com/her2wsi/her2wsi/bundle"
 	"github.com/her2wsi/her2wsi/internal/cases"
 )
 
@@ -74,13 +74,13 @@ func TestSynthCasesWork(t *testing.T) {
 	}
 
 	// What the model reads.
-	ld, err := anchors.NewLoader(anchors.DefaultBundleConfig(), false)
+	ld, err := bundle.NewLoader(bundle.DefaultConfig(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range cs {
 		for _, id := range []string{c.HE, c.IHC} {
-			f := anchors.SlideFiles{ID: id, Coords: work.CoordsH5(id), Features: work.FeaturesH5(id, opt.Encoder)}
+			f := bundle.Files{ID: id, Coords: work.CoordsH5(id), Features: work.FeaturesH5(id, opt.Encoder)}
 			if id == c.HE {
 				f.Anchors = work.AnchorsH5(id)
 			}

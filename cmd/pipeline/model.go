@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/her2wsi/her2wsi/anchors"
+	"github.com/her2wsi/her2wsi/bundle"
 	"github.com/her2wsi/her2wsi/features"
 	"github.com/her2wsi/her2wsi/internal/cases"
 	"github.com/her2wsi/her2wsi/model"
@@ -64,7 +64,7 @@ func runTrain(ctx context.Context, args []string) error {
 	valFold := fs.Int("val-fold", 0, "without --cv: the fold validated on (-1: none)")
 	epochs := fs.Int("epochs", 0, "epochs (overrides the training config)")
 	seed := fs.Int64("seed", -1, "seed (overrides the training config)")
-	sampling := fs.String("sampling", anchors.SampleFirst, "training patch sampling for slides over max_patches: first or random")
+	sampling := fs.String("sampling", bundle.SampleFirst, "training patch sampling for slides over max_patches: first or random")
 	cache := fs.Bool("cache", true, "keep bundles in memory between epochs")
 	logf := addLogFlags(fs)
 	if err := parse(fs, args); err != nil {

@@ -1,4 +1,10 @@
-package anchors
+// Package bundle loads what the model reads of one slide: its features
+// (features/<encoder>.h5), coordinates (coords.h5) and anchors
+// (anchors.h5), capped and sampled, with the distance and polar bins that
+// package anchors computes. It sits between the geometry (anchors) and the
+// feature files (features/featfile) on one side and the model on the
+// other, so that anchors builds without HDF5.
+package bundle
 
 import (
 	"errors"
@@ -9,6 +15,7 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/her2wsi/her2wsi/anchors"
 	"github.com/her2wsi/her2wsi/features/featfile"
 	"github.com/her2wsi/her2wsi/internal/store"
 )
@@ -26,35 +33,35 @@ const (
 	SampleRandom = "random"
 )
 
-// BundleConfig sets what a bundle holds. The caps are the reference's.
-type BundleConfig struct {
+// Config sets what a bundle holds. The caps are the reference's.
+type Config struct {
 	PPK        int    `json:"patches_per_anchor"` // which anchors.h5 group (IPCA main: 18)
 	MaxPatches int    `json:"max_patches"`        // M (reference 2048)
 	MaxAnchors int    `json:"max_anchors"`        // K (reference 128)
 	Sampling   string `json:"sampling"`           // SampleFirst (default) or SampleRandom
 }
 
-// DefaultBundleConfig is IPCA's: ppk 18, 2048 patches, 128 anchors, first
+// DefaultConfig is IPCA's: ppk 18, 2048 patches, 128 anchors, first
 // in raster order.
-func DefaultBundleConfig() BundleConfig {
-	return BundleConfig{PPK: 18, MaxPatches: 2048, MaxAnchors: 128, Sampling: SampleFirst}
+func DefaultConfig() Config {
+	return Config{PPK: 18, MaxPatches: 2048, MaxAnchors: 128, Sampling: SampleFirst}
 }
 
 // Validate checks the configuration.
-func (c BundleConfig) Validate() error {
+func (c Config) Validate() error {
 	switch {
 	case c.PPK <= 0:
-		return fmt.Errorf("anchors: patches per anchor %d", c.PPK)
+		return fmt.Errorf("bundle: patches per anchor %d", c.PPK)
 	case c.MaxPatches <= 0 || c.MaxAnchors <= 0:
-		return fmt.Errorf("anchors: caps %d patches / %d anchors must be positive", c.MaxPatches, c.MaxAnchors)
+		return fmt.Errorf("bundle: caps %d patches / %d anchors must be positive", c.MaxPatches, c.MaxAnchors)
 	case c.Sampling != SampleFirst && c.Sampling != SampleRandom:
-		return fmt.Errorf("anchors: sampling %q (first or random)", c.Sampling)
+		return fmt.Errorf("bundle: sampling %q (first or random)", c.Sampling)
 	}
 	return nil
 }
 
-// SlideFiles locates one slide's inputs in the work folder.
-type SlideFiles struct {
+// Files locates one slide's inputs in the work folder.
+type Files struct {
 	ID       string
 	Coords   string // coords.h5
 	Features string // features/<encoder>.h5
@@ -66,12 +73,12 @@ type SlideFiles struct {
 type SlideData struct {
 	ID       string
 	D        int
-	Rows     []int64   // rows of coords.h5/features held, ascending (raster order)
-	Features []float32 // len(Rows)×D
-	Patches  []Pos     // grid positions of Rows
+	Rows     []int64       // rows of coords.h5/features held, ascending (raster order)
+	Features []float32     // len(Rows)×D
+	Patches  []anchors.Pos // grid positions of Rows
 	// H&E only:
 	AnchorRows []int64 // rows of the anchor patches
-	Anchors    []Pos
+	Anchors    []anchors.Pos
 	Dist       []uint8 // K×N, anchor-major: distance bin anchor→patch (0..64)
 	Polar      []uint8 // K×N: polar sector anchor→patch (0..7)
 	Diameter   float64 // of the whole slide, grid units
@@ -87,7 +94,7 @@ func (s *SlideData) K() int { return len(s.Anchors) }
 // slideRaw is what the files hold for a slide, before sampling.
 type slideRaw struct {
 	coords     []int64
-	pos        []Pos
+	pos        []anchors.Pos
 	features   []float32 // nil until needed when not cached
 	d          int
 	anchorRows []int64
@@ -99,7 +106,7 @@ type slideRaw struct {
 // at a time. With Cache set it keeps each slide's files in memory after the
 // first load (for small case sets, or many epochs over a fast disk).
 type Loader struct {
-	Config BundleConfig
+	Config Config
 	Cache  bool
 
 	mu    sync.Mutex
@@ -107,7 +114,7 @@ type Loader struct {
 }
 
 // NewLoader checks the configuration.
-func NewLoader(cfg BundleConfig, cache bool) (*Loader, error) {
+func NewLoader(cfg Config, cache bool) (*Loader, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -116,7 +123,7 @@ func NewLoader(cfg BundleConfig, cache bool) (*Loader, error) {
 
 // Load reads one slide. rng drives SampleRandom (it may be nil for
 // SampleFirst).
-func (l *Loader) Load(f SlideFiles, rng *rand.Rand) (*SlideData, error) {
+func (l *Loader) Load(f Files, rng *rand.Rand) (*SlideData, error) {
 	raw, err := l.raw(f)
 	if err != nil {
 		return nil, err
@@ -124,7 +131,7 @@ func (l *Loader) Load(f SlideFiles, rng *rand.Rand) (*SlideData, error) {
 	cfg := l.Config
 	n := len(raw.pos)
 	rows := pick(n, cfg.MaxPatches, cfg.Sampling, rng)
-	sd := &SlideData{ID: f.ID, D: raw.d, Rows: rows, Patches: make([]Pos, len(rows)), Diameter: raw.diameter, BinWidth: BinWidth(raw.diameter)}
+	sd := &SlideData{ID: f.ID, D: raw.d, Rows: rows, Patches: make([]anchors.Pos, len(rows)), Diameter: raw.diameter, BinWidth: anchors.BinWidth(raw.diameter)}
 	for i, r := range rows {
 		sd.Patches[i] = raw.pos[r]
 	}
@@ -136,14 +143,14 @@ func (l *Loader) Load(f SlideFiles, rng *rand.Rand) (*SlideData, error) {
 	if f.Anchors != "" {
 		ai := pick(len(raw.anchorRows), cfg.MaxAnchors, cfg.Sampling, rng)
 		sd.AnchorRows = make([]int64, len(ai))
-		sd.Anchors = make([]Pos, len(ai))
+		sd.Anchors = make([]anchors.Pos, len(ai))
 		for i, a := range ai {
 			sd.AnchorRows[i] = raw.anchorRows[a]
 			sd.Anchors[i] = raw.pos[raw.anchorRows[a]]
 		}
 		k := len(ai)
 		sd.Dist, sd.Polar = make([]uint8, k*len(rows)), make([]uint8, k*len(rows))
-		Bins(sd.Anchors, sd.Patches, sd.BinWidth, sd.Dist, sd.Polar)
+		anchors.Bins(sd.Anchors, sd.Patches, sd.BinWidth, sd.Dist, sd.Polar)
 	}
 	return sd, nil
 }
@@ -201,7 +208,7 @@ func readFeatureRows(path string, d int, rows []int64) ([]float32, error) {
 
 // raw reads (or recalls) a slide's coordinates, anchors and geometry, and
 // checks that the feature file belongs to these coordinates.
-func (l *Loader) raw(f SlideFiles) (*slideRaw, error) {
+func (l *Loader) raw(f Files) (*slideRaw, error) {
 	key := f.Coords + "\x00" + f.Features + "\x00" + f.Anchors
 	if l.Cache {
 		l.mu.Lock()
@@ -212,7 +219,7 @@ func (l *Loader) raw(f SlideFiles) (*slideRaw, error) {
 		}
 	}
 	fail := func(format string, a ...any) (*slideRaw, error) {
-		return nil, fmt.Errorf("anchors: slide %s: "+format, append([]any{f.ID}, a...)...)
+		return nil, fmt.Errorf("bundle: slide %s: "+format, append([]any{f.ID}, a...)...)
 	}
 	cr, err := store.OpenH5(f.Coords)
 	if err != nil {
@@ -231,7 +238,7 @@ func (l *Loader) raw(f SlideFiles) (*slideRaw, error) {
 	if err != nil {
 		return fail("%v", err)
 	}
-	pos, err := GridPositions(coords, step)
+	pos, err := anchors.GridPositions(coords, step)
 	if err != nil {
 		return fail("%v", err)
 	}
