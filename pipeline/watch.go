@@ -7,16 +7,17 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 	"unicode"
-	"unicode/utf8"
 
 	"github.com/fsnotify/fsnotify"
 	"golang.org/x/sync/errgroup"
@@ -31,6 +32,12 @@ import (
 const (
 	DefaultWatchStable = 10 * time.Second
 	DefaultWatchPoll   = 2 * time.Second
+	// DefaultDiskFullRetry is how long a slide that met a full disk waits
+	// in the inbox before it is tried again.
+	DefaultDiskFullRetry = time.Minute
+	// reclaimWindow bounds how long after a slide was moved to failed/ the
+	// watcher still looks whether it changes there (see reclaimFailed).
+	reclaimWindow = 24 * time.Hour
 	// minScanGap bounds how often file events can trigger a scan (a copy
 	// raises thousands of write events).
 	minScanGap = 100 * time.Millisecond
@@ -41,6 +48,12 @@ const (
 	WatchProcessing = "processing"
 	WatchDone       = "done"
 	WatchFailed     = "failed"
+	// WatchWaiting: processing met a full disk; the slide waits in the
+	// inbox and is tried again.
+	WatchWaiting = "waiting"
+	// WatchRequeued: the slide changed in failed/ after it was moved there
+	// (a copy still being written) and was taken back into the inbox.
+	WatchRequeued = "requeued"
 )
 
 // Sub-folders of the inbox where finished slides go.
@@ -69,18 +82,25 @@ type WatchOptions struct {
 	Status     net.Listener
 	StatusPage StatusOptions
 
-	onStage func(id, stage string) // tests: called before each step of a slide
+	onStage       func(id, stage string) // tests: called before each step of a slide
+	beforeProcess func(id string) error  // tests: a non-nil error fails processing the slide
+	diskFullRetry time.Duration          // tests: DefaultDiskFullRetry when zero
 }
 
 // WatchJournal is WORK/watch/<id>.json: what the watcher knows of a slide,
 // written atomically at each change so a restart neither loses nor repeats
 // a slide.
+//
+// The id is the file name without extension when that is free; a name too
+// long for the derived file names gets a shortened id (see watchIDs), and a
+// file whose id another file holds (x.svs after x.tif) gets another. Slide
+// always holds the file's own name, as reports and the status page show it.
 type WatchJournal struct {
 	Slide      string           `json:"slide"` // file name in the inbox
 	ID         string           `json:"id"`
 	Size       int64            `json:"size"`
 	ModTime    time.Time        `json:"mod_time"`
-	Status     string           `json:"status"` // processing, done, failed
+	Status     string           `json:"status"` // processing, done, failed, waiting, requeued
 	Reason     string           `json:"reason,omitempty"`
 	Attempts   int              `json:"attempts"` // times processing of this file started
 	Started    time.Time        `json:"started"`
@@ -93,10 +113,59 @@ type WatchJournal struct {
 
 // WatchPrediction is a finished slide's prediction.
 type WatchPrediction struct {
-	Probs     []float64 `json:"probs"` // 0, 1+, 2+, 3+
+	Probs     Probs     `json:"probs"` // 0, 1+, 2+, 3+
 	Predicted string    `json:"predicted"`
 	ModelID   string    `json:"model_id"`
 	Time      time.Time `json:"time"`
+}
+
+// Probs are probabilities that always encode as JSON: a value that is not a
+// finite number (NaN or ±Inf from a broken model) is written as null, and
+// null is read back as NaN. A journal can thus always be written.
+type Probs []float64
+
+// MarshalJSON writes non-finite values as null.
+func (p Probs) MarshalJSON() ([]byte, error) {
+	if p == nil {
+		return []byte("null"), nil
+	}
+	b := []byte{'['}
+	for i, v := range p {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			b = append(b, "null"...)
+			continue
+		}
+		vb, err := json.Marshal(v)
+		if err != nil {
+			return nil, err
+		}
+		b = append(b, vb...)
+	}
+	return append(b, ']'), nil
+}
+
+// UnmarshalJSON reads null as NaN.
+func (p *Probs) UnmarshalJSON(b []byte) error {
+	var vs []*float64
+	if err := json.Unmarshal(b, &vs); err != nil {
+		return err
+	}
+	if vs == nil {
+		*p = nil
+		return nil
+	}
+	out := make(Probs, len(vs))
+	for i, v := range vs {
+		out[i] = math.NaN()
+		if v != nil {
+			out[i] = *v
+		}
+	}
+	*p = out
+	return nil
 }
 
 func (j WatchJournal) sameFile(name string, size int64, mod time.Time) bool {
@@ -130,7 +199,7 @@ type (
 	QueuedSlide struct {
 		Name  string    `json:"name"`
 		Size  int64     `json:"size"`
-		State string    `json:"state"` // copying, ready, empty
+		State string    `json:"state"` // copying, ready, empty, waiting (for disk space)
 		Since time.Time `json:"since"` // size and mtime unchanged since
 	}
 	// CurrentSlide is the slide being processed.
@@ -175,22 +244,38 @@ type watchFile struct {
 	order int // FIFO order among ready files
 }
 
+// heldFile is a file the scans leave alone: one that could not be moved
+// out of the inbox (until it changes), or one waiting for disk space (until
+// then, or until it changes).
+type heldFile struct {
+	fp       string    // fingerprint of the file when held
+	size     int64     // for the status page
+	until    time.Time // zero: until the file changes
+	diskFull bool
+}
+
 // Watcher processes slides copied into an inbox: see NewWatcher and Run.
 type Watcher struct {
 	opt WatchOptions
 
-	mu        sync.Mutex
-	files     map[string]*watchFile   // inbox name → file
-	stuck     map[string]string       // name → fingerprint of a file that could not be moved away
-	history   map[string]WatchJournal // id → last journal
-	orphans   []FinishedSlide         // failures without a journal
-	current   *CurrentSlide
-	started   time.Time
-	lastScan  time.Time
-	note      string
-	nextOrder int
-	quit      bool // once mode: nothing left to do
-	failures  int  // slides failed during this Run
+	// fsMu serialises moving slides into and out of failed/ with writing
+	// their journals (the worker moves them there, the scanner takes
+	// changed ones back).
+	fsMu sync.Mutex
+
+	mu         sync.Mutex
+	files      map[string]*watchFile   // inbox name → file
+	held       map[string]heldFile     // inbox name → a file left in the inbox for now
+	history    map[string]WatchJournal // id → last journal
+	orphans    []FinishedSlide         // failures without a journal
+	current    *CurrentSlide
+	started    time.Time
+	lastScan   time.Time
+	note       string
+	nextOrder  int
+	quit       bool            // once mode: nothing left to do
+	failures   int             // slides failed (moved to failed/) during this Run
+	unfinished map[string]bool // names left in the inbox (cannot be moved, disk full) during this Run
 
 	wake chan struct{} // a file became ready, or quit was set
 	kick chan struct{} // scan now
@@ -215,6 +300,9 @@ func NewWatcher(opt WatchOptions) (*Watcher, error) {
 	}
 	if opt.Poll == 0 {
 		opt.Poll = DefaultWatchPoll
+	}
+	if opt.diskFullRetry == 0 {
+		opt.diskFullRetry = DefaultDiskFullRetry
 	}
 	if err := opt.Tile.Validate(); err != nil {
 		return nil, err
@@ -244,12 +332,13 @@ func NewWatcher(opt WatchOptions) (*Watcher, error) {
 		return nil, err
 	}
 	w := &Watcher{
-		opt:     opt,
-		files:   map[string]*watchFile{},
-		stuck:   map[string]string{},
-		history: map[string]WatchJournal{},
-		wake:    make(chan struct{}, 1),
-		kick:    make(chan struct{}, 1),
+		opt:        opt,
+		files:      map[string]*watchFile{},
+		held:       map[string]heldFile{},
+		history:    map[string]WatchJournal{},
+		unfinished: map[string]bool{},
+		wake:       make(chan struct{}, 1),
+		kick:       make(chan struct{}, 1),
 	}
 	w.predict = NewPredictStage(opt.Work, opt.Encoder.Name(), opt.Model)
 	w.runner = &Runner{Work: opt.Work, Lock: LockOptions{StaleAfter: DefaultStaleAfter}, OnStage: w.setStage, Stages: []Stage{
@@ -275,8 +364,10 @@ func containsInt(s []int, v int) bool {
 // one processes slides one at a time (it alone uses the encoder and the
 // model), and the status page, when asked for, reads snapshots. It returns
 // ctx's error when cancelled; with Once, an error counting the failed
-// slides; and any error that stops it (the work folder cannot be written,
-// the encoder's runtime fails).
+// slides (those moved to failed/ and those left in the inbox: they could
+// not be moved, or the disk is full); and any error that stops it (the work
+// folder is gone, the encoder's runtime fails). One slide's trouble never
+// stops it.
 func (w *Watcher) Run(ctx context.Context) error {
 	inbox, work := w.opt.Inbox, w.opt.Work
 	if w.opt.Status != nil {
@@ -354,15 +445,22 @@ func (w *Watcher) Run(ctx context.Context) error {
 	})
 	err := g.Wait()
 	w.mu.Lock()
-	failures := w.failures
+	failures, left := w.failures, len(w.unfinished)
 	w.mu.Unlock()
 	switch {
 	case ctx.Err() != nil:
 		return ctx.Err()
 	case err != nil:
 		return err
-	case failures > 0:
-		return fmt.Errorf("pipeline: watch: %d slide(s) failed (reasons in %s)", failures, filepath.Join(inbox, InboxFailed))
+	case failures > 0 || left > 0:
+		var why []string
+		if failures > 0 {
+			why = append(why, fmt.Sprintf("reasons in %s", filepath.Join(inbox, InboxFailed)))
+		}
+		if left > 0 {
+			why = append(why, fmt.Sprintf("%d left in the inbox: see the log", left))
+		}
+		return fmt.Errorf("pipeline: watch: %d slide(s) failed (%s)", failures+left, strings.Join(why, "; "))
 	}
 	return nil
 }
@@ -432,6 +530,7 @@ func (w *Watcher) finishedOnce() bool {
 // An inbox that cannot be listed is reported (and retried: a network share
 // may come back).
 func (w *Watcher) scan(now time.Time) (next time.Time, err error) {
+	w.reclaimFailed(now)
 	entries, err := os.ReadDir(w.opt.Inbox)
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -456,11 +555,14 @@ func (w *Watcher) scan(now time.Time) (next time.Time, err error) {
 		present[name] = true
 		size, mod := fi.Size(), fi.ModTime()
 		extra := companionFingerprint(w.opt.Inbox, name)
-		if fp, ok := w.stuck[name]; ok {
-			if fp == fingerprint(size, mod) {
+		if h, ok := w.held[name]; ok {
+			if h.fp == fingerprint(size, mod) && (h.until.IsZero() || now.Before(h.until)) {
+				if !h.until.IsZero() && (next.IsZero() || h.until.Before(next)) {
+					next = h.until
+				}
 				continue
 			}
-			delete(w.stuck, name)
+			delete(w.held, name) // changed, or its wait is over: taken again once complete
 		}
 		f := w.files[name]
 		if f == nil {
@@ -492,6 +594,11 @@ func (w *Watcher) scan(now time.Time) (next time.Time, err error) {
 	for name, f := range w.files {
 		if !present[name] && f.state != fileProcessing {
 			delete(w.files, name)
+		}
+	}
+	for name := range w.held {
+		if !present[name] {
+			delete(w.held, name)
 		}
 	}
 	if woke {
@@ -617,21 +724,14 @@ func (w *Watcher) setStage(id, stage string) {
 	}
 }
 
-// maxWatchName leaves room in a 255-byte file name for ".reason.txt" and a
-// "_NNNN" suffix in done/ or failed/.
-const maxWatchName = 236
-
 // checkWatchName says why a file name cannot be processed: its id (the name
-// without extension) must be a valid slide id; control characters are
+// without extension) must be a valid slide id, and control characters are
 // refused because predictions.csv and the reason files hold one slide per
-// line; and the name must leave room for the reason file's.
+// line. Length is no reason: a long name gets a shortened id and a shortened
+// name in done/ or failed/ (see watchIDs and movedName).
 func checkWatchName(name string) error {
-	id := slide.ID(name)
-	if err := ValidID(id); err != nil {
+	if err := ValidID(slide.ID(name)); err != nil {
 		return err
-	}
-	if len(name) > maxWatchName {
-		return fmt.Errorf("file name is %d bytes long, at most %d are taken", len(name), maxWatchName)
 	}
 	for _, r := range name {
 		if unicode.IsControl(r) {
@@ -641,8 +741,28 @@ func checkWatchName(name string) error {
 	return nil
 }
 
+// chooseID picks the slide id of an inbox file: the first of watchIDs(name)
+// whose journal is missing (or unreadable) or belongs to this very file
+// name, so that a file never takes over another file's journal, outputs
+// and predictions row (x.tif after x.svs gets x-tif). It returns the
+// journal found under that id, if any.
+func (w *Watcher) chooseID(name string) (string, WatchJournal, bool, error) {
+	ids := watchIDs(name)
+	for _, id := range ids {
+		if ValidID(id) != nil {
+			continue
+		}
+		j, ok := w.readJournal(id)
+		if !ok || j.Slide == "" || j.Slide == name {
+			return id, j, ok, nil
+		}
+	}
+	return "", WatchJournal{}, false, fmt.Errorf("the slide ids %q are all used by other files (journals in %s)", ids, w.opt.Work.WatchDir())
+}
+
 // handle decides what a ready file needs and does it. A non-nil error stops
-// the watcher; a slide's own failure is recorded and moved, not returned.
+// the watcher (the work folder is gone, the encoder failed); a slide's own
+// trouble is recorded and the slide moved, or left waiting in the inbox.
 func (w *Watcher) handle(ctx context.Context, f *watchFile) error {
 	path := filepath.Join(w.opt.Inbox, f.name)
 	fi, err := os.Stat(path)
@@ -652,46 +772,69 @@ func (w *Watcher) handle(ctx context.Context, f *watchFile) error {
 	if fi.Size() != f.size || !fi.ModTime().Equal(f.mod) {
 		return nil // changed since it was found complete: the next scans decide again
 	}
-	id := slide.ID(f.name)
-	log := slog.With("slide", id, "stage", "watch")
 	if err := checkWatchName(f.name); err != nil {
-		w.failOrphan(f, err.Error())
+		w.failOrphan(f.name, f.size, f.mod, err.Error())
 		return nil
 	}
-	prev, hadPrev := w.readJournal(id)
+	id, prev, hadPrev, err := w.chooseID(f.name)
+	if err != nil {
+		w.failOrphan(f.name, f.size, f.mod, err.Error())
+		return nil
+	}
+	w.mu.Lock()
+	if w.current != nil {
+		w.current.ID = id
+	}
+	w.mu.Unlock()
+	log := slog.With("slide", id, "stage", "watch")
+	if id != slide.ID(f.name) {
+		log.Info("the slide id differs from the file name (too long, or taken by another file)", "file", f.name)
+	}
 	same := hadPrev && prev.sameFile(f.name, f.size, f.mod)
 	switch {
 	case same && prev.Status == WatchDone && prev.MovedTo == "":
-		log.Info("already processed before a restart; moving it to done/")
+		log.Info("already processed before; moving it to done/")
 		return w.finishDone(prev)
 	case same && prev.Status == WatchFailed && prev.MovedTo == "":
-		log.Info("failed before a restart; moving it to failed/")
+		log.Info("failed before; moving it to failed/")
 		return w.finishFailed(prev)
 	}
 	j := WatchJournal{Slide: f.name, ID: id, Size: f.size, ModTime: f.mod.UTC(), Status: WatchProcessing, Attempts: 1, Started: time.Now().UTC(), Version: Version}
 	if same {
 		j.Attempts = prev.Attempts + 1
-		if prev.Status == WatchProcessing {
+		switch prev.Status {
+		case WatchProcessing:
 			log.Info("interrupted before; processing it again", "attempt", j.Attempts)
+		case WatchWaiting:
+			log.Info("waited for disk space; processing it again", "attempt", j.Attempts)
 		}
 	}
 	if err := w.writeJournal(j); err != nil {
-		return err
+		return w.journalFailed(j, err)
 	}
 	// Resume only work begun on this very file; a new file under a known id
 	// (a rescan) redoes every stage, since the stages' own checks compare
 	// coordinates, not pixels.
-	row, err := w.process(ctx, Input{Path: path, ID: id}, !same)
+	row, err := w.runSlide(ctx, Input{Path: path, ID: id}, !same)
 	if ctx.Err() != nil {
 		return ctx.Err() // the journal says processing: the next start redoes it
 	}
 	if errors.Is(err, ErrLocked) || errors.Is(err, ErrLockLost) {
 		// Another process (a batch run on the same WORK) holds the slide:
-		// leave it in the inbox; the next scans take it again.
-		log.Warn("slide locked by another process; taken again later", "err", err)
+		// it stays in the inbox, waiting, and is taken again later.
+		retry := max(w.opt.Stable, w.opt.Poll)
+		log.Warn("slide locked by another process; taken again later", "retry_in", retry, "err", err)
+		j.Status, j.Reason, j.Finished = WatchWaiting, oneLine("waiting for another process: "+err.Error()), time.Time{}
+		if err := w.writeJournal(j); err != nil && w.workGone() {
+			return err
+		}
+		w.hold(j.Slide, j.Size, j.ModTime, time.Now().Add(retry), false)
 		return nil
 	}
 	if err != nil {
+		if isDiskFull(err) {
+			return w.waitForSpace(j, err)
+		}
 		var fatal fatalError
 		if errors.As(err, &fatal) {
 			return fatal.error
@@ -699,7 +842,7 @@ func (w *Watcher) handle(ctx context.Context, f *watchFile) error {
 		log.Error("failed", "err", err)
 		j.Status, j.Reason, j.Finished = WatchFailed, oneLine(err.Error()), time.Now().UTC()
 		if err := w.writeJournal(j); err != nil {
-			return err
+			return w.journalFailed(j, err)
 		}
 		return w.finishFailed(j)
 	}
@@ -707,10 +850,25 @@ func (w *Watcher) handle(ctx context.Context, f *watchFile) error {
 	j.Prediction = &WatchPrediction{Probs: row.Probs, Predicted: cases.LabelName(row.Predicted), ModelID: row.ModelID, Time: row.Time.UTC()}
 	j.Report = filepath.ToSlash(filepath.Join("slides", id, "report.html"))
 	if err := w.writeJournal(j); err != nil {
-		return err
+		return w.journalFailed(j, err)
 	}
-	log.Info("done", "her2", j.Prediction.Predicted, "p", fmt.Sprintf("%.3f", row.Probs[row.Predicted]), "elapsed", time.Since(j.Started).Round(time.Millisecond))
+	p := math.NaN()
+	if row.Predicted >= 0 && row.Predicted < len(row.Probs) {
+		p = row.Probs[row.Predicted]
+	}
+	log.Info("done", "her2", j.Prediction.Predicted, "p", fmt.Sprintf("%.3f", p), "elapsed", time.Since(j.Started).Round(time.Millisecond))
 	return w.finishDone(j)
+}
+
+// runSlide processes one slide (see process); the tests' beforeProcess hook
+// may fail it first.
+func (w *Watcher) runSlide(ctx context.Context, in Input, force bool) (PredictRow, error) {
+	if h := w.opt.beforeProcess; h != nil {
+		if err := h(in.ID); err != nil {
+			return PredictRow{}, err
+		}
+	}
+	return w.process(ctx, in, force)
 }
 
 // fatalError stops the watcher rather than failing the slide.
@@ -759,6 +917,85 @@ func oneLine(s string) string {
 	return strings.TrimSpace(s)
 }
 
+// errnoDiskFull matches the errno HDF5 quotes in its messages for a full
+// disk (28, ENOSPC) or an exhausted quota (122, EDQUOT).
+var errnoDiskFull = regexp.MustCompile(`errno = (28|122)\b`)
+
+// isDiskFull says whether err comes from a full disk or an exhausted quota:
+// ENOSPC or EDQUOT anywhere in its chain, or a message quoting them (HDF5's
+// errors reach Go as text).
+func isDiskFull(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return true
+	}
+	msg := strings.ToLower(err.Error())
+	return strings.Contains(msg, "no space left on device") || strings.Contains(msg, "disk quota exceeded") || errnoDiskFull.MatchString(msg)
+}
+
+// workGone says whether the journals' folder is no longer there (or cannot
+// be reached): the watcher must stop then, for it could no longer promise
+// not to lose or repeat slides.
+func (w *Watcher) workGone() bool {
+	fi, err := os.Stat(w.opt.Work.WatchDir())
+	return err != nil || !fi.IsDir()
+}
+
+// journalFailed handles a journal that cannot be written: with the work
+// folder gone it stops the watcher (returns err); a full disk leaves the
+// slide waiting in the inbox; anything else fails this slide alone: it is
+// moved to failed/ with the reason and listed on the status page.
+func (w *Watcher) journalFailed(j WatchJournal, err error) error {
+	if w.workGone() {
+		return err
+	}
+	if isDiskFull(err) {
+		return w.waitForSpace(j, err)
+	}
+	reason := "cannot write its journal: " + err.Error()
+	if j.Status == WatchDone && j.Prediction != nil {
+		reason = fmt.Sprintf("processed (HER2 %s, report in %s), but %s", j.Prediction.Predicted, filepath.Join(w.opt.Work.Dir, j.Report), reason)
+	}
+	w.failOrphan(j.Slide, j.Size, j.ModTime, reason)
+	return nil
+}
+
+// waitForSpace leaves a slide that met a full disk in the inbox, its
+// journal saying waiting, to be tried again after diskFullRetry (or when it
+// changes): no slide is failed for want of space.
+func (w *Watcher) waitForSpace(j WatchJournal, cause error) error {
+	retry := w.opt.diskFullRetry
+	slog.Error("the disk is full: the slide stays in the inbox and is tried again later", "slide", j.ID, "stage", "watch", "retry_in", retry, "err", cause)
+	j.Status, j.Reason, j.Finished = WatchWaiting, oneLine("waiting for disk space: "+cause.Error()), time.Time{}
+	if err := w.writeJournal(j); err != nil {
+		if w.workGone() {
+			return err
+		}
+		// The journal still says processing: a restart takes it again too.
+		slog.Warn("watch: cannot record the wait in the journal", "slide", j.ID, "err", err)
+	}
+	w.hold(j.Slide, j.Size, j.ModTime, time.Now().Add(retry), true)
+	return nil
+}
+
+// hold makes the scans leave an inbox file alone until it changes or, when
+// until is set, until then.
+func (w *Watcher) hold(name string, size int64, mod, until time.Time, diskFull bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.held[name] = heldFile{fp: fingerprint(size, mod), size: size, until: until, diskFull: diskFull}
+	w.unfinished[name] = true
+}
+
+// moved notes that an inbox file left the inbox.
+func (w *Watcher) moved(name string) {
+	w.mu.Lock()
+	delete(w.unfinished, name)
+	w.mu.Unlock()
+}
+
 // changedSince says whether the inbox file is no longer the one the journal
 // describes (overwritten while processed): it is then left for the next
 // scans, which process the new file.
@@ -777,13 +1014,16 @@ func (w *Watcher) finishDone(j WatchJournal) error {
 		return nil
 	}
 	w.setStage(j.ID, "moving")
+	w.fsMu.Lock()
+	defer w.fsMu.Unlock()
 	dest, err := w.moveSlide(j.Slide, InboxDone, nil)
 	if err != nil {
-		w.markStuck(j.Slide, err)
+		w.markStuck(j.ID, j.Slide, j.Size, j.ModTime, err)
 		return nil
 	}
+	w.moved(j.Slide)
 	j.MovedTo = filepath.ToSlash(filepath.Join(InboxDone, dest))
-	return w.writeJournal(j)
+	return w.journalAfterMove(j)
 }
 
 // finishFailed writes the reason file and moves the slide to failed/.
@@ -792,32 +1032,56 @@ func (w *Watcher) finishFailed(j WatchJournal) error {
 		return nil
 	}
 	w.setStage(j.ID, "moving")
+	w.fsMu.Lock()
+	defer w.fsMu.Unlock()
 	dest, err := w.moveSlide(j.Slide, InboxFailed, func(dest string) error {
 		return store.WriteFileAtomic(reasonFile(dest), []byte(j.Reason+"\n"), 0o644)
 	})
 	if err != nil {
-		w.markStuck(j.Slide, err)
+		w.markStuck(j.ID, j.Slide, j.Size, j.ModTime, err)
 		return nil
 	}
+	w.moved(j.Slide)
 	j.MovedTo = filepath.ToSlash(filepath.Join(InboxFailed, dest))
 	w.mu.Lock()
 	w.failures++
 	w.mu.Unlock()
-	return w.writeJournal(j)
+	return w.journalAfterMove(j)
 }
 
-// failOrphan fails a file that cannot have a journal (its name is refused).
-func (w *Watcher) failOrphan(f *watchFile, reason string) {
-	slog.Error("refused", "slide", f.name, "stage", "watch", "reason", reason)
-	dest, err := w.moveSlide(f.name, InboxFailed, func(dest string) error {
-		return store.WriteFileAtomic(reasonFile(dest), []byte(oneLine(reason)+"\n"), 0o644)
-	})
-	fsl := FinishedSlide{Name: f.name, Finished: time.Now().UTC(), Reason: oneLine(reason)}
+// journalAfterMove records where a slide was moved. The slide is out of the
+// inbox already, so a journal that cannot be written only loses that note
+// (logged), unless the work folder is gone.
+func (w *Watcher) journalAfterMove(j WatchJournal) error {
+	err := w.writeJournal(j)
+	if err != nil && w.workGone() {
+		return err
+	}
 	if err != nil {
-		w.markStuck(f.name, err)
+		slog.Error("watch: the slide was moved, but its journal cannot record it", "slide", j.ID, "moved_to", j.MovedTo, "err", err)
+	}
+	return nil
+}
+
+// failOrphan fails a file that has no journal (its name is refused, or its
+// journal cannot be written): it is moved to failed/ with its reason file
+// and listed on the status page. A file that changed since it was found
+// complete is left for the next scans.
+func (w *Watcher) failOrphan(name string, size int64, mod time.Time, reason string) {
+	reason = oneLine(reason)
+	if fi, err := os.Stat(filepath.Join(w.opt.Inbox, name)); err != nil || fi.Size() != size || !fi.ModTime().Equal(mod) {
 		return
 	}
-	fsl.MovedTo = filepath.ToSlash(filepath.Join(InboxFailed, dest))
+	slog.Error("failed", "slide", name, "stage", "watch", "reason", reason)
+	dest, err := w.moveSlide(name, InboxFailed, func(dest string) error {
+		return store.WriteFileAtomic(reasonFile(dest), []byte(reason+"\n"), 0o644)
+	})
+	if err != nil {
+		w.markStuck("", name, size, mod, err)
+		return
+	}
+	w.moved(name)
+	fsl := FinishedSlide{Name: name, Finished: time.Now().UTC(), Reason: reason, MovedTo: filepath.ToSlash(filepath.Join(InboxFailed, dest))}
 	w.mu.Lock()
 	w.orphans = append(w.orphans, fsl)
 	w.failures++
@@ -825,41 +1089,46 @@ func (w *Watcher) failOrphan(f *watchFile, reason string) {
 }
 
 // reasonFile is failed/<name>.reason.txt, the name shortened (at a UTF-8
-// boundary) where it would pass the usual 255-byte limit.
+// boundary) where the reason file's temporary name would pass the usual
+// 255-byte limit (names from movedName never are).
 func reasonFile(dest string) string {
-	const suffix = ".reason.txt"
 	dir, base := filepath.Split(dest)
-	for len(base)+len(suffix) > 255 {
-		_, size := utf8.DecodeLastRuneInString(base)
-		base = base[:len(base)-size]
-	}
-	return filepath.Join(dir, base+suffix)
+	return filepath.Join(dir, truncUTF8(base, maxNameBytes-atomicTempExtra-len(reasonSuffix))+reasonSuffix)
 }
 
-// markStuck remembers a file that could not be moved away, so it is not
-// taken again until it changes.
-func (w *Watcher) markStuck(name string, err error) {
+// markStuck remembers a file that could not be moved away: it is left in
+// the inbox, listed as failed (the reason added to its journal's, id, when
+// that says failed), and not taken again until it changes. When the disk is
+// full, it is tried again after diskFullRetry instead.
+func (w *Watcher) markStuck(id, name string, size int64, mod time.Time, err error) {
+	if isDiskFull(err) {
+		slog.Error("the disk is full: cannot move the slide out of the inbox; tried again later", "slide", name, "stage", "watch", "err", err)
+		w.hold(name, size, mod, time.Now().Add(w.opt.diskFullRetry), true)
+		return
+	}
 	slog.Error("cannot move the slide out of the inbox", "slide", name, "stage", "watch", "err", err)
-	fi, serr := os.Stat(filepath.Join(w.opt.Inbox, name))
+	w.hold(name, size, mod, time.Time{}, false)
+	reason := oneLine("cannot move it out of the inbox: " + err.Error())
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if serr == nil {
-		w.stuck[name] = fingerprint(fi.Size(), fi.ModTime())
+	if j, ok := w.history[id]; ok && id != "" && j.Status == WatchFailed && j.Slide == name {
+		j.Reason += "; " + reason // the status page's copy only
+		w.history[id] = j
+		return
 	}
-	w.orphans = append(w.orphans, FinishedSlide{Name: name, Finished: time.Now().UTC(), Reason: oneLine("cannot move it out of the inbox: " + err.Error())})
+	w.orphans = append(w.orphans, FinishedSlide{Name: name, ID: id, Finished: time.Now().UTC(), Reason: reason})
 }
 
 // moveSlide moves inbox/name (and a MIRAX data folder) into inbox/sub/,
-// under a name not taken there (name, then stem_2.ext, stem_3.ext, ...).
-// before, if set, runs first with the destination path (reason files). It
-// returns the name used.
+// under a name not taken there (movedName(name), then stem_2.ext,
+// stem_3.ext, ...). before, if set, runs first with the destination path
+// (reason files). It returns the name used.
 func (w *Watcher) moveSlide(name, sub string, before func(dest string) error) (string, error) {
 	src := filepath.Join(w.opt.Inbox, name)
 	comp := companionDir(w.opt.Inbox, name)
 	dir := filepath.Join(w.opt.Inbox, sub)
-	ext := filepath.Ext(name)
-	stem := strings.TrimSuffix(name, ext)
-	dest := name
+	dest := movedName(name)
+	stem, ext := splitExt(dest)
 	for n := 2; ; n++ {
 		_, err1 := os.Lstat(filepath.Join(dir, dest))
 		free := errors.Is(err1, fs.ErrNotExist)
@@ -870,7 +1139,7 @@ func (w *Watcher) moveSlide(name, sub string, before func(dest string) error) (s
 		if free {
 			break
 		}
-		if n > 10000 {
+		if n > maxMoveN {
 			return "", fmt.Errorf("no free name for %s in %s", name, dir)
 		}
 		dest = fmt.Sprintf("%s_%d%s", stem, n, ext)
@@ -891,6 +1160,72 @@ func (w *Watcher) moveSlide(name, sub string, before func(dest string) error) (s
 	return dest, nil
 }
 
+// reclaimFailed takes back into the inbox a slide that the watcher moved to
+// failed/ and that changed there since (size or mtime differ from its
+// journal): a copy that paused longer than --stable was taken early, failed
+// as truncated, and the copier went on writing into the same file, now in
+// failed/. Back in the inbox it is processed again once complete. Only
+// slides failed within reclaimWindow are looked at.
+func (w *Watcher) reclaimFailed(now time.Time) {
+	w.mu.Lock()
+	var cands []WatchJournal
+	for _, j := range w.history {
+		if j.Status == WatchFailed && strings.HasPrefix(j.MovedTo, InboxFailed+"/") && now.Sub(j.Finished) < reclaimWindow {
+			cands = append(cands, j)
+		}
+	}
+	w.mu.Unlock()
+	for _, j := range cands {
+		fi, err := os.Stat(filepath.Join(w.opt.Inbox, filepath.FromSlash(j.MovedTo)))
+		if err != nil || j.sameFile(j.Slide, fi.Size(), fi.ModTime()) {
+			continue
+		}
+		if err := w.reclaim(j); err != nil {
+			slog.Warn("watch: a failed slide changed in failed/, but cannot be taken back into the inbox", "slide", j.ID, "moved_to", j.MovedTo, "err", err)
+		}
+	}
+}
+
+// reclaim moves failed/<j.MovedTo> back to the inbox under its own name,
+// removes its reason file and records it in the journal.
+func (w *Watcher) reclaim(j WatchJournal) error {
+	w.fsMu.Lock()
+	defer w.fsMu.Unlock()
+	if cur, ok := w.readJournal(j.ID); !ok || cur.Status != WatchFailed || cur.MovedTo != j.MovedTo || cur.Slide != j.Slide {
+		return nil // changed meanwhile
+	}
+	src := filepath.Join(w.opt.Inbox, filepath.FromSlash(j.MovedTo))
+	dst := filepath.Join(w.opt.Inbox, j.Slide)
+	if _, err := os.Lstat(dst); !errors.Is(err, fs.ErrNotExist) {
+		return nil // a file of that name is in the inbox again: it goes its own way
+	}
+	if strings.EqualFold(filepath.Ext(j.Slide), ".mrxs") {
+		srcComp := strings.TrimSuffix(src, filepath.Ext(src))
+		dstComp := filepath.Join(w.opt.Inbox, slide.ID(j.Slide))
+		if fi, err := os.Stat(srcComp); err == nil && fi.IsDir() {
+			if _, err := os.Lstat(dstComp); !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("%s is in the way", dstComp)
+			}
+			if err := os.Rename(srcComp, dstComp); err != nil {
+				return err
+			}
+		}
+	}
+	if err := os.Rename(src, dst); err != nil {
+		return err
+	}
+	if err := os.Remove(reasonFile(src)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		slog.Warn("watch: cannot remove the reason file", "slide", j.ID, "err", err)
+	}
+	slog.Warn("the slide changed in failed/ after it was moved there (a copy still being written?); taken back into the inbox", "slide", j.ID, "stage", "watch", "file", j.Slide)
+	j.Status, j.MovedTo, j.Finished = WatchRequeued, "", time.Now().UTC()
+	j.Reason = "changed in failed/ after it was moved there; taken back into the inbox (it had failed: " + j.Reason + ")"
+	if err := w.writeJournal(j); err != nil {
+		slog.Error("watch: cannot record in the journal that the slide was taken back", "slide", j.ID, "err", err)
+	}
+	return nil
+}
+
 func (w *Watcher) readJournal(id string) (WatchJournal, bool) {
 	var j WatchJournal
 	b, err := os.ReadFile(w.opt.Work.WatchJournalPath(id))
@@ -904,8 +1239,8 @@ func (w *Watcher) readJournal(id string) (WatchJournal, bool) {
 	return j, true
 }
 
-// writeJournal writes a journal atomically; failing to is fatal (the
-// watcher could no longer promise not to lose or repeat slides).
+// writeJournal writes a journal atomically (encoding cannot fail: see
+// Probs). Callers decide what a failure means: see journalFailed.
 func (w *Watcher) writeJournal(j WatchJournal) error {
 	b, err := json.MarshalIndent(j, "", "  ")
 	if err != nil {
@@ -963,6 +1298,20 @@ func (w *Watcher) Snapshot() WatchStatus {
 			st = "empty"
 		}
 		s.Queue = append(s.Queue, QueuedSlide{Name: f.name, Size: f.size, State: st, Since: f.since})
+	}
+	waiting := 0
+	for name, h := range w.held {
+		if h.diskFull {
+			waiting++
+			s.Queue = append(s.Queue, QueuedSlide{Name: name, Size: h.size, State: "waiting"})
+		}
+	}
+	if waiting > 0 {
+		full := fmt.Sprintf("the disk is full (no space left on device): %d slide(s) wait in the inbox and are tried again every %v", waiting, w.opt.diskFullRetry)
+		if s.Note != "" {
+			full = s.Note + "; " + full
+		}
+		s.Note = full
 	}
 	sort.Slice(s.Queue, func(i, j int) bool { return s.Queue[i].Name < s.Queue[j].Name })
 	for _, j := range w.history {

@@ -5,17 +5,22 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 	"unicode/utf8"
 
+	"github.com/her2wsi/her2wsi/internal/store"
 	"github.com/her2wsi/her2wsi/model"
 	"github.com/her2wsi/her2wsi/slide"
 )
@@ -31,6 +36,12 @@ const (
 // dimensions) into a run folder and opens it.
 func watchModel(t *testing.T) *LoadedModel {
 	t.Helper()
+	return watchModelWith(t, nil)
+}
+
+// watchModelWith is watchModel with its parameters changed by edit first.
+func watchModelWith(t *testing.T, edit func(*model.Params)) *LoadedModel {
+	t.Helper()
 	c := smallModel(model.VariantIPCA)
 	c.InDim = 8
 	dir := t.TempDir()
@@ -41,7 +52,11 @@ func watchModel(t *testing.T) *LoadedModel {
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := model.SaveWeights(filepath.Join(dir, "model.safetensors"), c, model.InitParams(c, 7), nil); err != nil {
+	p := model.InitParams(c, 7)
+	if edit != nil {
+		edit(p)
+	}
+	if err := model.SaveWeights(filepath.Join(dir, "model.safetensors"), c, p, nil); err != nil {
 		t.Fatal(err)
 	}
 	m, err := OpenModel(dir, "", "", "")
@@ -473,7 +488,8 @@ func TestWatchNames(t *testing.T) {
 		{`back\slash.svs`, true, true},
 		{"tab\tname.svs", true, false},
 		{"cr\rname.svs", true, false},
-		{strings.Repeat("x", 240) + ".svs", true, false},
+		// Long names are taken: they get shortened ids and moved names.
+		{strings.Repeat("x", 240) + ".svs", true, true},
 		{strings.Repeat("x", 230) + ".svs", true, true},
 	} {
 		if got := isSlideCandidate(c.name); got != c.candidate {
@@ -609,4 +625,484 @@ func TestWatchSpecialNames(t *testing.T) {
 	}
 	cancel()
 	<-errc
+}
+
+// runOnceWatcher runs a watcher in once mode and returns it with Run's
+// error, for its snapshot.
+func (e *watchEnv) runOnceWatcher(t *testing.T, edit func(*WatchOptions)) (*Watcher, error) {
+	t.Helper()
+	opt := e.opt
+	opt.Once = true
+	if edit != nil {
+		edit(&opt)
+	}
+	w, err := NewWatcher(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	return w, w.Run(ctx)
+}
+
+// journals reads every journal in WORK/watch, by id.
+func journals(t *testing.T, work Work) map[string]WatchJournal {
+	t.Helper()
+	entries, err := os.ReadDir(work.WatchDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]WatchJournal{}
+	for _, e := range entries {
+		if !e.Type().IsRegular() || !strings.HasSuffix(e.Name(), ".json") || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		var j WatchJournal
+		b, err := os.ReadFile(filepath.Join(work.WatchDir(), e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if json.Unmarshal(b, &j) != nil {
+			continue
+		}
+		out[strings.TrimSuffix(e.Name(), ".json")] = j
+	}
+	return out
+}
+
+// journalOf finds the journal of the inbox file name.
+func journalOf(t *testing.T, work Work, name string) WatchJournal {
+	t.Helper()
+	for _, j := range journals(t, work) {
+		if j.Slide == name {
+			return j
+		}
+	}
+	t.Fatalf("no journal for %q", name)
+	return WatchJournal{}
+}
+
+// Every name derived from an inbox name fits 255 bytes, temporary names of
+// atomic writes included: the journal, the name in done/ or failed/ with
+// the largest _N suffix, its reason file. Long names keep their extension,
+// stay valid UTF-8 and stay distinct.
+func TestWatchNameBudget(t *testing.T) {
+	if got := len(filepath.Base(store.TempPath("/x/ab"))) - len("ab"); got != atomicTempExtra {
+		t.Fatalf("a temporary name adds %d bytes, the budget counts %d", got, atomicTempExtra)
+	}
+	seen, done := map[string]string{}, map[string]bool{}
+	for _, unit := range []string{"x", "ü", "東", "😀"} {
+		for _, ext := range []string{".svs", ".tif", ".svslide", ".mrxs"} {
+			for n := 1; n <= maxNameBytes; n++ {
+				stem := strings.Repeat(unit, n/len(unit)+1)
+				stem = truncUTF8(stem, n-len(ext))
+				if stem == "" {
+					continue
+				}
+				name := stem + ext
+				if done[name] {
+					continue // a multi-byte unit gives the same name for several n
+				}
+				done[name] = true
+				moved := movedName(name)
+				if !strings.HasSuffix(moved, ext) || !utf8.ValidString(moved) || (len(name) <= maxMovedName) != (moved == name) {
+					t.Fatalf("movedName(%q) = %q", name, moved)
+				}
+				ms, me := splitExt(moved)
+				worst := fmt.Sprintf("%s_%d%s", ms, maxMoveN, me)
+				if r := filepath.Base(reasonFile("/f/" + worst)); r != worst+reasonSuffix || len(filepath.Base(store.TempPath(r))) > maxNameBytes {
+					t.Fatalf("%q: reason file %q (%d bytes) does not fit", name, r, len(r))
+				}
+				ids := watchIDs(name)
+				if len(ids) != 3 || ids[0] != ms {
+					t.Fatalf("watchIDs(%q) = %q", name, ids)
+				}
+				for _, id := range ids {
+					if ValidID(id) != nil || !utf8.ValidString(id) || len(filepath.Base(store.TempPath(id+".json"))) > maxNameBytes {
+						t.Fatalf("%q: id %q (%d bytes) does not fit", name, id, len(id))
+					}
+				}
+				if prev, dup := seen[ids[0]+"|"+moved]; dup {
+					t.Fatalf("%q and %q share id and moved name %q", prev, name, moved)
+				}
+				seen[ids[0]+"|"+moved] = name
+			}
+		}
+	}
+	// Names that differ only past the cut stay distinct.
+	a, b := strings.Repeat("a", 240)+"1.svs", strings.Repeat("a", 240)+"2.svs"
+	if movedName(a) == movedName(b) || watchIDs(a)[0] == watchIDs(b)[0] {
+		t.Fatal("long names that differ at the end share a moved name or an id")
+	}
+}
+
+// Long names (the journal's temporary name of a 234-byte name used to pass
+// 255 bytes and stop the watcher at every start; longer ones stayed in the
+// inbox for good) are processed under shortened ids, moved to done/ or
+// failed/ under shortened names with their extension, and keep their full
+// name in the journal, the status page and the report.
+func TestWatchLongNames(t *testing.T) {
+	e := newWatchEnv(t)
+	src := filepath.Join(t.TempDir(), "src.tif")
+	makeSlide(t, src)
+	good := []string{
+		strings.Repeat("L", 230) + ".tif",     // 234 bytes
+		strings.Repeat("ü", 120) + "-end.tif", // 248 bytes, cut inside multi-byte text
+		strings.Repeat("M", 232) + ".tif",     // 236 bytes
+	}
+	bad := []string{
+		strings.Repeat("b", 226) + ".svs", // 230 bytes
+		strings.Repeat("c", 246) + ".tif", // 250 bytes
+	}
+	for _, n := range good {
+		copyKeepTime(t, src, filepath.Join(e.inbox, n))
+	}
+	for _, n := range bad {
+		if err := os.WriteFile(filepath.Join(e.inbox, n), []byte(strings.Repeat("not a slide\n", 200)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w, err := e.runOnceWatcher(t, nil)
+	if err == nil || !strings.Contains(err.Error(), "2 slide(s) failed") {
+		t.Fatalf("Run: %v, want 2 failures", err)
+	}
+	rows := predictionRows(t, e.work)
+	check := func(name, sub string) WatchJournal {
+		t.Helper()
+		j := journalOf(t, e.work, name)
+		moved := filepath.Join(e.inbox, filepath.FromSlash(j.MovedTo))
+		if exists(filepath.Join(e.inbox, name)) || !strings.HasPrefix(j.MovedTo, sub+"/") || !exists(moved) {
+			t.Fatalf("%d-byte name: not moved to %s/: journal %+v", len(name), sub, j)
+		}
+		base := filepath.Base(moved)
+		if filepath.Ext(base) != filepath.Ext(name) || !utf8.ValidString(base) || len(base) > maxMovedName || len(j.ID) > maxWatchID {
+			t.Fatalf("%d-byte name: moved name %q, id %q", len(name), base, j.ID)
+		}
+		return j
+	}
+	for _, n := range good {
+		j := check(n, InboxDone)
+		if j.Status != WatchDone || rows[j.ID] != 1 {
+			t.Fatalf("%d-byte name: journal %+v, rows %v", len(n), j, rows)
+		}
+		rep, err := os.ReadFile(e.work.ReportHTML(j.ID))
+		if err != nil || !strings.Contains(string(rep), `<span id="slide-name">`+htmlEscape(n)+`</span>`) {
+			t.Fatalf("%d-byte name: the report does not show the full name (%v)", len(n), err)
+		}
+	}
+	for _, n := range bad {
+		j := check(n, InboxFailed)
+		reason, err := os.ReadFile(reasonFile(filepath.Join(e.inbox, filepath.FromSlash(j.MovedTo))))
+		if j.Status != WatchFailed || err != nil || strings.TrimSpace(string(reason)) != j.Reason {
+			t.Fatalf("%d-byte name: journal %+v, reason file %q (%v)", len(n), j, reason, err)
+		}
+	}
+	s := w.Snapshot()
+	names := map[string]bool{}
+	for _, f := range append(s.Done, s.Failed...) {
+		names[f.Name] = true
+	}
+	for _, n := range append(append([]string{}, good...), bad...) {
+		if !names[n] {
+			t.Errorf("the status page lacks the full %d-byte name", len(n))
+		}
+	}
+	// A restart finds nothing to do and does not stop.
+	if _, err := e.runOnceWatcher(t, nil); err != nil {
+		t.Fatalf("restart: %v", err)
+	}
+}
+
+// Two files with the same stem (coll.tif, coll.tiff) get distinct ids: two
+// journals naming their own file, two predictions rows, both in done/. The
+// same file name dropped again keeps its own id and leaves the other's
+// journal alone.
+func TestWatchSameStemDistinctIDs(t *testing.T) {
+	e := newWatchEnv(t)
+	makeSlide(t, filepath.Join(e.inbox, "coll.tif"))
+	colourSlide(t, filepath.Join(e.inbox, "coll.tiff"), 6, 7)
+	if _, err := e.runOnceWatcher(t, nil); err != nil {
+		t.Fatal(err)
+	}
+	js := journals(t, e.work)
+	rows := predictionRows(t, e.work)
+	if len(js) != 2 || len(rows) != 2 {
+		t.Fatalf("journals %v, rows %v", js, rows)
+	}
+	ids := map[string]string{}
+	for id, j := range js {
+		if j.ID != id || j.Status != WatchDone || rows[id] != 1 || j.MovedTo != "done/"+j.Slide {
+			t.Fatalf("journal %s: %+v", id, j)
+		}
+		if rep, _ := os.ReadFile(e.work.ReportHTML(id)); !strings.Contains(string(rep), `<span id="slide-name">`+j.Slide+`</span>`) {
+			t.Fatalf("the report of %s does not name %s", id, j.Slide)
+		}
+		ids[j.Slide] = id
+	}
+	if ids["coll.tif"] == "" || ids["coll.tiff"] == "" || ids["coll.tif"] == ids["coll.tiff"] {
+		t.Fatalf("ids %v", ids)
+	}
+	other := "coll.tiff"
+	before, _ := os.ReadFile(e.work.WatchJournalPath(ids[other]))
+	redo := filepath.Join(e.inbox, "coll.tif")
+	copyKeepTime(t, filepath.Join(e.inbox, InboxDone, "coll.tif"), redo)
+	later := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(redo, later, later); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.runOnceWatcher(t, nil); err != nil {
+		t.Fatal(err)
+	}
+	if j := journalOf(t, e.work, "coll.tif"); !j.ModTime.Equal(later.UTC()) || j.ID != ids["coll.tif"] || j.MovedTo != "done/coll_2.tif" {
+		t.Fatalf("dropped again: journal %+v", j)
+	}
+	if after, _ := os.ReadFile(e.work.WatchJournalPath(ids[other])); string(after) != string(before) {
+		t.Fatal("the other file's journal changed")
+	}
+	if rows := predictionRows(t, e.work); len(rows) != 2 {
+		t.Fatalf("rows %v", rows)
+	}
+}
+
+func TestIsDiskFull(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		full bool
+	}{
+		{nil, false},
+		{errors.New("slide: x.svs: not a slide"), false},
+		{fmt.Errorf("pipeline: x: features: %w", &os.PathError{Op: "write", Path: "/w/f.h5", Err: syscall.ENOSPC}), true},
+		{fmt.Errorf("atomicfile: x: %w", syscall.EDQUOT), true},
+		{errors.New(`store: H5Dwrite: file write failed: time = Mon, errno = 28, error message = 'No space left on device'`), true},
+		{errors.New("store: H5Fflush: errno = 28"), true},
+		{errors.New("store: errno = 280"), false},
+		{errors.New("write /w/x: no space left on device"), true},
+	} {
+		if got := isDiskFull(c.err); got != c.full {
+			t.Errorf("isDiskFull(%v) = %v", c.err, got)
+		}
+	}
+}
+
+// A full disk fails no slide: the slide stays in the inbox, its journal
+// says waiting, the status page says the disk is full, and it is tried
+// again (after diskFullRetry) until space returns; then it is processed.
+// In once mode a slide left waiting counts as failed.
+func TestWatchDiskFullWaits(t *testing.T) {
+	e := newWatchEnv(t)
+	makeSlide(t, filepath.Join(e.inbox, "full.tif"))
+	var full atomic.Bool
+	var calls atomic.Int32
+	full.Store(true)
+	e.opt.diskFullRetry = 1500 * time.Millisecond
+	e.opt.beforeProcess = func(id string) error {
+		calls.Add(1)
+		if full.Load() {
+			return fmt.Errorf("pipeline: %s: features: %w", id, &os.PathError{Op: "write", Path: e.work.FeaturesH5(id, "tiny-clip"), Err: syscall.ENOSPC})
+		}
+		return nil
+	}
+	// Once mode: left in the inbox, counted as failed.
+	if _, err := e.runOnceWatcher(t, nil); err == nil || !strings.Contains(err.Error(), "1 slide(s) failed") || !strings.Contains(err.Error(), "left in the inbox") {
+		t.Fatalf("once: %v", err)
+	}
+	if !exists(filepath.Join(e.inbox, "full.tif")) || exists(filepath.Join(e.inbox, InboxFailed, "full.tif")) {
+		t.Fatal("once: the slide left the inbox")
+	}
+	if j := readJournalFile(t, e.work, "full"); j.Status != WatchWaiting || !strings.Contains(j.Reason, "no space left") {
+		t.Fatalf("once: journal %+v", j)
+	}
+
+	w := e.watcher(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- w.Run(ctx) }()
+	start := calls.Load()
+	waitFor(t, "the status page to say the disk is full", 30*time.Second, func() bool {
+		s := w.Snapshot()
+		return strings.Contains(s.Note, "disk is full") && len(s.Queue) == 1 && s.Queue[0].State == "waiting"
+	})
+	waitFor(t, "a second try", 30*time.Second, func() bool { return calls.Load() >= start+2 })
+	if !exists(filepath.Join(e.inbox, "full.tif")) || exists(filepath.Join(e.inbox, InboxFailed, "full.tif")) {
+		t.Fatal("the slide left the inbox")
+	}
+	if j := readJournalFile(t, e.work, "full"); j.Status != WatchWaiting && j.Status != WatchProcessing {
+		t.Fatalf("journal %+v", j)
+	}
+	full.Store(false) // space is back
+	waitFor(t, "full.tif done", 30*time.Second, func() bool {
+		j, err := os.ReadFile(e.work.WatchJournalPath("full"))
+		return err == nil && strings.Contains(string(j), `"moved_to": "done/full.tif"`)
+	})
+	if j := readJournalFile(t, e.work, "full"); j.Status != WatchDone || j.Attempts < 3 {
+		t.Fatalf("journal %+v", j)
+	}
+	if rows := predictionRows(t, e.work); rows["full"] != 1 {
+		t.Fatalf("rows %v", rows)
+	}
+	if s := w.Snapshot(); strings.Contains(s.Note, "disk is full") || len(s.Failed) != 0 {
+		t.Fatalf("snapshot %+v", s)
+	}
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
+// A copy that pauses longer than --stable is taken early, fails as
+// truncated and is moved to failed/, where the copier goes on writing into
+// the same file: the watcher sees it change there, takes it back into the
+// inbox (its reason file removed) and processes it once complete.
+func TestWatchStalledCopyTakenBack(t *testing.T) {
+	e := newWatchEnv(t)
+	src := filepath.Join(t.TempDir(), "src.tif")
+	makeSlide(t, src)
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := e.watcher(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- w.Run(ctx) }()
+
+	f, err := os.Create(filepath.Join(e.inbox, "stall.tif"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(data[:len(data)/3]); err != nil {
+		t.Fatal(err)
+	}
+	failed := filepath.Join(e.inbox, InboxFailed, "stall.tif")
+	waitFor(t, "the stalled copy in failed/", 30*time.Second, func() bool {
+		j, err := os.ReadFile(e.work.WatchJournalPath("stall"))
+		return err == nil && strings.Contains(string(j), `"moved_to": "failed/stall.tif"`) && exists(failed+".reason.txt")
+	})
+	if _, err := f.Write(data[len(data)/3:]); err != nil { // the copy resumes
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "stall.tif done", 30*time.Second, func() bool {
+		j, err := os.ReadFile(e.work.WatchJournalPath("stall"))
+		return err == nil && strings.Contains(string(j), `"moved_to": "done/stall.tif"`)
+	})
+	if exists(failed) || exists(failed+".reason.txt") {
+		t.Fatal("left in failed/")
+	}
+	if got, _ := os.ReadFile(filepath.Join(e.inbox, InboxDone, "stall.tif")); len(got) != len(data) {
+		t.Fatalf("done/stall.tif has %d bytes, want %d", len(got), len(data))
+	}
+	if rows := predictionRows(t, e.work); rows["stall"] != 1 {
+		t.Fatalf("rows %v", rows)
+	}
+	if s := w.Snapshot(); len(s.Failed) != 0 || len(s.Done) != 1 {
+		t.Fatalf("snapshot %+v", s)
+	}
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
+// In once mode a slide that cannot be moved out of the inbox counts as
+// failed; it stays in the inbox and is listed with the reason.
+func TestWatchOnceCountsStuck(t *testing.T) {
+	e := newWatchEnv(t)
+	if err := os.WriteFile(filepath.Join(e.inbox, "stuck.svs"), []byte(strings.Repeat("not a slide\n", 200)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A folder where the reason file goes: failed/ cannot take the slide.
+	if err := os.MkdirAll(filepath.Join(e.inbox, InboxFailed, "stuck.svs.reason.txt", "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w, err := e.runOnceWatcher(t, nil)
+	if err == nil || !strings.Contains(err.Error(), "1 slide(s) failed") {
+		t.Fatalf("Run: %v, want 1 failure", err)
+	}
+	if !exists(filepath.Join(e.inbox, "stuck.svs")) {
+		t.Fatal("the slide is gone from the inbox")
+	}
+	if s := w.Snapshot(); len(s.Failed) != 1 || !strings.Contains(s.Failed[0].Reason, "cannot move it out of the inbox") {
+		t.Fatalf("snapshot failed %+v", s.Failed)
+	}
+}
+
+// A model whose output is not finite fails the slide (never a prediction,
+// never a row) without stopping the watcher or its restarts; journals
+// still always encode (non-finite numbers as null). A journal that cannot
+// be written fails that slide alone, which is moved to failed/ with the
+// reason, while the others go on. A corrupt journal is still no obstacle.
+func TestWatchJournalTrouble(t *testing.T) {
+	t.Run("nan", func(t *testing.T) {
+		e := newWatchEnv(t)
+		e.opt.Model = watchModelWith(t, func(p *model.Params) {
+			for _, v := range p.Values {
+				for i := range v {
+					v[i] = float32(math.NaN())
+				}
+			}
+		})
+		makeSlide(t, filepath.Join(e.inbox, "nan.tif"))
+		w, err := e.runOnceWatcher(t, nil)
+		if err == nil || !strings.Contains(err.Error(), "1 slide(s) failed") {
+			t.Fatalf("Run: %v, want 1 failure", err)
+		}
+		j := readJournalFile(t, e.work, "nan")
+		if j.Status != WatchFailed || j.MovedTo != "failed/nan.tif" || j.Prediction != nil || !strings.Contains(j.Reason, "not finite") {
+			t.Fatalf("journal %+v", j)
+		}
+		if rows := predictionRows(t, e.work); len(rows) != 0 {
+			t.Fatalf("predictions.csv rows %v", rows)
+		}
+		if _, err := json.Marshal(w.Snapshot()); err != nil {
+			t.Fatalf("status.json: %v", err)
+		}
+		if _, err := e.runOnceWatcher(t, nil); err != nil {
+			t.Fatalf("restart: %v", err)
+		}
+		// The journal's own encoding: null for NaN, read back as NaN.
+		jp := WatchJournal{ID: "x", Prediction: &WatchPrediction{Probs: []float64{math.NaN(), 1, math.Inf(1), 0}}}
+		b, err := json.Marshal(jp)
+		if err != nil || !strings.Contains(string(b), "null") {
+			t.Fatalf("journal with NaN: %s %v", b, err)
+		}
+		var back WatchJournal
+		if err := json.Unmarshal(b, &back); err != nil || !math.IsNaN(back.Prediction.Probs[0]) {
+			t.Fatalf("null read back as %v (%v)", back.Prediction, err)
+		}
+	})
+	t.Run("unwritable", func(t *testing.T) {
+		e := newWatchEnv(t)
+		for _, n := range []string{"jdir.tif", "ok.tif", "corrupt.tif"} {
+			makeSlide(t, filepath.Join(e.inbox, n))
+		}
+		// A folder in the journal's place: it cannot be written.
+		if err := os.MkdirAll(filepath.Join(e.work.WatchJournalPath("jdir"), "x"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(e.work.WatchJournalPath("corrupt"), []byte("{not json"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		w, err := e.runOnceWatcher(t, nil)
+		if err == nil || !strings.Contains(err.Error(), "1 slide(s) failed") {
+			t.Fatalf("Run: %v, want 1 failure", err)
+		}
+		for _, n := range []string{"ok.tif", "corrupt.tif"} {
+			if !exists(filepath.Join(e.inbox, InboxDone, n)) {
+				t.Errorf("%s not done", n)
+			}
+		}
+		reason, _ := os.ReadFile(filepath.Join(e.inbox, InboxFailed, "jdir.tif.reason.txt"))
+		if exists(filepath.Join(e.inbox, "jdir.tif")) || !strings.Contains(string(reason), "journal") {
+			t.Fatalf("jdir.tif: reason %q", reason)
+		}
+		if s := w.Snapshot(); len(s.Failed) != 1 || s.Failed[0].Name != "jdir.tif" || !strings.Contains(s.Failed[0].Reason, "journal") {
+			t.Fatalf("snapshot failed %+v", s.Failed)
+		}
+	})
 }
