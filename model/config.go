@@ -17,23 +17,6 @@ import (
 	"os"
 )
 
-// Variants.
-const (
-	// VariantIPCA: H&E branch with position-aware anchor attention, learned
-	// IHC prompts per block, the IHC branch during training, two heads.
-	VariantIPCA = "ipca"
-	// VariantNoProxy: prompts kept, IHC input and branch removed (the
-	// paper's "w/o proxy").
-	VariantNoProxy = "ipca-noproxy"
-	// VariantPAMA: the H&E branch without prompts.
-	VariantPAMA = "pama"
-	// VariantABMIL: gated-attention MIL (CLAM-SB style).
-	VariantABMIL = "abmil"
-)
-
-// Variants lists every variant name.
-var Variants = []string{VariantIPCA, VariantNoProxy, VariantPAMA, VariantABMIL}
-
 // Hyper-parameter defaults. The paper's where it states them, else the
 // reference code's (DESIGN.md).
 const (
@@ -58,7 +41,7 @@ const (
 // Config is the model's shape and its reference-compatibility switches. It is
 // saved with every checkpoint and weight file (model-config JSON).
 type Config struct {
-	Variant      string  `json:"variant"`
+	Variant      string  `json:"variant"` // a name in VariantSpecs
 	InDim        int     `json:"in_dim"`
 	EDim         int     `json:"e_dim"`
 	Depth        int     `json:"depth"`
@@ -107,12 +90,6 @@ func ReferenceCodeConfig() Config {
 	return c
 }
 
-// HasPrompts says whether the variant has learned IHC prompts.
-func (c Config) HasPrompts() bool { return c.Variant == VariantIPCA || c.Variant == VariantNoProxy }
-
-// HasIHC says whether the variant has the IHC branch (training only).
-func (c Config) HasIHC() bool { return c.Variant == VariantIPCA }
-
 // HeadDim is e_dim / heads.
 func (c Config) HeadDim() int { return c.EDim / c.Heads }
 
@@ -123,12 +100,9 @@ func (c Config) Hidden() int { return int(float64(c.EDim) * c.MLPRatio) }
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(f string, a ...any) { errs = append(errs, fmt.Errorf(f, a...)) }
-	known := false
-	for _, v := range Variants {
-		known = known || v == c.Variant
-	}
-	if !known {
-		bad("variant %q (one of %v)", c.Variant, Variants)
+	spec, err := VariantOf(c.Variant)
+	if err != nil {
+		errs = append(errs, err)
 	}
 	if c.InDim <= 0 || c.EDim <= 0 || c.Depth < 0 || c.Heads <= 0 || c.Classes < 2 {
 		bad("in_dim %d, e_dim %d, depth %d, heads %d, classes %d must be positive (classes ≥ 2)", c.InDim, c.EDim, c.Depth, c.Heads, c.Classes)
@@ -138,7 +112,7 @@ func (c Config) Validate() error {
 	if c.MLPRatio <= 0 || c.Hidden() < 1 {
 		bad("mlp_ratio %g", c.MLPRatio)
 	}
-	if c.HasPrompts() && c.Prompts <= 0 {
+	if spec.HasPrompts && c.Prompts <= 0 {
 		bad("num_prompts %d", c.Prompts)
 	}
 	if c.MaxAnchors <= 0 || c.MaxPatches <= 0 || c.MaxIHC <= 0 || c.PPK <= 0 {

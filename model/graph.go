@@ -24,7 +24,7 @@ type heInputs struct {
 	colMask *Node // [N+1] f32: 1 where a column counts in the main orientation
 	keep    *Node // [K, N+1] f32: 1 where anchor a and token j may attend each other
 	rows    *Node // [N+1] f32: 1 for [CLS] and real patches (prompt-attention rows)
-	// ABMIL only:
+	// Variants without anchors only:
 	mask *Node // [N] f32: 1 for real patches
 }
 
@@ -43,12 +43,13 @@ type forwardOut struct {
 
 // builder holds the parameter nodes of one graph, by reference name.
 type builder struct {
-	c Config
-	p map[string]*Node
+	c    Config
+	spec VariantSpec
+	p    map[string]*Node
 }
 
 func newBuilder(c Config, specs []ParamSpec, nodes []*Node) *builder {
-	b := &builder{c: c, p: make(map[string]*Node, len(specs))}
+	b := &builder{c: c, spec: c.Spec(), p: make(map[string]*Node, len(specs))}
 	for i, s := range specs {
 		b.p[s.Name] = nodes[i]
 	}
@@ -134,13 +135,18 @@ func fillWhere(x, keep *Node, fill float64) *Node {
 	return Where(cond, x, Scalar(x.Graph(), x.DType(), fill))
 }
 
-// forward builds the model's forward pass. ihc is nil for the H&E-only
-// forward. withPrompts says whether the patch←prompt term is used (false for
-// PAMA, and for the H&E-only forward under ReferenceEval).
+// forward builds the model's forward pass, as the variant's spec does. ihc
+// is nil for the H&E-only forward. withPrompts says whether the
+// patch←prompt term is used (false for PAMA, and for the H&E-only forward
+// under ReferenceEval).
 func (b *builder) forward(he heInputs, ihc *ihcInputs, withPrompts bool) forwardOut {
-	if b.c.Variant == VariantABMIL {
-		return b.abmil(he)
-	}
+	return b.spec.forward(b, he, ihc, withPrompts)
+}
+
+// anchorForward is the forward pass of the anchor-attention variants (IPCA
+// and its ablations): the prompt path where the spec has prompts, the IHC
+// branch where ihc is given.
+func (b *builder) anchorForward(he heInputs, ihc *ihcInputs, withPrompts bool) forwardOut {
 	c := b.c
 	D, H := c.EDim, c.Heads
 	g := he.feats.Graph()
@@ -194,7 +200,7 @@ func (b *builder) forward(he heInputs, ihc *ihcInputs, withPrompts bool) forward
 		xOut := b.linear(p+"attn.proj", b.attend(xLogits, kv))
 
 		var pq, pk, pv *Node
-		if c.HasPrompts() && (withPrompts || ix != nil) {
+		if b.spec.HasPrompts && (withPrompts || ix != nil) {
 			pn := b.layerNorm(p+"norm1_i", Reshape(b.param(p+"kernel_token_i"), c.Prompts, D))
 			pq, pk, pv = b.qkv(p+"attn.qkv_i", pn)
 		}

@@ -143,15 +143,17 @@ func (r *Runtime) Close() {
 	}
 }
 
+// heCount is the number of H&E graph inputs: patches with anchors and bins,
+// or (variants without anchors) patches and their mask.
 func heCount(c Config) int {
-	if c.Variant == VariantABMIL {
+	if !c.Spec().NeedsAnchors {
 		return 2
 	}
 	return 6
 }
 
 func heFrom(c Config, in []*Node) heInputs {
-	if c.Variant == VariantABMIL {
+	if !c.Spec().NeedsAnchors {
 		return heInputs{feats: in[0], mask: in[1]}
 	}
 	return heInputs{feats: in[0], rd: in[1], pol: in[2], colMask: in[3], keep: in[4], rows: in[5]}
@@ -167,7 +169,7 @@ func ihcFrom(c Config, in []*Node) *ihcInputs {
 // heTensors makes the H&E input tensors of a packed example.
 func (r *Runtime) heTensors(p *packed) []any {
 	in := r.Config.InDim
-	if r.Config.Variant == VariantABMIL {
+	if !r.Config.Spec().NeedsAnchors {
 		return []any{
 			tensors.FromFlatDataAndDimensions(p.he, p.NB, in),
 			tensors.FromFlatDataAndDimensions(p.mask, p.NB),

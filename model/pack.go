@@ -38,7 +38,7 @@ func (e *Example) Check(c Config) error {
 	case e.Label >= c.Classes:
 		return fmt.Errorf("model: %s: label %d, the model has %d classes", e.ID, e.Label, c.Classes)
 	}
-	if c.Variant == VariantABMIL {
+	if !c.Spec().NeedsAnchors {
 		return nil
 	}
 	switch {
@@ -65,7 +65,7 @@ type packed struct {
 	colMask    []float32 // NB+1
 	keep       []float32 // KB×(NB+1)
 	rows       []float32 // NB+1: [CLS] and real patches
-	mask       []float32 // NB (ABMIL)
+	mask       []float32 // NB (variants without anchors)
 	ihc        []float32 // MB×in
 	ihcKeep    []float32 // MB+1
 }
@@ -94,7 +94,7 @@ func pack(c Config, e *Example, anchorsKept []int, withIHC bool) *packed {
 	}
 	p.he = make([]float32, p.NB*in)
 	copy(p.he, e.HE)
-	if c.Variant == VariantABMIL {
+	if !c.Spec().NeedsAnchors {
 		p.mask = make([]float32, p.NB)
 		for j := 0; j < e.N; j++ {
 			p.mask[j] = 1

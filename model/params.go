@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sort"
-	"strconv"
 )
 
 // Initialisers, as the reference's initialize_weights.
@@ -36,78 +35,15 @@ func (s ParamSpec) Size() int {
 }
 
 // Specs lists the variant's parameters in a fixed order (the order the
-// graphs take them in).
+// graphs take them in); nil for an unknown variant.
 func (c Config) Specs() []ParamSpec {
-	var ps []ParamSpec
-	add := func(name string, init int, shape ...int) {
-		ps = append(ps, ParamSpec{Name: name, Shape: shape, Init: init})
+	s := c.Spec()
+	if s.params == nil {
+		return nil
 	}
-	linear := func(name string, in, out int) {
-		add(name+".weight", initXavier, out, in)
-		add(name+".bias", initZero, out)
-	}
-	lnorm := func(name string) {
-		add(name+".weight", initOne, c.EDim)
-		add(name+".bias", initZero, c.EDim)
-	}
-	D, H := c.EDim, c.Heads
-	if c.Variant == VariantABMIL {
-		linear("abmil.fc", c.InDim, D)
-		linear("abmil.attention_a", D, D/2)
-		linear("abmil.attention_b", D, D/2)
-		linear("abmil.attention_c", D/2, 1)
-		linear("abmil.classifier", D, c.Classes)
-		return ps
-	}
-	ihc, prompts := c.HasIHC(), c.HasPrompts()
-	linear("patch_embed", c.InDim, D)
-	if ihc {
-		linear("patch_embed_i", c.InDim, D)
-	}
-	add("cls_token", initNormal02, 1, 1, D)
-	if ihc {
-		add("cls_token_i", initNormal02, 1, 1, D)
-	}
-	add("kernel_token", initNormal02, 1, 1, D)
-	for b := 0; b < c.Depth; b++ {
-		p := "blocks." + strconv.Itoa(b) + "."
-		lnorm(p + "norm1")
-		if prompts {
-			lnorm(p + "norm1_i")
-			add(p+"kernel_token_i", initNormal1, 1, c.Prompts, D)
-		}
-		lnorm(p + "norm2")
-		if ihc {
-			lnorm(p + "norm2_i")
-		}
-		add(p+"attn.dis_embed.weight", initNormal1, DistBins, H)
-		add(p+"attn.polar_emb.weight", initNormal1, PolarBins, 1)
-		linear(p+"attn.qkv", D, 3*D)
-		linear(p+"attn.proj", D, D)
-		if prompts {
-			linear(p+"attn.qkv_i", D, 3*D)
-		}
-		if ihc {
-			linear(p+"attn.qkv_i2", D, 3*D)
-			linear(p+"attn.proj_i", D, D)
-			linear(p+"attn.proj_i2", D, D)
-		}
-		linear(p+"mlp.fc1", D, c.Hidden())
-		linear(p+"mlp.fc2", c.Hidden(), D)
-		if ihc {
-			linear(p+"mlp_i.fc1", D, c.Hidden())
-			linear(p+"mlp_i.fc2", c.Hidden(), D)
-		}
-	}
-	lnorm("norm")
-	if ihc {
-		lnorm("norm_i")
-	}
-	linear("head", D, c.Classes)
-	if ihc {
-		linear("head_i", D, c.Classes)
-	}
-	return ps
+	l := &paramList{eDim: c.EDim}
+	s.params(c, s, l)
+	return l.ps
 }
 
 // Params holds a model's parameter values in Specs order.

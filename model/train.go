@@ -173,7 +173,7 @@ func (t *Trainer) Fit(ctx context.Context, train, val Source) (TrainResult, erro
 				return TrainResult{}, fmt.Errorf("model: training case %s: %w", train.ID(idx), err)
 			}
 			var kept []int
-			if c.Variant != VariantABMIL && c.MaskRatio > 0 {
+			if c.Spec().NeedsAnchors && c.MaskRatio > 0 {
 				kept = maskAnchors(c, ex.K, c.MaskRatio, rng)
 			}
 			res, err := t.Runtime.Grad(params, ex, kept)

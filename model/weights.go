@@ -62,12 +62,16 @@ func ModelID(p *Params) string {
 }
 
 // LoadWeights reads a weight file for config c. The file may hold more
-// tensors than c needs only when c is an H&E-only variant reading a full
-// IPCA file; every tensor c needs must be there with its exact shape.
-// F16/BF16 files are widened to float32.
+// tensors than c needs only when c is an H&E-only variant (no IHC branch)
+// reading a full IPCA file; every tensor c needs must be there with its
+// exact shape. F16/BF16 files are widened to float32.
 func LoadWeights(path string, c Config) (*Params, error) {
+	spec, err := VariantOf(c.Variant)
+	if err != nil {
+		return nil, fmt.Errorf("model: weights %s: %w", path, err)
+	}
 	p := NewParams(c)
-	if err := LoadWeightsInto(path, p, c.Variant != VariantIPCA); err != nil {
+	if err := LoadWeightsInto(path, p, !spec.HasIHC); err != nil {
 		return nil, err
 	}
 	return p, nil

@@ -108,7 +108,7 @@ func loadExample(work Work, encoder, id string, c model.Config, l *bundle.Loader
 }
 
 func loadExampleRNG(work Work, encoder, id string, c model.Config, l *bundle.Loader, rng *rand.Rand) (*model.Example, *bundle.SlideData, error) {
-	sd, err := l.Load(work.SlideFiles(id, encoder, c.Variant != model.VariantABMIL), rng)
+	sd, err := l.Load(work.SlideFiles(id, encoder, c.Spec().NeedsAnchors), rng)
 	if err != nil {
 		return nil, nil, fmt.Errorf("pipeline: slide %s: %w", id, err)
 	}

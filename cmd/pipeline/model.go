@@ -29,7 +29,7 @@ type modelFlags struct {
 func addModelFlags(fs *flag.FlagSet) modelFlags {
 	return modelFlags{
 		config:    fs.String("config", "", "model-config JSON (keys as README; missing keys take the defaults)"),
-		variant:   fs.String("model", "", "variant: ipca, ipca-noproxy, pama or abmil (overrides the config file)"),
+		variant:   fs.String("model", "", "variant: "+strings.Join(model.Variants, ", ")+" (overrides the config file)"),
 		backend:   fs.String("backend", "", "GoMLX backend (default $GOMLX_BACKEND, else "+model.DefaultBackend+"; xla:/abs/path/plugin.so on a GPU)"),
 		reference: fs.Bool("reference", false, "the reference code's settings (128 prompts, no kernel masking, reference padding and evaluation, AdamW 1e-5, batch 1)"),
 	}
