@@ -125,6 +125,7 @@ gpu-bundle: build
 fuzz: setup
 	$(GO) test -run '^$$' -fuzz FuzzParseTIFF -fuzztime 30s ./slide
 	$(GO) test -run '^$$' -fuzz FuzzAperioDescription -fuzztime 15s ./slide
+	$(GO) test -run '^$$' -fuzz FuzzSniff -fuzztime 15s ./slide
 	$(GO) test -run '^$$' -fuzz FuzzPlanRead -fuzztime 15s ./tiling
 
 clean:

@@ -16,12 +16,10 @@ import (
 )
 
 // SlideExtensions are the file extensions picked up when an input is a
-// directory (explicitly named files are always taken). DICOM is included so
-// that it is reported as unsupported rather than silently skipped.
-var SlideExtensions = []string{
-	".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".bif",
-	".svslide", ".btf", ".dcm",
-}
+// directory (explicitly named files are always taken): those of the slide
+// formats registered in package slide. DICOM's is among them, so that a
+// DICOM WSI is reported as unsupported rather than silently skipped.
+var SlideExtensions = slide.Extensions()
 
 // Input is one slide to process.
 type Input struct {

@@ -40,3 +40,16 @@ func positiveFloat(s string) (float64, bool) {
 	}
 	return v, true
 }
+
+// applyAperioFields takes the resolution and objective power from an Aperio
+// description, where the metadata has none yet.
+func applyAperioFields(meta *Metadata, f map[string]string) {
+	if meta.MPPX == 0 {
+		if v, ok := positiveFloat(f["MPP"]); ok {
+			meta.MPPX, meta.MPPY, meta.MPPSource = v, v, "aperio.MPP"
+		}
+	}
+	if v, ok := positiveFloat(f["AppMag"]); ok && meta.ObjectivePower == 0 {
+		meta.ObjectivePower = v
+	}
+}

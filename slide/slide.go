@@ -5,12 +5,16 @@
 // resolution (µm per pixel) and objective power, and the associated images
 // (label, macro, thumbnail). Pixels come from ReadRegion and Thumbnail.
 //
-// Each format goes through the fastest libvips path that decodes it
-// correctly: JPEG (or uncompressed/LZW/deflate) tiled TIFF pages — Aperio SVS
-// with JPEG tiles, pyramidal generic TIFF — are read with tiffload, page by
-// page; everything else OpenSlide understands (JPEG 2000 SVS, NDPI, MRXS,
-// Ventana, Philips, ...) with openslideload; plain JPEG/PNG/TIFF images open
-// as one-level slides. DICOM WSI is not supported by libvips 8.14 / OpenSlide
+// Slide formats are a registry (see Format and RegisterFormat): each format
+// is one file, format_*.go, with a magic-bytes sniffer, its extensions and a
+// header reader, and Open picks the format from the file's first bytes and,
+// where the magic is shared, its extension. Each format goes through the
+// fastest libvips path that decodes it correctly: JPEG (or
+// uncompressed/LZW/deflate) tiled TIFF pages — Aperio SVS with JPEG tiles,
+// pyramidal generic TIFF — are read with tiffload, page by page; everything
+// else OpenSlide understands (JPEG 2000 SVS, NDPI, MRXS, SCN, BIF, ...) with
+// openslideload; plain JPEG/PNG/GIF/WebP images and flat TIFFs open as
+// one-level slides. DICOM WSI is not supported by libvips 8.14 / OpenSlide
 // 3.4.1 and is reported as such.
 //
 // A Slide is safe for concurrent ReadRegion calls from many goroutines; its
@@ -24,8 +28,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -99,6 +101,11 @@ type Slide struct {
 	// whose JPEG decoding fails loudly on corrupt data.
 	strict       atomic.Bool
 	strictLevels []*levelHandle
+	// openLevel and readAssociated, when set (by a Format.Open), replace
+	// the libvips loader Meta.Reader names and OpenSlide's associated
+	// images.
+	openLevel      func(level int) (*vipsImage, error)
+	readAssociated func(name string) (*raster.RGB, error)
 }
 
 type levelHandle struct {
@@ -116,105 +123,81 @@ func ID(path string) string {
 	return base
 }
 
-// Open reads the slide's header. Pixels are not decoded until read.
+// Open reads the slide's header; pixels are not decoded until read. The
+// registered format that claims the file (see Format) reads it.
 func Open(path string, opt Options) (*Slide, error) {
-	if err := ensureInit(); err != nil {
+	f, fi, err := formatOf(path)
+	if err != nil {
 		return nil, err
 	}
+	var s *Slide
+	if f.Open != nil {
+		if s, err = f.Open(path, opt); err == nil && s == nil {
+			err = fmt.Errorf("format %s opened no slide", f.Name)
+		}
+	} else {
+		var meta Metadata
+		if meta, err = f.ReadMetadata(path, opt); err == nil {
+			s = newSlide(meta)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("slide: %s: %w", filepath.Base(path), err)
+	}
+	if err := finishMetadata(&s.Meta, path, fi.Size(), opt); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// ReadMetadata reads only the slide's header, as Open does, and returns what
+// it says, holding nothing open.
+func ReadMetadata(path string, opt Options) (Metadata, error) {
+	f, fi, err := formatOf(path)
+	if err != nil {
+		return Metadata{}, err
+	}
+	if f.ReadMetadata == nil {
+		s, err := Open(path, opt)
+		if err != nil {
+			return Metadata{}, err
+		}
+		defer s.Close()
+		return s.Meta, nil
+	}
+	meta, err := f.ReadMetadata(path, opt)
+	if err != nil {
+		return Metadata{}, fmt.Errorf("slide: %s: %w", filepath.Base(path), err)
+	}
+	if err := finishMetadata(&meta, path, fi.Size(), opt); err != nil {
+		return Metadata{}, err
+	}
+	return meta, nil
+}
+
+// newSlide makes the Slide for meta, its levels opened on first use. A
+// Format.Open whose levels libvips cannot load by path sets openLevel (and
+// readAssociated) on it.
+func newSlide(meta Metadata) *Slide {
+	s := &Slide{Meta: meta, levels: make([]*levelHandle, len(meta.Levels)), strictLevels: make([]*levelHandle, len(meta.Levels))}
+	for i := range s.levels {
+		s.levels[i], s.strictLevels[i] = &levelHandle{}, &levelHandle{}
+	}
+	return s
+}
+
+// finishMetadata does what is common to every format once its header is
+// read: the file's identity, the reader option, the --mpp override, the
+// resolution derived from the objective power and each level's resolution.
+func finishMetadata(meta *Metadata, path string, size int64, opt Options) error {
 	name := filepath.Base(path)
-	fail := func(format string, a ...any) error {
-		return fmt.Errorf("slide: %s: "+format, append([]any{name}, a...)...)
-	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, fail("%w", unwrapPathError(err))
-	}
-	if fi.IsDir() {
-		return nil, fail("is a directory")
-	}
-	if fi.Size() == 0 {
-		return nil, fail("empty file (0 bytes)")
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fail("%w", unwrapPathError(err))
-	}
-	defer f.Close()
-	var magic [132]byte
-	n, _ := f.ReadAt(magic[:], 0)
-	if n >= 132 && string(magic[128:132]) == "DICM" {
-		return nil, fail("%w: DICOM WSI (libvips 8.14 and OpenSlide 3.4.1 cannot read DICOM; OpenSlide ≥ 4.0 can)", ErrUnsupported)
-	}
-
-	meta := Metadata{Path: path, ID: ID(path), SizeBytes: fi.Size(), Properties: map[string]string{}}
-	var tinfo *tiffInfo
-	if ti, terr := parseTIFF(f, fi.Size()); terr == nil {
-		tinfo = ti
-		meta.Format = "tiff"
-		if ti.BigTIFF {
-			meta.Format = "bigtiff"
-		}
-	} else if !errors.Is(terr, errNotTIFF) {
-		return nil, fail("damaged TIFF: %v", terr)
-	}
-
-	props, oserr := openSlideProperties(path)
-	switch {
-	case oserr == nil:
-		meta.Properties = props
-		if err := fillFromOpenSlide(&meta, props); err != nil {
-			return nil, fail("%v", err)
-		}
-		meta.Reader = ReaderOpenSlide
-		if tinfo != nil && opt.Reader != ReaderOpenSlide {
-			if pages, comp, ok := matchTIFFPages(tinfo, meta.Levels); ok {
-				for i := range meta.Levels {
-					meta.Levels[i].page = pages[i]
-				}
-				meta.Reader = ReaderTIFF
-				meta.Compression = comp
-			} else if comp != "" {
-				meta.Compression = comp
-			}
-		}
-		if opt.Reader == ReaderTIFF && meta.Reader != ReaderTIFF {
-			return nil, fail("reader tiffload cannot decode this slide (compression %q): use the openslide reader", meta.Compression)
-		}
-	default:
-		// Not an OpenSlide format: a plain image that libvips can load
-		// (JPEG, PNG, flat TIFF) becomes a one-level slide.
-		img, gerr := openGeneric(path)
-		if gerr != nil {
-			if tinfo != nil {
-				return nil, fail("unreadable TIFF: %v", oserr)
-			}
-			msg := firstLine(gerr.Error())
-			if strings.Contains(msg, "is not a known file format") {
-				msg = "unrecognised file format"
-			}
-			return nil, fail("not a slide or image libvips can read: %s", msg)
-		}
-		w, h := img.size()
-		img.close()
-		meta.Reader = ReaderImage
-		meta.Vendor = "image"
-		if meta.Format == "" {
-			meta.Format = sniffImageFormat(magic[:n])
-		}
-		meta.Levels = []Level{{Width: int64(w), Height: int64(h), Downsample: 1}}
-		if tinfo != nil {
-			meta.Compression = compressionName(tinfo.Pages[0].Compression)
-			meta.Properties["tiff.ImageDescription"] = tinfo.Pages[0].Description
-			if mx, ok := tiffMPP(tinfo.Pages[0]); ok {
-				meta.MPPX, meta.MPPY, meta.MPPSource = mx, mx*tinfo.Pages[0].XRes/nonzero(tinfo.Pages[0].YRes), "tiff resolution"
-			}
-			if _, fields, ok := parseAperioDescription(tinfo.Pages[0].Description); ok {
-				applyAperioFields(&meta, fields)
-			}
-		}
+	meta.Path, meta.ID, meta.SizeBytes = path, ID(path), size
+	if meta.Properties == nil {
+		meta.Properties = map[string]string{}
 	}
 	if opt.Reader != "" && opt.Reader != "auto" && opt.Reader != ReaderTIFF && opt.Reader != ReaderOpenSlide {
-		return nil, fail("unknown reader %q (auto, tiffload, openslideload)", opt.Reader)
+		return fmt.Errorf("slide: %s: unknown reader %q (auto, tiffload, openslideload)", name, opt.Reader)
 	}
 	if opt.MPP > 0 {
 		meta.MPPX, meta.MPPY, meta.MPPSource = opt.MPP, opt.MPP, "--mpp override"
@@ -232,23 +215,12 @@ func Open(path string, opt Options) (*Slide, error) {
 		}
 	}
 	if len(meta.Levels) == 0 {
-		return nil, fail("no pyramid levels")
+		return fmt.Errorf("slide: %s: no pyramid levels", name)
 	}
 	if meta.Associated == nil {
 		meta.Associated = []string{}
 	}
-	s := &Slide{Meta: meta, levels: make([]*levelHandle, len(meta.Levels)), strictLevels: make([]*levelHandle, len(meta.Levels))}
-	for i := range s.levels {
-		s.levels[i], s.strictLevels[i] = &levelHandle{}, &levelHandle{}
-	}
-	return s, nil
-}
-
-func nonzero(v float64) float64 {
-	if v == 0 {
-		return 1
-	}
-	return v
+	return nil
 }
 
 func unwrapPathError(err error) error {
@@ -264,82 +236,6 @@ func firstLine(s string) string {
 		return s[:i]
 	}
 	return s
-}
-
-func sniffImageFormat(b []byte) string {
-	switch {
-	case len(b) >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF:
-		return "jpeg"
-	case len(b) >= 8 && string(b[1:4]) == "PNG":
-		return "png"
-	}
-	return "image"
-}
-
-// fillFromOpenSlide reads levels, MPP, objective power and associated images
-// from OpenSlide's properties.
-func fillFromOpenSlide(meta *Metadata, p map[string]string) error {
-	meta.Vendor = p["openslide.vendor"]
-	nl, err := strconv.Atoi(p["openslide.level-count"])
-	if err != nil || nl < 1 || nl > 64 {
-		return fmt.Errorf("bad openslide.level-count %q", p["openslide.level-count"])
-	}
-	for i := 0; i < nl; i++ {
-		key := func(k string) string { return fmt.Sprintf("openslide.level[%d].%s", i, k) }
-		w, _ := strconv.ParseInt(p[key("width")], 10, 64)
-		h, _ := strconv.ParseInt(p[key("height")], 10, 64)
-		ds, _ := strconv.ParseFloat(p[key("downsample")], 64)
-		tw, _ := strconv.ParseInt(p[key("tile-width")], 10, 64)
-		th, _ := strconv.ParseInt(p[key("tile-height")], 10, 64)
-		if w <= 0 || h <= 0 || !(ds >= 1) {
-			return fmt.Errorf("level %d: bad size %dx%d or downsample %q", i, w, h, p[key("downsample")])
-		}
-		meta.Levels = append(meta.Levels, Level{Width: w, Height: h, Downsample: ds, TileWidth: tw, TileHeight: th})
-	}
-	mx, okx := positiveFloat(p["openslide.mpp-x"])
-	my, oky := positiveFloat(p["openslide.mpp-y"])
-	switch {
-	case okx && oky:
-		meta.MPPX, meta.MPPY, meta.MPPSource = mx, my, "openslide.mpp-x/y"
-	case p["aperio.MPP"] != "":
-		if v, ok := positiveFloat(p["aperio.MPP"]); ok {
-			meta.MPPX, meta.MPPY, meta.MPPSource = v, v, "aperio.MPP"
-		}
-	}
-	if meta.MPPX == 0 {
-		if v, ok := tiffResolutionMPP(p["tiff.XResolution"], p["tiff.ResolutionUnit"]); ok {
-			vy, oky := tiffResolutionMPP(p["tiff.YResolution"], p["tiff.ResolutionUnit"])
-			if !oky {
-				vy = v
-			}
-			meta.MPPX, meta.MPPY, meta.MPPSource = v, vy, "tiff resolution"
-		}
-	}
-	if v, ok := positiveFloat(p["openslide.objective-power"]); ok {
-		meta.ObjectivePower = v
-	} else if v, ok := positiveFloat(p["aperio.AppMag"]); ok {
-		meta.ObjectivePower = v
-	}
-	if a := p["slide-associated-images"]; a != "" {
-		for _, n := range strings.Split(a, ",") {
-			if n = strings.TrimSpace(n); n != "" {
-				meta.Associated = append(meta.Associated, n)
-			}
-		}
-	}
-	sort.Strings(meta.Associated)
-	return nil
-}
-
-func applyAperioFields(meta *Metadata, f map[string]string) {
-	if meta.MPPX == 0 {
-		if v, ok := positiveFloat(f["MPP"]); ok {
-			meta.MPPX, meta.MPPY, meta.MPPSource = v, v, "aperio.MPP"
-		}
-	}
-	if v, ok := positiveFloat(f["AppMag"]); ok && meta.ObjectivePower == 0 {
-		meta.ObjectivePower = v
-	}
 }
 
 // Plausible slide resolutions. TIFF writers put 72 dpi (≈353 µm/px) in files
@@ -363,66 +259,6 @@ func tiffResolutionMPP(res, unit string) (float64, bool) {
 	return mpp, mpp >= minPlausibleMPP && mpp <= maxPlausibleMPP
 }
 
-func tiffMPP(p tiffPage) (float64, bool) {
-	unit := map[int]string{2: "inch", 3: "centimeter"}[p.ResUnit]
-	return tiffResolutionMPP(strconv.FormatFloat(p.XRes, 'g', -1, 64), unit)
-}
-
-func compressionName(c int) string {
-	switch c {
-	case compNone:
-		return "none"
-	case compLZW:
-		return "lzw"
-	case compOldJPEG:
-		return "old-jpeg"
-	case compJPEG:
-		return "jpeg"
-	case compDeflate, compAdobeZIP:
-		return "deflate"
-	case compJP2KYCbCr, compJP2KRGB:
-		return "jpeg2000"
-	case compWebP:
-		return "webp"
-	}
-	return "tiff-" + strconv.Itoa(c)
-}
-
-// matchTIFFPages maps each OpenSlide level to the TIFF page holding it, when
-// every level is a tiled 8-bit RGB/YCbCr page whose compression libtiff and
-// libvips decode correctly. JPEG 2000 (Aperio 33003/33005) is not: libvips'
-// tiffload decodes it with the wrong colours, so such slides stay on
-// OpenSlide.
-func matchTIFFPages(ti *tiffInfo, levels []Level) (pages []int, comp string, ok bool) {
-	used := map[int]bool{}
-	for _, lv := range levels {
-		found := -1
-		for _, p := range ti.Pages {
-			if used[p.Index] || p.Width != lv.Width || p.Height != lv.Height || p.TileW == 0 {
-				continue
-			}
-			found = p.Index
-			break
-		}
-		if found < 0 {
-			return nil, comp, false
-		}
-		p := ti.Pages[found]
-		comp = compressionName(p.Compression)
-		switch p.Compression {
-		case compJPEG, compNone, compLZW, compDeflate, compAdobeZIP:
-		default:
-			return nil, comp, false
-		}
-		if p.SamplesPerPx != 3 || p.BitsPerSample != 8 || (p.Photometric != 2 && p.Photometric != 6) || p.MissingChunks > 0 {
-			return nil, comp, false
-		}
-		used[found] = true
-		pages = append(pages, found)
-	}
-	return pages, comp, true
-}
-
 // MPP returns the level-0 resolution in µm per pixel, or an error wrapping
 // ErrNoMPP naming the slide.
 func (s *Slide) MPP() (x, y float64, err error) {
@@ -444,10 +280,12 @@ func (s *Slide) level(i int, strict bool) (*vipsImage, error) {
 	}
 	h.once.Do(func() {
 		var err error
-		switch reader {
-		case ReaderTIFF:
+		switch {
+		case s.openLevel != nil:
+			h.img, err = s.openLevel(i)
+		case reader == ReaderTIFF:
 			h.img, err = openTIFFPage(s.Meta.Path, s.Meta.Levels[i].page)
-		case ReaderOpenSlide:
+		case reader == ReaderOpenSlide:
 			h.img, err = openOpenSlideLevel(s.Meta.Path, i)
 		default:
 			h.img, err = openGeneric(s.Meta.Path)
@@ -645,7 +483,11 @@ func (s *Slide) Associated(name string) (*raster.RGB, error) {
 	if !found {
 		return nil, fmt.Errorf("slide: %s: no associated image %q (have %v)", base, name, s.Meta.Associated)
 	}
-	img, err := readAssociated(s.Meta.Path, name)
+	read := s.readAssociated
+	if read == nil {
+		read = func(name string) (*raster.RGB, error) { return readAssociated(s.Meta.Path, name) }
+	}
+	img, err := read(name)
 	if err != nil {
 		return nil, fmt.Errorf("slide: %s: associated image %q: %s", base, name, firstLine(err.Error()))
 	}

@@ -178,14 +178,11 @@ func WriteImage(path string, img *raster.RGB, mpp float64, pyramid bool) error {
 	if err := ensureInit(); err != nil {
 		return err
 	}
-	if err := img.Valid(); err != nil {
-		return err
+	c, err := imageFromRGB(img)
+	if err != nil {
+		return fmt.Errorf("slide: write image: %w", err)
 	}
-	c := C.her2_image_from_rgb((*C.uchar)(unsafe.Pointer(&img.Pix[0])), C.int(img.W), C.int(img.H))
-	if c == nil {
-		return errors.New("slide: write image: " + takeError())
-	}
-	defer C.her2_unref(c)
+	defer c.close()
 	ppmm := 72 / 25.4
 	if mpp > 0 {
 		ppmm = 1000 / mpp
@@ -194,7 +191,7 @@ func WriteImage(path string, img *raster.RGB, mpp float64, pyramid bool) error {
 	cp, cd := C.CString(tmp), C.CString("")
 	defer C.free(unsafe.Pointer(cp))
 	defer C.free(unsafe.Pointer(cd))
-	if C.her2_save_pyramid(c, cp, cd, C.double(ppmm), 256, 90, 0, cbool(pyramid), 0) != 0 {
+	if C.her2_save_pyramid(c.p, cp, cd, C.double(ppmm), 256, 90, 0, cbool(pyramid), 0) != 0 {
 		os.Remove(tmp)
 		return fmt.Errorf("slide: write %s: %s", filepath.Base(path), takeError())
 	}

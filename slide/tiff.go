@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 )
 
 // TIFF compression codes the reader cares about.
@@ -54,6 +55,33 @@ type tiffInfo struct {
 const maxTIFFPages = 1024
 
 var errNotTIFF = errors.New("not a TIFF file")
+
+// tiffContainer reads a TIFF header: "tiff" for classic TIFF, "bigtiff" for
+// BigTIFF (8-byte offsets), "" for anything else. parseTIFF accepts exactly
+// these headers.
+func tiffContainer(hdr []byte) string {
+	if len(hdr) < 8 {
+		return ""
+	}
+	var bo binary.ByteOrder
+	switch string(hdr[:2]) {
+	case "II":
+		bo = binary.LittleEndian
+	case "MM":
+		bo = binary.BigEndian
+	default:
+		return ""
+	}
+	switch bo.Uint16(hdr[2:]) {
+	case 42:
+		return "tiff"
+	case 43:
+		if len(hdr) >= 16 && bo.Uint16(hdr[4:]) == 8 {
+			return "bigtiff"
+		}
+	}
+	return ""
+}
 
 // parseTIFF reads the IFD chain of r (size bytes long) without touching pixel
 // data. It validates that every offset lies inside the file, so a truncated
@@ -371,6 +399,31 @@ func (p *ifdParser) checkChunks(page *tiffPage, offs, cnts tiffField) error {
 		}
 	}
 	return nil
+}
+
+func tiffMPP(p tiffPage) (float64, bool) {
+	unit := map[int]string{2: "inch", 3: "centimeter"}[p.ResUnit]
+	return tiffResolutionMPP(strconv.FormatFloat(p.XRes, 'g', -1, 64), unit)
+}
+
+func compressionName(c int) string {
+	switch c {
+	case compNone:
+		return "none"
+	case compLZW:
+		return "lzw"
+	case compOldJPEG:
+		return "old-jpeg"
+	case compJPEG:
+		return "jpeg"
+	case compDeflate, compAdobeZIP:
+		return "deflate"
+	case compJP2KYCbCr, compJP2KRGB:
+		return "jpeg2000"
+	case compWebP:
+		return "webp"
+	}
+	return "tiff-" + strconv.Itoa(c)
 }
 
 // relinkTIFF rewrites the IFD chain of the TIFF at path in place so that

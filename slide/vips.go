@@ -106,6 +106,20 @@ func readAssociated(path, name string) (*raster.RGB, error) {
 	return out, nil
 }
 
+// imageFromRGB copies img into a new libvips image: pixels decoded outside
+// libvips, e.g. by a format's own level opener (see Format.Open), become a
+// level read like any other.
+func imageFromRGB(img *raster.RGB) (*vipsImage, error) {
+	if err := img.Valid(); err != nil {
+		return nil, err
+	}
+	p := C.her2_image_from_rgb((*C.uchar)(unsafe.Pointer(&img.Pix[0])), C.int(img.W), C.int(img.H))
+	if p == nil {
+		return nil, errors.New(takeError())
+	}
+	return &vipsImage{p}, nil
+}
+
 func openTIFFPage(path string, page int) (*vipsImage, error) {
 	cp := C.CString(path)
 	defer C.free(unsafe.Pointer(cp))

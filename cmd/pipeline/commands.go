@@ -69,19 +69,18 @@ func runInfo(ctx context.Context, args []string) error {
 	}
 	failed := 0
 	for _, p := range fs.Args() {
-		s, err := slide.Open(p, slide.Options{MPP: *mpp})
+		meta, err := slide.ReadMetadata(p, slide.Options{MPP: *mpp})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			failed++
 			continue
 		}
 		if *asJSON {
-			b, _ := json.MarshalIndent(s.Meta, "", "  ")
+			b, _ := json.MarshalIndent(meta, "", "  ")
 			fmt.Println(string(b))
 		} else {
-			printInfo(os.Stdout, s.Meta)
+			printInfo(os.Stdout, meta)
 		}
-		s.Close()
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d of %d slides could not be read", failed, fs.NArg())
