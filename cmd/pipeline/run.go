@@ -162,7 +162,7 @@ func runStages(ctx context.Context, name string, args []string) error {
 		return err
 	}
 	if total := len(slides); !shard.All() {
-		slides = shard.Filter(slides)
+		slides = pipeline.ShardInputs(shard, slides)
 		fmt.Fprintf(os.Stderr, "shard %s: %d of %d slides\n", shard, len(slides), total)
 	}
 	lopt := pipeline.LockOptions{StaleAfter: *lockStale, Wait: *lockWait}

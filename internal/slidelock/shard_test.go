@@ -1,4 +1,4 @@
-package pipeline
+package slidelock
 
 import (
 	"flag"
@@ -51,8 +51,8 @@ func TestParseShard(t *testing.T) {
 			continue
 		}
 		msg := err.Error()
-		if !strings.Contains(msg, c.wantErr) || !strings.HasPrefix(msg, "pipeline: shard ") || strings.Contains(msg, "\n") {
-			t.Errorf("ParseShard(%q) error %q; want one line starting \"pipeline: shard \" containing %q", c.in, msg, c.wantErr)
+		if !strings.Contains(msg, c.wantErr) || !strings.HasPrefix(msg, "slidelock: shard ") || strings.Contains(msg, "\n") {
+			t.Errorf("ParseShard(%q) error %q; want one line starting \"slidelock: shard \" containing %q", c.in, msg, c.wantErr)
 		}
 	}
 }
@@ -108,7 +108,7 @@ func shardIDs(n int) []string {
 }
 
 func TestShardZeroOwnsAll(t *testing.T) {
-	in := []Input{{ID: "a"}, {ID: "b"}}
+	in := []string{"a", "b"}
 	for _, sh := range []Shard{{}, {0, 1}} {
 		if !sh.All() || !sh.Owns("anything") || len(sh.Filter(in)) != 2 {
 			t.Errorf("%v does not own everything", sh)
@@ -123,27 +123,23 @@ func TestShardZeroOwnsAll(t *testing.T) {
 // order, and adding ids never moves existing ones.
 func TestShardPartition(t *testing.T) {
 	ids := shardIDs(2000)
-	var in []Input
-	for _, id := range ids {
-		in = append(in, Input{ID: id, Path: "/x/" + id + ".svs"})
-	}
 	for _, n := range []int{1, 2, 3, 4, 5, 7, 8, 16, 64} {
 		owners := map[string]int{}
 		total := 0
 		for i := range n {
 			sh := Shard{i, n}
-			part := sh.Filter(in)
+			part := sh.Filter(ids)
 			total += len(part)
-			if !slices.IsSortedFunc(part, func(a, b Input) int { return slices.Index(ids, a.ID) - slices.Index(ids, b.ID) }) {
+			if !slices.IsSortedFunc(part, func(a, b string) int { return slices.Index(ids, a) - slices.Index(ids, b) }) {
 				t.Errorf("%v: Filter changed the order", sh)
 			}
-			for _, x := range part {
-				if _, dup := owners[x.ID]; dup {
-					t.Fatalf("n=%d: %s in shards %d and %d", n, x.ID, owners[x.ID], i)
+			for _, id := range part {
+				if _, dup := owners[id]; dup {
+					t.Fatalf("n=%d: %s in shards %d and %d", n, id, owners[id], i)
 				}
-				owners[x.ID] = i
-				if !sh.Owns(x.ID) || ShardOf(x.ID, n) != i {
-					t.Fatalf("%v: Filter kept %s, which it does not own", sh, x.ID)
+				owners[id] = i
+				if !sh.Owns(id) || ShardOf(id, n) != i {
+					t.Fatalf("%v: Filter kept %s, which it does not own", sh, id)
 				}
 			}
 		}

@@ -1,4 +1,4 @@
-package pipeline
+package slidelock
 
 import (
 	"fmt"
@@ -9,7 +9,8 @@ import (
 
 // Shard is one share of a batch of slides, for running the pipeline as
 // several processes (a Slurm array, a Kubernetes Indexed Job) over one work
-// folder: shard Index of Count takes the slides whose id hashes to Index.
+// folder: shard Index of Count takes the slides whose id hashes to Index
+// (ShardOf).
 //
 // Shards are 0-based, like JOB_COMPLETION_INDEX and SLURM_ARRAY_TASK_ID
 // under --array=0-(n-1): "0/4" … "3/4". "4/4" is rejected (there is no
@@ -27,17 +28,17 @@ func ParseShard(s string) (Shard, error) {
 	}
 	is, ns, ok := strings.Cut(s, "/")
 	if !ok {
-		return Shard{}, fmt.Errorf("pipeline: shard %q: want i/n, e.g. 0/4 (0-based: 0/4 … 3/4)", s)
+		return Shard{}, fmt.Errorf("slidelock: shard %q: want i/n, e.g. 0/4 (0-based: 0/4 … 3/4)", s)
 	}
 	i, err1 := parseShardInt(is)
 	n, err2 := parseShardInt(ns)
 	switch {
 	case err1 != nil || err2 != nil:
-		return Shard{}, fmt.Errorf("pipeline: shard %q: want i/n with non-negative decimal integers, e.g. 0/4", s)
+		return Shard{}, fmt.Errorf("slidelock: shard %q: want i/n with non-negative decimal integers, e.g. 0/4", s)
 	case n == 0:
-		return Shard{}, fmt.Errorf("pipeline: shard %q: the number of shards must be at least 1", s)
+		return Shard{}, fmt.Errorf("slidelock: shard %q: the number of shards must be at least 1", s)
 	case i >= n:
-		return Shard{}, fmt.Errorf("pipeline: shard %q: index must be in 0..%d (shards are 0-based: 0/%d … %d/%d)", s, n-1, n, n-1, n)
+		return Shard{}, fmt.Errorf("slidelock: shard %q: index must be in 0..%d (shards are 0-based: 0/%d … %d/%d)", s, n-1, n, n-1, n)
 	}
 	return Shard{Index: i, Count: n}, nil
 }
@@ -80,16 +81,16 @@ func (s Shard) Owns(id string) bool {
 	return ShardOf(id, s.Count) == s.Index
 }
 
-// Filter returns the inputs this shard owns, in their order. The zero
-// Shard returns in itself.
-func (s Shard) Filter(in []Input) []Input {
+// Filter returns the ids this shard owns, in their order. The zero Shard
+// returns ids itself.
+func (s Shard) Filter(ids []string) []string {
 	if s.All() {
-		return in
+		return ids
 	}
-	var out []Input
-	for _, x := range in {
-		if s.Owns(x.ID) {
-			out = append(out, x)
+	var out []string
+	for _, id := range ids {
+		if s.Owns(id) {
+			out = append(out, id)
 		}
 	}
 	return out

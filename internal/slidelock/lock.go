@@ -1,36 +1,41 @@
-package pipeline
-
-// Per-slide lock files, so that several processes sharing a work folder
-// (a Slurm array, a Kubernetes Indexed Job, two people) never work on the
-// same slide at once.
+// Package slidelock keeps several processes sharing a work folder (a
+// Slurm array, a Kubernetes Indexed Job, two people) off each other's
+// work: lock files with a heartbeat, taken over when their holder is dead,
+// and shards, fixed shares of a batch chosen by a hash of each item's id.
 //
-// The lock of slide <id> is WORK/slides/<id>/.lock, created with
-// O_CREATE|O_EXCL (atomic on local file systems and on NFSv3+) and holding
-// JSON: holder ("host:pid"), host, pid, pid namespace, boot id, started,
-// heartbeat and a random token naming this acquisition. The holder
-// refreshes the heartbeat (LockSet does it in one goroutine) and removes
-// the file when it is done.
+// It knows lock file paths, names and ids, nothing of what is locked: the
+// pipeline locks slide <id> at WORK/slides/<id>/.lock and guards
+// WORK/predictions.csv with WORK/.predictions.lock.
+//
+// # Lock files
+//
+// A lock file is created with O_CREATE|O_EXCL (atomic on local file
+// systems and on NFSv3+) and holds JSON (Info): holder ("host:pid"), host,
+// pid, pid namespace, boot id, started, heartbeat and a random token
+// naming this acquisition. The holder refreshes the heartbeat (a Set does
+// it in one goroutine) and removes the file when it is done.
 //
 // A lock is stale, and is taken over, when its heartbeat is older than
-// LockOptions.StaleAfter, or when it was written on this machine (same
-// host name, boot id and pid namespace) by a process that no longer
-// exists. Host clocks must agree to well within StaleAfter.
+// Options.StaleAfter, or when it was written on this machine (same host
+// name, boot id and pid namespace) by a process that no longer exists.
+// Host clocks must agree to well within StaleAfter.
 //
 // Everything that changes or removes an existing lock file (taking over a
-// stale lock, Refresh, Release) first takes a short-lived guard,
-// WORK/slides/<id>/.lock.guard (also O_EXCL), and re-reads the lock under
-// it: a stale lock is removed only if its bytes are still those that were
-// judged stale, and Refresh/Release touch it only while it still carries
-// their token. So two processes recovering the same stale lock cannot both
-// win, and a recoverer cannot delete a lock that was just re-taken. A guard
-// is held for milliseconds; one older than guardStaleAfter (its writer
-// died inside that window) is broken by renaming it to a unique name and
+// stale lock, Refresh, Release) first takes a short-lived guard, the lock
+// path plus ".guard" (also O_EXCL), and re-reads the lock under it: a
+// stale lock is removed only if its bytes are still those that were judged
+// stale, and Refresh/Release touch it only while it still carries their
+// token. So two processes recovering the same stale lock cannot both win,
+// and a recoverer cannot delete a lock that was just re-taken. A guard is
+// held for milliseconds; one older than guardStaleAfter (its writer died
+// inside that window) is broken by renaming it to a unique name and
 // checking that the renamed bytes are the ones judged stale.
 //
 // What no lock file can prevent: a holder that stops for longer than
-// StaleAfter (SIGSTOP, a hung mount) is declared dead and its slide
-// re-taken; when it resumes, its next Refresh reports ErrLockLost and
-// LockSet cancels its context.
+// StaleAfter (SIGSTOP, a hung mount) is declared dead and its lock
+// re-taken; when it resumes, its next Refresh reports ErrLockLost and a
+// Set cancels its context.
+package slidelock
 
 import (
 	"bytes"
@@ -40,7 +45,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/her2wsi/her2wsi/internal/atomicfile"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -52,16 +56,14 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/her2wsi/her2wsi/internal/atomicfile"
 )
 
 const (
-	// DefaultStaleAfter is LockOptions.StaleAfter when it is zero.
+	// DefaultStaleAfter is Options.StaleAfter when it is zero.
 	DefaultStaleAfter = 10 * time.Minute
-	// StageLock is the Stage of the results LockSlides reports for slides
-	// it could not lock.
-	StageLock = "lock"
 
-	slideLockName   = ".lock"
 	guardSuffix     = ".guard"   // .lock.guard
 	refreshSuffix   = ".refresh" // .lock.refresh, written under the guard
 	guardStaleAfter = 30 * time.Second
@@ -69,7 +71,7 @@ const (
 	maxLockBytes    = 64 << 10
 )
 
-// ErrLocked is wrapped (through *LockedError) by AcquireLock when another
+// ErrLocked is wrapped (through *LockedError) by Acquire when another
 // live process holds the lock.
 var ErrLocked = errors.New("locked by another process")
 
@@ -78,12 +80,12 @@ var ErrLocked = errors.New("locked by another process")
 // taken over).
 var ErrLockLost = errors.New("lock lost")
 
-// LockOptions tunes lock acquisition.
-type LockOptions struct {
+// Options tunes lock acquisition.
+type Options struct {
 	// StaleAfter is how old a heartbeat may get before the lock is taken
 	// over (0: DefaultStaleAfter). Holders must refresh well within it.
 	StaleAfter time.Duration
-	// Heartbeat is how often LockSet refreshes its locks (0: StaleAfter/4).
+	// Heartbeat is how often a Set refreshes its locks (0: StaleAfter/4).
 	Heartbeat time.Duration
 	// Wait is how long to keep retrying a lock held by a live process
 	// (0: give up at once with ErrLocked). Waiting longer than StaleAfter
@@ -92,14 +94,14 @@ type LockOptions struct {
 	Wait time.Duration
 }
 
-func (o LockOptions) staleAfter() time.Duration {
+func (o Options) staleAfter() time.Duration {
 	if o.StaleAfter > 0 {
 		return o.StaleAfter
 	}
 	return DefaultStaleAfter
 }
 
-func (o LockOptions) heartbeat() time.Duration {
+func (o Options) heartbeat() time.Duration {
 	if o.Heartbeat > 0 {
 		return o.Heartbeat
 	}
@@ -107,12 +109,12 @@ func (o LockOptions) heartbeat() time.Duration {
 }
 
 // poll is the pause between two tries while waiting for a held lock.
-func (o LockOptions) poll() time.Duration {
+func (o Options) poll() time.Duration {
 	return min(max(o.Wait/20, 5*time.Millisecond), 2*time.Second)
 }
 
-// LockInfo is the content of a lock file.
-type LockInfo struct {
+// Info is the content of a lock file.
+type Info struct {
 	Holder    string    `json:"holder"` // host:pid
 	Host      string    `json:"host"`
 	PID       int       `json:"pid"`
@@ -126,15 +128,15 @@ type LockInfo struct {
 
 // LockedError says who holds a lock. It wraps ErrLocked.
 type LockedError struct {
-	Name string   // what is locked, e.g. "slide S1"
-	Path string   // the lock file
-	Info LockInfo // zero when the file could not be parsed (being written)
+	Name string // what is locked, e.g. "slide S1"
+	Path string // the lock file
+	Info Info   // zero when the file could not be parsed (being written)
 	Age  time.Duration
 	Idle time.Duration // since the last heartbeat (or the file's mtime)
 }
 
 func (e *LockedError) Error() string {
-	return "pipeline: " + e.Name + ": " + e.Reason()
+	return "slidelock: " + e.Name + ": " + e.Reason()
 }
 
 // Reason is the error without the prefix: "locked by host:pid (…)".
@@ -154,20 +156,17 @@ func roundAge(d time.Duration) time.Duration {
 	return d.Round(time.Second)
 }
 
-// LockPath is WORK/slides/<id>/.lock.
-func (w Work) LockPath(id string) string { return filepath.Join(w.SlideDir(id), slideLockName) }
-
 // Lock is a held lock. Refresh and Release may be called from different
 // goroutines; after Release the Lock is dead.
 type Lock struct {
 	path string
 	mu   sync.Mutex // serialises Refresh and Release
-	info LockInfo
+	info Info
 	done bool // released or lost
 }
 
 // Info returns the lock's current content.
-func (l *Lock) Info() LockInfo {
+func (l *Lock) Info() Info {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.info
@@ -176,28 +175,12 @@ func (l *Lock) Info() LockInfo {
 // Path is the lock file.
 func (l *Lock) Path() string { return l.path }
 
-// AcquireLock takes the lock of one slide (creating WORK/slides/<id> if
-// needed). When a live process holds it the error wraps ErrLocked (as a
-// *LockedError naming the holder) unless opt.Wait lets it wait.
-func AcquireLock(work Work, id string, opt LockOptions) (*Lock, error) {
-	return AcquireLockContext(context.Background(), work, id, opt)
-}
-
-// AcquireLockContext is AcquireLock with ctx bounding the wait.
-func AcquireLockContext(ctx context.Context, work Work, id string, opt LockOptions) (*Lock, error) {
-	if err := ValidID(id); err != nil {
-		return nil, fmt.Errorf("pipeline: lock: %w", err)
-	}
-	if err := os.MkdirAll(work.SlideDir(id), 0o755); err != nil {
-		return nil, fmt.Errorf("pipeline: slide %s: lock: %w", id, err)
-	}
-	return AcquireFileLock(ctx, work.LockPath(id), "slide "+id, opt)
-}
-
-// AcquireFileLock takes a lock file at any path (its directory must exist),
-// e.g. one guarding WORK/predictions.csv. name says what it protects in
-// messages. It waits up to opt.Wait (or until ctx ends) for a live holder.
-func AcquireFileLock(ctx context.Context, path, name string, opt LockOptions) (*Lock, error) {
+// Acquire takes the lock file at path (its directory must exist). name
+// says what it protects, in the lock file and in messages: "slide S1". When
+// a live process holds it the error is a *LockedError naming the holder,
+// which wraps ErrLocked; Acquire keeps retrying up to opt.Wait (or until
+// ctx ends) before giving up.
+func Acquire(ctx context.Context, path, name string, opt Options) (*Lock, error) {
 	deadline := time.Now().Add(opt.Wait)
 	for {
 		l, err := tryLock(path, name, opt)
@@ -211,12 +194,12 @@ func AcquireFileLock(ctx context.Context, path, name string, opt LockOptions) (*
 	}
 }
 
-// WithFileLock runs fn while holding the lock file at path, waiting up to
+// WithLock runs fn while holding the lock file at path, waiting up to
 // opt.Wait for another holder; for short read-modify-write sections such as
 // merging rows into WORK/predictions.csv (no heartbeat: fn must take well
 // under opt.StaleAfter). It returns fn's error joined with Release's.
-func WithFileLock(ctx context.Context, path, name string, opt LockOptions, fn func() error) error {
-	l, err := AcquireFileLock(ctx, path, name, opt)
+func WithLock(ctx context.Context, path, name string, opt Options, fn func() error) error {
+	l, err := Acquire(ctx, path, name, opt)
 	if err != nil {
 		return err
 	}
@@ -225,11 +208,11 @@ func WithFileLock(ctx context.Context, path, name string, opt LockOptions, fn fu
 }
 
 // tryLock makes one attempt, taking over a stale lock on the way.
-func tryLock(path, name string, opt LockOptions) (*Lock, error) {
+func tryLock(path, name string, opt Options) (*Lock, error) {
 	me := self()
 	for range 10 {
 		now := time.Now()
-		info := LockInfo{
+		info := Info{
 			Holder: me.holder(), Host: me.host, PID: me.pid, PIDNS: me.pidns, Boot: me.boot, Name: name,
 			Started: now, Heartbeat: now, Token: newToken(),
 		}
@@ -238,14 +221,14 @@ func tryLock(path, name string, opt LockOptions) (*Lock, error) {
 			return &Lock{path: path, info: info}, nil
 		}
 		if !errors.Is(err, fs.ErrExist) {
-			return nil, fmt.Errorf("pipeline: %s: lock: %w", name, err)
+			return nil, fmt.Errorf("slidelock: %s: lock: %w", name, err)
 		}
 		raw, mtime, err := readLockFile(path)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // released in between
 		}
 		if err != nil {
-			return nil, fmt.Errorf("pipeline: %s: lock: %w", name, err)
+			return nil, fmt.Errorf("slidelock: %s: lock: %w", name, err)
 		}
 		held, why := judgeLock(raw, mtime, opt.staleAfter(), me)
 		if why == "" {
@@ -254,17 +237,17 @@ func tryLock(path, name string, opt LockOptions) (*Lock, error) {
 		}
 		ok, err := removeStale(path, raw)
 		if err != nil {
-			return nil, fmt.Errorf("pipeline: %s: recover stale lock: %w", name, err)
+			return nil, fmt.Errorf("slidelock: %s: recover stale lock: %w", name, err)
 		}
 		if ok {
 			slog.Warn("took over a stale lock", "lock", path, "holder", held.Info.Holder, "why", why)
 		}
 	}
-	return nil, fmt.Errorf("pipeline: %s: lock %s keeps changing; gave up", name, path)
+	return nil, fmt.Errorf("slidelock: %s: lock %s keeps changing; gave up", name, path)
 }
 
 // createLock makes path with O_EXCL and writes info into it, fsync'd.
-func createLock(path string, info LockInfo) error {
+func createLock(path string, info Info) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return err
@@ -301,10 +284,10 @@ func readLockFile(path string) ([]byte, time.Time, error) {
 	return b, fi.ModTime(), err
 }
 
-func parseLock(raw []byte) (LockInfo, bool) {
-	var info LockInfo
+func parseLock(raw []byte) (Info, bool) {
+	var info Info
 	if json.Unmarshal(raw, &info) != nil || info.Token == "" {
-		return LockInfo{}, false
+		return Info{}, false
 	}
 	return info, true
 }
@@ -363,11 +346,11 @@ func (l *Lock) Refresh() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.done {
-		return fmt.Errorf("pipeline: %s: refresh: %w (released)", l.info.Name, ErrLockLost)
+		return fmt.Errorf("slidelock: %s: refresh: %w (released)", l.info.Name, ErrLockLost)
 	}
 	g, err := takeGuard(l.path + guardSuffix)
 	if err != nil {
-		return fmt.Errorf("pipeline: %s: refresh lock: %w", l.info.Name, err)
+		return fmt.Errorf("slidelock: %s: refresh lock: %w", l.info.Name, err)
 	}
 	defer g.release()
 	if err := l.stillOurs(); err != nil {
@@ -380,15 +363,15 @@ func (l *Lock) Refresh() error {
 	tmp := l.path + refreshSuffix // only the guard holder writes it
 	if err := writeSynced(tmp, append(b, '\n')); err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("pipeline: %s: refresh lock: %w", l.info.Name, err)
+		return fmt.Errorf("slidelock: %s: refresh lock: %w", l.info.Name, err)
 	}
 	if err := os.Rename(tmp, l.path); err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("pipeline: %s: refresh lock: %w", l.info.Name, err)
+		return fmt.Errorf("slidelock: %s: refresh lock: %w", l.info.Name, err)
 	}
 	l.info = info
 	if err := atomicfile.SyncDir(filepath.Dir(l.path)); err != nil {
-		return fmt.Errorf("pipeline: %s: refresh lock: %w", l.info.Name, err)
+		return fmt.Errorf("slidelock: %s: refresh lock: %w", l.info.Name, err)
 	}
 	return nil
 }
@@ -404,14 +387,14 @@ func (l *Lock) Release() error {
 	l.done = true
 	g, err := takeGuard(l.path + guardSuffix)
 	if err != nil {
-		return fmt.Errorf("pipeline: %s: release lock: %w", l.info.Name, err)
+		return fmt.Errorf("slidelock: %s: release lock: %w", l.info.Name, err)
 	}
 	defer g.release()
 	if err := l.stillOurs(); err != nil {
 		return err
 	}
 	if err := os.Remove(l.path); err != nil {
-		return fmt.Errorf("pipeline: %s: release lock: %w", l.info.Name, err)
+		return fmt.Errorf("slidelock: %s: release lock: %w", l.info.Name, err)
 	}
 	return atomicfile.SyncDir(filepath.Dir(l.path))
 }
@@ -420,17 +403,17 @@ func (l *Lock) Release() error {
 func (l *Lock) stillOurs() error {
 	raw, _, err := readLockFile(l.path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("pipeline: %s: %w (lock file %s removed)", l.info.Name, ErrLockLost, l.path)
+		return fmt.Errorf("slidelock: %s: %w (lock file %s removed)", l.info.Name, ErrLockLost, l.path)
 	}
 	if err != nil {
-		return fmt.Errorf("pipeline: %s: lock: %w", l.info.Name, err)
+		return fmt.Errorf("slidelock: %s: lock: %w", l.info.Name, err)
 	}
 	if cur, ok := parseLock(raw); !ok || cur.Token != l.info.Token {
 		holder := "unknown"
 		if ok {
 			holder = cur.Holder
 		}
-		return fmt.Errorf("pipeline: %s: %w (now held by %s)", l.info.Name, ErrLockLost, holder)
+		return fmt.Errorf("slidelock: %s: %w (now held by %s)", l.info.Name, ErrLockLost, holder)
 	}
 	return nil
 }
@@ -526,196 +509,6 @@ func (g *guard) release() {
 	}
 }
 
-// LockSet holds the locks of a batch of slides and refreshes them from one
-// goroutine, which it owns: Release stops it, then releases every lock.
-type LockSet struct {
-	opt    LockOptions
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-	stop   chan struct{}
-	done   chan struct{}
-
-	mu       sync.Mutex
-	locks    []*Lock
-	lost     []error // ErrLockLost from the heartbeat, for Release
-	released bool
-}
-
-func newLockSet(ctx context.Context, opt LockOptions) *LockSet {
-	ls := &LockSet{opt: opt, stop: make(chan struct{}), done: make(chan struct{})}
-	ls.ctx, ls.cancel = context.WithCancelCause(ctx)
-	go ls.heartbeat()
-	return ls
-}
-
-// Context is LockSlides' ctx, also cancelled, with a cause wrapping
-// ErrLockLost, when another process has taken over one of the locks (this
-// process was judged dead): run the stages under it.
-func (ls *LockSet) Context() context.Context { return ls.ctx }
-
-// Len is the number of locks held.
-func (ls *LockSet) Len() int {
-	ls.mu.Lock()
-	defer ls.mu.Unlock()
-	return len(ls.locks)
-}
-
-func (ls *LockSet) add(l *Lock) {
-	ls.mu.Lock()
-	defer ls.mu.Unlock()
-	ls.locks = append(ls.locks, l)
-}
-
-// drop forgets a lost lock, keeping its error for Release.
-func (ls *LockSet) drop(l *Lock, err error) {
-	ls.mu.Lock()
-	defer ls.mu.Unlock()
-	for i, x := range ls.locks {
-		if x == l {
-			ls.locks = append(ls.locks[:i:i], ls.locks[i+1:]...)
-			break
-		}
-	}
-	ls.lost = append(ls.lost, err)
-}
-
-func (ls *LockSet) heartbeat() {
-	defer close(ls.done)
-	t := time.NewTicker(ls.opt.heartbeat())
-	defer t.Stop()
-	for {
-		select {
-		case <-ls.stop:
-			return
-		case <-t.C:
-		}
-		ls.mu.Lock()
-		locks := append([]*Lock(nil), ls.locks...)
-		ls.mu.Unlock()
-		for _, l := range locks {
-			select {
-			case <-ls.stop:
-				return
-			default:
-			}
-			err := l.Refresh()
-			switch {
-			case errors.Is(err, ErrLockLost):
-				slog.Error(err.Error(), "lock", l.path)
-				ls.drop(l, err)
-				ls.cancel(err)
-			case err != nil:
-				slog.Warn(err.Error(), "lock", l.path) // transient (a slow mount): try again next tick
-			}
-		}
-	}
-}
-
-// Release stops the heartbeat and releases every lock; it returns their
-// errors joined (ErrLockLost for locks taken over meanwhile). It cancels
-// Context. Calling it again is a no-op.
-func (ls *LockSet) Release() error {
-	ls.mu.Lock()
-	if ls.released {
-		ls.mu.Unlock()
-		return nil
-	}
-	ls.released = true
-	ls.mu.Unlock()
-	close(ls.stop)
-	<-ls.done // the heartbeat has stopped: locks and lost are ours now
-	errs := ls.lost
-	for _, l := range ls.locks {
-		if err := l.Release(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	ls.cancel(context.Canceled)
-	return errors.Join(errs...)
-}
-
-// LockSlides takes the lock of every input it can and returns the set of
-// locks (already refreshed by its goroutine), the inputs it holds, in
-// order, and one Result (Stage "lock") for each input it does not: Skipped
-// with the holder as Reason when a live process holds it, Err for other
-// failures. With opt.Wait it keeps retrying the held ones (all of them in
-// each round) until they are free or stale or Wait has passed. The caller
-// must Release the set.
-func LockSlides(ctx context.Context, work Work, inputs []Input, opt LockOptions) (*LockSet, []Input, []Result) {
-	ls := newLockSet(ctx, opt)
-	type state struct {
-		held   bool
-		locked *LockedError
-		err    error
-	}
-	st := make([]state, len(inputs))
-	pending := make([]int, len(inputs))
-	for i := range pending {
-		pending[i] = i
-	}
-	deadline := time.Now().Add(opt.Wait)
-	for {
-		var again []int
-		for _, i := range pending {
-			if err := ctx.Err(); err != nil {
-				st[i] = state{err: fmt.Errorf("pipeline: slide %s: not locked: %w", inputs[i].ID, context.Cause(ctx))}
-				continue
-			}
-			l, err := AcquireLock(work, inputs[i].ID, LockOptions{StaleAfter: opt.StaleAfter})
-			var le *LockedError
-			switch {
-			case err == nil:
-				ls.add(l)
-				st[i] = state{held: true}
-			case errors.As(err, &le):
-				st[i] = state{locked: le}
-				again = append(again, i)
-			default:
-				st[i] = state{err: err}
-			}
-		}
-		pending = again
-		if len(pending) == 0 || opt.Wait <= 0 || time.Now().After(deadline) || sleepCtx(ctx, jitter(opt.poll())) != nil {
-			break
-		}
-	}
-	var held []Input
-	var notHeld []Result
-	for i, in := range inputs {
-		switch s := st[i]; {
-		case s.held:
-			held = append(held, in)
-		case s.locked != nil:
-			slog.Info("slide locked by another process: skipped", "slide", in.ID, "stage", StageLock, "holder", s.locked.Info.Holder)
-			notHeld = append(notHeld, Result{Stage: StageLock, ID: in.ID, Path: in.Path, Skipped: true, Reason: s.locked.Reason()})
-		default:
-			notHeld = append(notHeld, Result{Stage: StageLock, ID: in.ID, Path: in.Path, Err: s.err})
-		}
-	}
-	return ls, held, notHeld
-}
-
-// LockedRun wraps a stage's per-slide function (the kind forEachSlide
-// runs) so that it runs only while this process holds the slide's lock,
-// under a context cancelled if the lock is lost. A slide held by another
-// live process is reported Skipped with the holder as Reason.
-func LockedRun(work Work, opt LockOptions, stage string, run func(context.Context, Input) Result) func(context.Context, Input) Result {
-	return func(ctx context.Context, in Input) Result {
-		ls, held, notHeld := LockSlides(ctx, work, []Input{in}, opt)
-		if len(held) == 0 {
-			ls.Release()
-			r := notHeld[0]
-			r.Stage = stage
-			return r
-		}
-		r := run(ls.Context(), in)
-		if err := ls.Release(); err != nil && r.Err == nil {
-			r.Err = err
-		}
-		return r
-	}
-}
-
 // proc identifies this process in lock files.
 type proc struct {
 	host, boot, pidns string
@@ -732,7 +525,7 @@ func (p proc) holder() string {
 // sameHost reports whether a lock's pid means a process of this machine
 // and pid namespace: same host name, boot id (where known) and namespace.
 // Only then can "no such process" declare its holder dead.
-func (p proc) sameHost(info LockInfo) bool {
+func (p proc) sameHost(info Info) bool {
 	return p.host != "" && info.Host == p.host && info.Boot == p.boot && info.PIDNS == p.pidns
 }
 

@@ -1,4 +1,4 @@
-package pipeline
+package slidelock
 
 import (
 	"bufio"
@@ -19,21 +19,35 @@ import (
 	"github.com/her2wsi/her2wsi/internal/store"
 )
 
-// writeLockInfo puts a hand-made lock file in place, as another process
-// would have left it.
-func writeLockInfo(t *testing.T, work Work, id string, info LockInfo) {
+// lockPath is dir/<id>/.lock, laid out like the pipeline's slide locks;
+// it creates dir/<id>.
+func lockPath(t testing.TB, dir, id string) string {
 	t.Helper()
-	if err := os.MkdirAll(work.SlideDir(id), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, id), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	return filepath.Join(dir, id, ".lock")
+}
+
+// acquire takes the lock of item id under dir, named as the pipeline names
+// a slide's lock.
+func acquire(t testing.TB, dir, id string, opt Options) (*Lock, error) {
+	t.Helper()
+	return Acquire(context.Background(), lockPath(t, dir, id), "slide "+id, opt)
+}
+
+// writeInfo puts a hand-made lock file in place, as another process
+// would have left it.
+func writeLockInfo(t testing.TB, dir, id string, info Info) {
+	t.Helper()
 	b, _ := json.Marshal(info)
-	if err := os.WriteFile(work.LockPath(id), b, 0o644); err != nil {
+	if err := os.WriteFile(lockPath(t, dir, id), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func foreignLock(host string, pid int, heartbeat time.Time) LockInfo {
-	return LockInfo{Holder: host + ":" + strconv.Itoa(pid), Host: host, PID: pid, Name: "slide X",
+func foreignLock(host string, pid int, heartbeat time.Time) Info {
+	return Info{Holder: host + ":" + strconv.Itoa(pid), Host: host, PID: pid, Name: "slide X",
 		Started: heartbeat.Add(-time.Hour), Heartbeat: heartbeat, Token: "0123456789abcdef"}
 }
 
@@ -52,8 +66,8 @@ func deadPID(t *testing.T) int {
 }
 
 func TestLockExclusive(t *testing.T) {
-	work := Work{Dir: t.TempDir()}
-	a, err := AcquireLock(work, "S1", LockOptions{})
+	dir := t.TempDir()
+	a, err := acquire(t, dir, "S1", Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,13 +75,13 @@ func TestLockExclusive(t *testing.T) {
 	if info.Holder != self().holder() || info.PID != os.Getpid() || info.Token == "" || info.Name != "slide S1" {
 		t.Errorf("lock info %+v", info)
 	}
-	var onDisk LockInfo
-	b, err := os.ReadFile(work.LockPath("S1"))
+	var onDisk Info
+	b, err := os.ReadFile(lockPath(t, dir, "S1"))
 	if err != nil || json.Unmarshal(b, &onDisk) != nil || onDisk.Token != info.Token || !onDisk.Started.Equal(info.Started) {
 		t.Fatalf("lock file %q (%v) does not hold %+v", b, err, info)
 	}
 
-	_, err = AcquireLock(work, "S1", LockOptions{})
+	_, err = acquire(t, dir, "S1", Options{})
 	var le *LockedError
 	if !errors.Is(err, ErrLocked) || !errors.As(err, &le) {
 		t.Fatalf("second acquire: %v, want ErrLocked", err)
@@ -75,7 +89,7 @@ func TestLockExclusive(t *testing.T) {
 	if le.Info.Holder != info.Holder || !strings.Contains(err.Error(), "slide S1: locked by another process "+info.Holder) || !strings.Contains(err.Error(), "heartbeat") {
 		t.Errorf("error %q does not name the holder %s", err, info.Holder)
 	}
-	if _, err := AcquireLock(work, "S2", LockOptions{}); err != nil {
+	if _, err := acquire(t, dir, "S2", Options{}); err != nil {
 		t.Errorf("another slide: %v", err)
 	}
 
@@ -85,10 +99,10 @@ func TestLockExclusive(t *testing.T) {
 	if err := a.Release(); err != nil {
 		t.Errorf("second release: %v", err)
 	}
-	if _, err := os.Stat(work.LockPath("S1")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(lockPath(t, dir, "S1")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("lock file left after release: %v", err)
 	}
-	b2, err := AcquireLock(work, "S1", LockOptions{})
+	b2, err := acquire(t, dir, "S1", Options{})
 	if err != nil {
 		t.Fatalf("acquire after release: %v", err)
 	}
@@ -98,17 +112,14 @@ func TestLockExclusive(t *testing.T) {
 	if err := b2.Release(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(work.LockPath("S1") + guardSuffix); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(lockPath(t, dir, "S1") + guardSuffix); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("guard left behind: %v", err)
-	}
-	if _, err := AcquireLock(work, "../x", LockOptions{}); err == nil {
-		t.Error("bad id accepted")
 	}
 }
 
 func TestLockRefresh(t *testing.T) {
-	work := Work{Dir: t.TempDir()}
-	l, err := AcquireLock(work, "S1", LockOptions{})
+	dir := t.TempDir()
+	l, err := acquire(t, dir, "S1", Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,15 +128,15 @@ func TestLockRefresh(t *testing.T) {
 	if err := l.Refresh(); err != nil {
 		t.Fatal(err)
 	}
-	var onDisk LockInfo
-	b, _ := os.ReadFile(work.LockPath("S1"))
+	var onDisk Info
+	b, _ := os.ReadFile(lockPath(t, dir, "S1"))
 	if err := json.Unmarshal(b, &onDisk); err != nil {
 		t.Fatal(err)
 	}
 	if !onDisk.Heartbeat.After(before.Heartbeat) || !onDisk.Started.Equal(before.Started) || onDisk.Token != before.Token {
 		t.Errorf("after refresh %+v, before %+v", onDisk, before)
 	}
-	if _, err := os.Stat(work.LockPath("S1") + refreshSuffix); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(lockPath(t, dir, "S1") + refreshSuffix); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("refresh temp left behind: %v", err)
 	}
 	if err := l.Release(); err != nil {
@@ -138,31 +149,31 @@ func TestLockRefresh(t *testing.T) {
 
 // A lock taken over by someone else is neither refreshed nor removed.
 func TestLockLost(t *testing.T) {
-	work := Work{Dir: t.TempDir()}
-	l, err := AcquireLock(work, "S1", LockOptions{})
+	dir := t.TempDir()
+	l, err := acquire(t, dir, "S1", Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	other := foreignLock("otherhost", 42, time.Now())
-	writeLockInfo(t, work, "S1", other)
+	writeLockInfo(t, dir, "S1", other)
 	if err := l.Refresh(); !errors.Is(err, ErrLockLost) || !strings.Contains(err.Error(), "otherhost:42") {
 		t.Errorf("refresh of a taken-over lock: %v", err)
 	}
 	if err := l.Release(); err != nil {
 		t.Errorf("release after a lost refresh: %v", err)
 	}
-	l2, err := AcquireLock(work, "S2", LockOptions{})
+	l2, err := acquire(t, dir, "S2", Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Remove(work.LockPath("S2")); err != nil {
+	if err := os.Remove(lockPath(t, dir, "S2")); err != nil {
 		t.Fatal(err)
 	}
 	if err := l2.Release(); !errors.Is(err, ErrLockLost) {
 		t.Errorf("release of a removed lock: %v", err)
 	}
-	b, _ := os.ReadFile(work.LockPath("S1"))
-	var got LockInfo
+	b, _ := os.ReadFile(lockPath(t, dir, "S1"))
+	var got Info
 	if json.Unmarshal(b, &got) != nil || got.Token != other.Token {
 		t.Errorf("the other holder's lock was touched: %s", b)
 	}
@@ -173,43 +184,43 @@ func TestLockStale(t *testing.T) {
 	now := time.Now()
 	for _, c := range []struct {
 		name  string
-		info  func(t *testing.T) LockInfo
-		opt   LockOptions
+		info  func(t *testing.T) Info
+		opt   Options
 		stale bool
 	}{
-		{"fresh, other host", func(*testing.T) LockInfo { return foreignLock("otherhost", 1, now.Add(-time.Minute)) }, LockOptions{}, false},
-		{"old heartbeat, other host", func(*testing.T) LockInfo { return foreignLock("otherhost", 1, now.Add(-11*time.Minute)) }, LockOptions{}, true},
-		{"StaleAfter honoured", func(*testing.T) LockInfo { return foreignLock("otherhost", 1, now.Add(-time.Minute)) }, LockOptions{StaleAfter: 30 * time.Second}, true},
-		{"dead pid, this host", func(t *testing.T) LockInfo {
+		{"fresh, other host", func(*testing.T) Info { return foreignLock("otherhost", 1, now.Add(-time.Minute)) }, Options{}, false},
+		{"old heartbeat, other host", func(*testing.T) Info { return foreignLock("otherhost", 1, now.Add(-11*time.Minute)) }, Options{}, true},
+		{"StaleAfter honoured", func(*testing.T) Info { return foreignLock("otherhost", 1, now.Add(-time.Minute)) }, Options{StaleAfter: 30 * time.Second}, true},
+		{"dead pid, this host", func(t *testing.T) Info {
 			l := foreignLock(me.host, deadPID(t), now)
 			l.PIDNS, l.Boot = me.pidns, me.boot
 			return l
-		}, LockOptions{}, true},
-		{"dead pid, other pid namespace", func(t *testing.T) LockInfo {
+		}, Options{}, true},
+		{"dead pid, other pid namespace", func(t *testing.T) Info {
 			l := foreignLock(me.host, deadPID(t), now)
 			l.PIDNS, l.Boot = "pid:[1]", me.boot
 			return l
-		}, LockOptions{}, false},
-		{"dead pid, same host name, other machine", func(t *testing.T) LockInfo {
+		}, Options{}, false},
+		{"dead pid, same host name, other machine", func(t *testing.T) Info {
 			l := foreignLock(me.host, deadPID(t), now)
 			l.PIDNS, l.Boot = me.pidns, "another-boot-id"
 			return l
-		}, LockOptions{}, me.boot == ""},
-		{"live pid, this host", func(*testing.T) LockInfo {
+		}, Options{}, me.boot == ""},
+		{"live pid, this host", func(*testing.T) Info {
 			l := foreignLock(me.host, os.Getppid(), now)
 			l.PIDNS, l.Boot = me.pidns, me.boot
 			return l
-		}, LockOptions{}, false},
-		{"this process, old heartbeat", func(*testing.T) LockInfo {
+		}, Options{}, false},
+		{"this process, old heartbeat", func(*testing.T) Info {
 			l := foreignLock(me.host, me.pid, now.Add(-time.Hour))
 			l.PIDNS, l.Boot = me.pidns, me.boot
 			return l
-		}, LockOptions{}, true},
+		}, Options{}, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			work := Work{Dir: t.TempDir()}
-			writeLockInfo(t, work, "S1", c.info(t))
-			l, err := AcquireLock(work, "S1", c.opt)
+			dir := t.TempDir()
+			writeLockInfo(t, dir, "S1", c.info(t))
+			l, err := acquire(t, dir, "S1", c.opt)
 			if c.stale {
 				if err != nil {
 					t.Fatalf("stale lock not recovered: %v", err)
@@ -230,15 +241,15 @@ func TestLockStale(t *testing.T) {
 // An empty or garbled lock file counts as being written until its mtime
 // is older than StaleAfter.
 func TestLockUnreadable(t *testing.T) {
-	work := Work{Dir: t.TempDir()}
-	if err := os.MkdirAll(work.SlideDir("S1"), 0o755); err != nil {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "S1"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	p := work.LockPath("S1")
+	p := lockPath(t, dir, "S1")
 	if err := os.WriteFile(p, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err := AcquireLock(work, "S1", LockOptions{})
+	_, err := acquire(t, dir, "S1", Options{})
 	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "holder unknown") {
 		t.Fatalf("fresh empty lock: %v", err)
 	}
@@ -246,7 +257,7 @@ func TestLockUnreadable(t *testing.T) {
 	if err := os.Chtimes(p, old, old); err != nil {
 		t.Fatal(err)
 	}
-	l, err := AcquireLock(work, "S1", LockOptions{})
+	l, err := acquire(t, dir, "S1", Options{})
 	if err != nil {
 		t.Fatalf("old empty lock not recovered: %v", err)
 	}
@@ -256,13 +267,14 @@ func TestLockUnreadable(t *testing.T) {
 // Many goroutines find the same stale lock at once: exactly one gets it.
 func TestLockConcurrentRecovery(t *testing.T) {
 	for round := range 20 {
-		work := Work{Dir: t.TempDir()}
+		dir := t.TempDir()
 		info := foreignLock("otherhost", 7, time.Now().Add(-time.Hour))
 		if round%2 == 1 { // dead process on this host
 			info = foreignLock(self().host, deadPID(t), time.Now())
 			info.PIDNS, info.Boot = self().pidns, self().boot
 		}
-		writeLockInfo(t, work, "S1", info)
+		writeLockInfo(t, dir, "S1", info)
+		path := lockPath(t, dir, "S1")
 		const n = 32
 		var wg sync.WaitGroup
 		start := make(chan struct{})
@@ -272,7 +284,7 @@ func TestLockConcurrentRecovery(t *testing.T) {
 		for range n {
 			wg.Go(func() {
 				<-start
-				l, err := AcquireLock(work, "S1", LockOptions{})
+				l, err := Acquire(context.Background(), path, "slide S1", Options{})
 				mu.Lock()
 				defer mu.Unlock()
 				if err == nil {
@@ -287,15 +299,15 @@ func TestLockConcurrentRecovery(t *testing.T) {
 		if len(won) != 1 || len(errs) > 0 {
 			t.Fatalf("round %d: %d winners, errors %v", round, len(won), errs)
 		}
-		b, _ := os.ReadFile(work.LockPath("S1"))
-		var got LockInfo
+		b, _ := os.ReadFile(lockPath(t, dir, "S1"))
+		var got Info
 		if json.Unmarshal(b, &got) != nil || got.Token != won[0].Info().Token {
 			t.Fatalf("round %d: lock file %s is not the winner's", round, b)
 		}
 		if err := won[0].Release(); err != nil {
 			t.Fatal(err)
 		}
-		left, _ := filepath.Glob(filepath.Join(work.SlideDir("S1"), ".lock*"))
+		left, _ := filepath.Glob(filepath.Join(dir, "S1", ".lock*"))
 		if len(left) > 0 {
 			t.Fatalf("round %d: left behind %v", round, left)
 		}
@@ -305,13 +317,13 @@ func TestLockConcurrentRecovery(t *testing.T) {
 // A guard left by a process that died inside it is broken after
 // guardStaleAfter; a fresh one is waited for.
 func TestLockStaleGuard(t *testing.T) {
-	work := Work{Dir: t.TempDir()}
-	writeLockInfo(t, work, "S1", foreignLock("otherhost", 7, time.Now().Add(-time.Hour)))
+	dir := t.TempDir()
+	writeLockInfo(t, dir, "S1", foreignLock("otherhost", 7, time.Now().Add(-time.Hour)))
 	g, _ := json.Marshal(guardInfo{Holder: "otherhost:7", Time: time.Now().Add(-time.Hour), Token: "feedfacefeedface"})
-	if err := os.WriteFile(work.LockPath("S1")+guardSuffix, g, 0o644); err != nil {
+	if err := os.WriteFile(lockPath(t, dir, "S1")+guardSuffix, g, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	l, err := AcquireLock(work, "S1", LockOptions{})
+	l, err := acquire(t, dir, "S1", Options{})
 	if err != nil {
 		t.Fatalf("stale guard not broken: %v", err)
 	}
@@ -328,61 +340,72 @@ func TestLockStaleGuard(t *testing.T) {
 	if d := time.Since(t0); d < 25*time.Millisecond {
 		t.Errorf("release did not wait for the live guard (%s)", d)
 	}
-	left, _ := filepath.Glob(filepath.Join(work.SlideDir("S1"), ".lock*"))
+	left, _ := filepath.Glob(filepath.Join(dir, "S1", ".lock*"))
 	if len(left) > 0 {
 		t.Errorf("left behind %v", left)
 	}
 }
 
 func TestLockWait(t *testing.T) {
-	work := Work{Dir: t.TempDir()}
-	a, err := AcquireLock(work, "S1", LockOptions{})
+	dir := t.TempDir()
+	a, err := acquire(t, dir, "S1", Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := AcquireLock(work, "S1", LockOptions{Wait: 50 * time.Millisecond}); !errors.Is(err, ErrLocked) {
+	if _, err := acquire(t, dir, "S1", Options{Wait: 50 * time.Millisecond}); !errors.Is(err, ErrLocked) {
 		t.Fatalf("short wait: %v", err)
 	}
 	time.AfterFunc(100*time.Millisecond, func() { a.Release() })
-	b, err := AcquireLock(work, "S1", LockOptions{Wait: 5 * time.Second})
+	b, err := acquire(t, dir, "S1", Options{Wait: 5 * time.Second})
 	if err != nil {
 		t.Fatalf("wait for release: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if _, err := AcquireLockContext(ctx, work, "S1", LockOptions{Wait: time.Hour}); !errors.Is(err, ErrLocked) || !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := Acquire(ctx, lockPath(t, dir, "S1"), "slide S1", Options{Wait: time.Hour}); !errors.Is(err, ErrLocked) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("cancelled wait: %v", err)
 	}
 	b.Release()
 }
 
+// targets are the locks of items ids under dir, as LockAll takes them.
+func targets(t testing.TB, dir string, ids ...string) []Target {
+	t.Helper()
+	var ts []Target
+	for _, id := range ids {
+		ts = append(ts, Target{Name: "slide " + id, Path: lockPath(t, dir, id)})
+	}
+	return ts
+}
+
 // The set's heartbeat keeps its locks fresh past StaleAfter, and a lock
 // taken over by another process cancels the set's context.
 func TestLockSetHeartbeat(t *testing.T) {
-	work := Work{Dir: t.TempDir()}
-	ins := []Input{{ID: "S1"}, {ID: "S2"}, {ID: "S3"}}
-	writeLockInfo(t, work, "S3", foreignLock("otherhost", 9, time.Now()))
-	opt := LockOptions{StaleAfter: 300 * time.Millisecond, Heartbeat: 20 * time.Millisecond}
-	ls, held, notHeld := LockSlides(context.Background(), work, ins, opt)
+	dir := t.TempDir()
+	ts := targets(t, dir, "S1", "S2", "S3")
+	writeLockInfo(t, dir, "S3", foreignLock("otherhost", 9, time.Now()))
+	opt := Options{StaleAfter: 300 * time.Millisecond, Heartbeat: 20 * time.Millisecond}
+	ls, errs := LockAll(context.Background(), ts, opt)
 	defer ls.Release()
-	if len(held) != 2 || held[0].ID != "S1" || held[1].ID != "S2" || ls.Len() != 2 {
-		t.Fatalf("held %v", held)
+	if len(errs) != 3 || errs[0] != nil || errs[1] != nil || ls.Len() != 2 {
+		t.Fatalf("errors %v, %d held", errs, ls.Len())
 	}
-	if len(notHeld) != 1 || notHeld[0].ID != "S3" || !notHeld[0].Skipped || notHeld[0].Stage != StageLock || !strings.Contains(notHeld[0].Reason, "otherhost:9") {
-		t.Fatalf("not held %+v", notHeld)
+	var le *LockedError
+	if !errors.As(errs[2], &le) || !errors.Is(errs[2], ErrLocked) || le.Name != "slide S3" || le.Path != ts[2].Path || !strings.Contains(le.Reason(), "otherhost:9") {
+		t.Fatalf("S3: %v", errs[2])
 	}
 	time.Sleep(2 * opt.StaleAfter)
 	// Same process, so only the heartbeat's age can make it stale.
-	if _, err := AcquireLock(work, "S1", opt); !errors.Is(err, ErrLocked) {
+	if _, err := acquire(t, dir, "S1", opt); !errors.Is(err, ErrLocked) {
 		t.Fatalf("heartbeat did not keep the lock: %v", err)
 	}
 	// Another process takes S2 over, as removeStale and O_EXCL would: under
 	// the guard, so that no refresh is in flight.
-	g, err := takeGuard(work.LockPath("S2") + guardSuffix)
+	g, err := takeGuard(lockPath(t, dir, "S2") + guardSuffix)
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeLockInfo(t, work, "S2", foreignLock("otherhost", 10, time.Now()))
+	writeLockInfo(t, dir, "S2", foreignLock("otherhost", 10, time.Now()))
 	g.release()
 	select {
 	case <-ls.Context().Done():
@@ -396,57 +419,55 @@ func TestLockSetHeartbeat(t *testing.T) {
 	if !errors.Is(err, ErrLockLost) || !strings.Contains(err.Error(), "slide S2") {
 		t.Fatalf("release: %v", err)
 	}
-	if _, err := os.Stat(work.LockPath("S1")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(lockPath(t, dir, "S1")); !errors.Is(err, os.ErrNotExist) {
 		t.Error("S1 not released")
 	}
-	if _, err := os.Stat(work.LockPath("S2")); err != nil {
+	if _, err := os.Stat(lockPath(t, dir, "S2")); err != nil {
 		t.Error("the other holder's S2 lock was removed")
 	}
 }
 
-func TestLockSlidesWait(t *testing.T) {
-	work := Work{Dir: t.TempDir()}
-	ins := []Input{{ID: "S1"}, {ID: "S2"}}
-	other, err := AcquireLock(work, "S2", LockOptions{})
+func TestLockAllWait(t *testing.T) {
+	dir := t.TempDir()
+	ts := targets(t, dir, "S1", "S2")
+	other, err := acquire(t, dir, "S2", Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	time.AfterFunc(100*time.Millisecond, func() { other.Release() })
-	ls, held, notHeld := LockSlides(context.Background(), work, ins, LockOptions{Wait: 5 * time.Second})
+	ls, errs := LockAll(context.Background(), ts, Options{Wait: 5 * time.Second})
 	defer ls.Release()
-	if len(held) != 2 || len(notHeld) != 0 {
-		t.Fatalf("held %v, not held %v", held, notHeld)
+	if ls.Len() != 2 || errs[0] != nil || errs[1] != nil {
+		t.Fatalf("%d held, errors %v", ls.Len(), errs)
 	}
 }
 
-func TestLockedRun(t *testing.T) {
-	work := Work{Dir: t.TempDir()}
-	ran := 0
-	run := LockedRun(work, LockOptions{}, StageTile, func(ctx context.Context, in Input) Result {
-		ran++
-		if _, err := AcquireLock(work, in.ID, LockOptions{}); !errors.Is(err, ErrLocked) {
-			t.Errorf("slide not locked while running: %v", err)
+// A cancelled context leaves the rest untried, each with the cause.
+func TestLockAllCancelled(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	ls, errs := LockAll(ctx, targets(t, dir, "S1", "S2"), Options{})
+	defer ls.Release()
+	for i, err := range errs {
+		if !errors.Is(err, context.Canceled) || errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "not locked") {
+			t.Errorf("target %d: %v", i, err)
 		}
-		return Result{Stage: StageTile, ID: in.ID}
-	})
-	if r := run(context.Background(), Input{ID: "S1"}); r.Err != nil || r.Skipped || ran != 1 {
-		t.Fatalf("%+v", r)
 	}
-	writeLockInfo(t, work, "S1", foreignLock("otherhost", 3, time.Now()))
-	if r := run(context.Background(), Input{ID: "S1"}); !r.Skipped || r.Stage != StageTile || ran != 1 || !strings.Contains(r.Reason, "otherhost:3") {
-		t.Fatalf("%+v", r)
+	if ls.Len() != 0 || ls.Context().Err() == nil {
+		t.Errorf("%d held, context %v", ls.Len(), ls.Context().Err())
 	}
 }
 
-// A read-modify-write of one file under WithFileLock loses no update.
-func TestWithFileLock(t *testing.T) {
+// A read-modify-write of one file under WithLock loses no update.
+func TestWithLock(t *testing.T) {
 	dir := t.TempDir()
 	counter := filepath.Join(dir, "counter")
 	const n = 20
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
-			err := WithFileLock(context.Background(), filepath.Join(dir, ".counter.lock"), "counter", LockOptions{Wait: 10 * time.Second}, func() error {
+			err := WithLock(context.Background(), filepath.Join(dir, ".counter.lock"), "counter", Options{Wait: 10 * time.Second}, func() error {
 				b, _ := os.ReadFile(counter)
 				v, _ := strconv.Atoi(string(b))
 				time.Sleep(time.Millisecond)
@@ -462,7 +483,7 @@ func TestWithFileLock(t *testing.T) {
 		t.Fatalf("counter %s, want %d", b, n)
 	}
 	want := errors.New("boom")
-	if err := WithFileLock(context.Background(), filepath.Join(dir, ".counter.lock"), "counter", LockOptions{}, func() error { return want }); !errors.Is(err, want) {
+	if err := WithLock(context.Background(), filepath.Join(dir, ".counter.lock"), "counter", Options{}, func() error { return want }); !errors.Is(err, want) {
 		t.Fatalf("fn error lost: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, ".counter.lock")); !errors.Is(err, os.ErrNotExist) {
@@ -471,7 +492,7 @@ func TestWithFileLock(t *testing.T) {
 }
 
 // Multi-process test: helper processes (this test binary run again) work
-// on one work folder. Each takes a slide's lock, and if the slide is not
+// on one folder of slides. Each takes a slide's lock, and if the slide is not
 // done appends its pid to done.log, pauses, writes the done marker and
 // releases. Every slide must be done exactly once, whether all processes
 // try every slide (the locks decide) or each takes a shard.
@@ -482,28 +503,24 @@ func TestHelperProcess(t *testing.T) {
 	if os.Getenv(helperEnv) != "1" {
 		t.Skip("helper for TestLockProcesses")
 	}
-	work := Work{Dir: os.Getenv("HELPER_WORK")}
+	dir := os.Getenv("HELPER_DIR")
 	var sh Shard
 	if err := sh.Set(os.Getenv("HELPER_SHARD")); err != nil {
 		t.Fatal(err)
 	}
-	var ins []Input
-	for _, id := range strings.Split(os.Getenv("HELPER_IDS"), ",") {
-		ins = append(ins, Input{ID: id})
-	}
-	ins = sh.Filter(ins)
+	ids := sh.Filter(strings.Split(os.Getenv("HELPER_IDS"), ","))
 	for { // start together
-		if _, err := os.Stat(filepath.Join(work.Dir, "go")); err == nil {
+		if _, err := os.Stat(filepath.Join(dir, "go")); err == nil {
 			break
 		}
 		time.Sleep(time.Millisecond)
 	}
-	doSlide := func(in Input) {
-		done := filepath.Join(work.SlideDir(in.ID), "done")
+	doSlide := func(id string) {
+		done := filepath.Join(dir, id, "done")
 		if _, err := os.Stat(done); err == nil {
 			return
 		}
-		f, err := os.OpenFile(filepath.Join(work.SlideDir(in.ID), "done.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		f, err := os.OpenFile(filepath.Join(dir, id, "done.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -515,25 +532,29 @@ func TestHelperProcess(t *testing.T) {
 		}
 	}
 	switch mode := os.Getenv("HELPER_MODE"); mode {
-	case "each": // one lock at a time, as LockedRun does in a stage
-		run := LockedRun(work, LockOptions{}, "test", func(_ context.Context, in Input) Result {
-			doSlide(in)
-			return Result{ID: in.ID}
-		})
-		for _, in := range ins {
-			if r := run(context.Background(), in); r.Err != nil {
-				t.Fatal(r.Err)
+	case "each": // one lock at a time
+		for _, id := range ids {
+			l, err := acquire(t, dir, id, Options{})
+			if errors.Is(err, ErrLocked) {
+				continue
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			doSlide(id)
+			if err := l.Release(); err != nil {
+				t.Fatal(err)
 			}
 		}
 	case "set": // all the slides it can get, for the whole run
-		ls, held, notHeld := LockSlides(context.Background(), work, ins, LockOptions{})
-		for _, r := range notHeld {
-			if r.Err != nil {
-				t.Fatal(r.Err)
+		ls, errs := LockAll(context.Background(), targets(t, dir, ids...), Options{})
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				doSlide(ids[i])
+			case !errors.Is(err, ErrLocked):
+				t.Fatal(err)
 			}
-		}
-		for _, in := range held {
-			doSlide(in)
 		}
 		if err := ls.Release(); err != nil {
 			t.Fatal(err)
@@ -557,16 +578,16 @@ func TestLockProcesses(t *testing.T) {
 		sharded bool
 	}{{"each", false}, {"set", false}, {"each", true}, {"set", true}} {
 		t.Run(fmt.Sprintf("%s/sharded=%v", c.mode, c.sharded), func(t *testing.T) {
-			work := Work{Dir: t.TempDir()}
+			dir := t.TempDir()
 			// A few slides start with stale locks left by dead holders.
 			for i, id := range ids {
 				switch i % 10 {
 				case 3:
-					writeLockInfo(t, work, id, foreignLock("otherhost", 5, time.Now().Add(-time.Hour)))
+					writeLockInfo(t, dir, id, foreignLock("otherhost", 5, time.Now().Add(-time.Hour)))
 				case 7:
 					l := foreignLock(self().host, deadPID(t), time.Now())
 					l.PIDNS, l.Boot = self().pidns, self().boot
-					writeLockInfo(t, work, id, l)
+					writeLockInfo(t, dir, id, l)
 				}
 			}
 			shardOf := map[int]int{} // pid → shard index
@@ -578,7 +599,7 @@ func TestLockProcesses(t *testing.T) {
 				if c.sharded {
 					shard = fmt.Sprintf("%d/%d", p, procs)
 				}
-				cmd.Env = append(os.Environ(), helperEnv+"=1", "HELPER_WORK="+work.Dir, "HELPER_SHARD="+shard,
+				cmd.Env = append(os.Environ(), helperEnv+"=1", "HELPER_DIR="+dir, "HELPER_SHARD="+shard,
 					"HELPER_IDS="+strings.Join(ids, ","), "HELPER_MODE="+c.mode)
 				out := new(strings.Builder)
 				cmd.Stdout, cmd.Stderr = out, out
@@ -589,7 +610,7 @@ func TestLockProcesses(t *testing.T) {
 				cmds = append(cmds, cmd)
 				outs = append(outs, out)
 			}
-			if err := os.WriteFile(filepath.Join(work.Dir, "go"), nil, 0o644); err != nil {
+			if err := os.WriteFile(filepath.Join(dir, "go"), nil, 0o644); err != nil {
 				t.Fatal(err)
 			}
 			for i, cmd := range cmds {
@@ -599,7 +620,7 @@ func TestLockProcesses(t *testing.T) {
 			}
 			byPID := map[int]int{}
 			for _, id := range ids {
-				f, err := os.Open(filepath.Join(work.SlideDir(id), "done.log"))
+				f, err := os.Open(filepath.Join(dir, id, "done.log"))
 				if err != nil {
 					t.Errorf("%s never done: %v", id, err)
 					continue
@@ -619,7 +640,7 @@ func TestLockProcesses(t *testing.T) {
 				if c.sharded && shardOf[pids[0]] != ShardOf(id, procs) {
 					t.Errorf("%s (shard %d) done by shard %d", id, ShardOf(id, procs), shardOf[pids[0]])
 				}
-				left, _ := filepath.Glob(filepath.Join(work.SlideDir(id), ".lock*"))
+				left, _ := filepath.Glob(filepath.Join(dir, id, ".lock*"))
 				if len(left) > 0 {
 					t.Errorf("%s: left behind %v", id, left)
 				}
