@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"encoding/csv"
 	"errors"
 	"math"
 	"os"
@@ -31,6 +30,16 @@ func shiftedSlide(t *testing.T, path string, rows, cols int) {
 	if err := slide.WriteImage(path, img, 0.5, true); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// slideWork writes a colourSlide of rows×cols cells as DIR/<id>.tif and
+// returns a work folder beside it and the slide's input.
+func slideWork(t *testing.T, id string, rows, cols int) (Work, []Input) {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, id+".tif")
+	colourSlide(t, path, rows, cols)
+	return Work{Dir: filepath.Join(dir, "work")}, []Input{{Path: path, ID: id}}
 }
 
 func testRunner(t *testing.T, work Work, stages ...Stage) *Runner {
@@ -63,15 +72,12 @@ func counts(t *testing.T, rep RunReport, stage string) (done, skipped, failed in
 }
 
 func TestRunnerFreshness(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "rescan.tif")
-	colourSlide(t, path, 5, 7)
-	work := Work{Dir: filepath.Join(dir, "work")}
+	work, ins := slideWork(t, "rescan", 5, 7)
+	path := ins[0].Path
 	enc := testEncoder(t, "tiny-clip.onnx")
 	aopt := DefaultAnchorOptions()
 	aopt.PPK = []int{9}
 	r := testRunner(t, work, NewTileStage(work, DefaultTileOptions(), 1), NewEmbedStage(work, enc, DefaultEmbedOptions()), NewAnchorStage(work, aopt, 1))
-	ins := []Input{{Path: path, ID: "rescan"}}
 
 	rep := runAll(t, r, ins, false)
 	for _, st := range []string{StageTile, StageEmbed, StageAnchors} {
@@ -148,11 +154,8 @@ func TestRunnerFreshness(t *testing.T) {
 }
 
 func TestEmbedRefusesSlideChangedSinceTiling(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "moved.tif")
-	colourSlide(t, path, 3, 3)
-	work := Work{Dir: filepath.Join(dir, "work")}
-	ins := []Input{{Path: path, ID: "moved"}}
+	work, ins := slideWork(t, "moved", 3, 3)
+	path := ins[0].Path
 	runAll(t, testRunner(t, work, NewTileStage(work, DefaultTileOptions(), 1)), ins, false)
 	shiftedSlide(t, path, 3, 3)
 	rep := runAll(t, testRunner(t, work, NewEmbedStage(work, testEncoder(t, "tiny-clip.onnx"), DefaultEmbedOptions())), ins, false)
@@ -166,17 +169,14 @@ func TestEmbedRefusesSlideChangedSinceTiling(t *testing.T) {
 }
 
 func TestRunnerLockedSlide(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "held.tif")
-	colourSlide(t, path, 3, 3)
-	work := Work{Dir: filepath.Join(dir, "work")}
+	work, ins := slideWork(t, "held", 3, 3)
 	os.MkdirAll(work.SlideDir("held"), 0o755)
 	l, err := AcquireLock(work, "held", LockOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Release()
-	rep := runAll(t, testRunner(t, work, NewTileStage(work, DefaultTileOptions(), 1)), []Input{{Path: path, ID: "held"}}, false)
+	rep := runAll(t, testRunner(t, work, NewTileStage(work, DefaultTileOptions(), 1)), ins, false)
 	if rep.Locked != 1 || rep.Slides != 0 || exists(work.SlideJSON("held")) {
 		t.Fatalf("a slide locked by a live process was processed: %+v", rep)
 	}
@@ -185,14 +185,11 @@ func TestRunnerLockedSlide(t *testing.T) {
 // predictEnv is a tiled, embedded, anchored slide and a model.
 func predictEnv(t *testing.T) (Work, Input, *LoadedModel) {
 	t.Helper()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "nan.tif")
-	colourSlide(t, path, 5, 7)
-	work := Work{Dir: filepath.Join(dir, "work")}
+	work, ins := slideWork(t, "nan", 5, 7)
 	m := watchModel(t)
 	aopt := DefaultAnchorOptions()
 	aopt.PPK = []int{m.Config.PPK}
-	in := Input{Path: path, ID: "nan"}
+	in := ins[0]
 	rep := runAll(t, testRunner(t, work, NewTileStage(work, DefaultTileOptions(), 1), NewEmbedStage(work, testEncoder(t, "tiny-clip.onnx"), DefaultEmbedOptions()), NewAnchorStage(work, aopt, 1)), []Input{in}, false)
 	if rep.Failed() > 0 {
 		t.Fatalf("preparing: %+v", rep.Summaries)
@@ -245,11 +242,7 @@ func TestPredictNonFinite(t *testing.T) {
 // TestEmbedRejectsNonFiniteOutput: an encoder that returns NaN fails the
 // slide, and writes no feature file.
 func TestEmbedRejectsNonFiniteOutput(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "nanenc.tif")
-	colourSlide(t, path, 3, 3)
-	work := Work{Dir: filepath.Join(dir, "work")}
-	ins := []Input{{Path: path, ID: "nanenc"}}
+	work, ins := slideWork(t, "nanenc", 3, 3)
 	tileAll(t, work, ins)
 	enc := &nanEncoder{Encoder: testEncoder(t, "tiny-clip.onnx")}
 	rep := runAll(t, testRunner(t, work, NewEmbedStage(work, enc, DefaultEmbedOptions())), ins, false)
@@ -336,15 +329,7 @@ func TestPredictionsCSVNeutralisesFormulas(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	f, err := os.Open(work.PredictionsCSV())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	recs, err := csv.NewReader(f).ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
+	recs := readPredictionsCSV(t, work)
 	if len(recs) != 1+len(ids) {
 		t.Fatalf("%d rows, want %d (no duplicates on a rerun)", len(recs)-1, len(ids))
 	}

@@ -179,12 +179,13 @@ func readJournalFile(t *testing.T, work Work, id string) WatchJournal {
 	return j
 }
 
-// predictionRows parses predictions.csv into id → row count.
-func predictionRows(t *testing.T, work Work) map[string]int {
+// readPredictionsCSV reads predictions.csv's records (none when it is
+// missing).
+func readPredictionsCSV(t *testing.T, work Work) [][]string {
 	t.Helper()
 	f, err := os.Open(work.PredictionsCSV())
 	if errors.Is(err, os.ErrNotExist) {
-		return map[string]int{}
+		return nil
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -194,6 +195,13 @@ func predictionRows(t *testing.T, work Work) map[string]int {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return recs
+}
+
+// predictionRows parses predictions.csv into id → row count.
+func predictionRows(t *testing.T, work Work) map[string]int {
+	t.Helper()
+	recs := readPredictionsCSV(t, work)
 	out := map[string]int{}
 	for i, r := range recs {
 		if i == 0 {
