@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"html/template"
 	"io"
 	"net"
 	"net/http"
@@ -20,16 +19,12 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/her2wsi/her2wsi/internal/testutil/fixture"
 )
 
 // htmlEscape is how html/template writes s as text.
-func htmlEscape(s string) string {
-	var b bytes.Buffer
-	if err := template.Must(template.New("").Parse("{{.}}")).Execute(&b, s); err != nil {
-		panic(err)
-	}
-	return b.String()
-}
+var htmlEscape = fixture.HTMLEscape
 
 // htmlEscapeText is how a browser serialises a text node.
 func htmlEscapeText(s string) string {

@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +20,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/her2wsi/her2wsi/internal/store"
+	"github.com/her2wsi/her2wsi/internal/testutil/fixture"
 	"github.com/her2wsi/her2wsi/model"
 	"github.com/her2wsi/her2wsi/slide"
 )
@@ -42,24 +42,7 @@ func watchModel(t *testing.T) *LoadedModel {
 // watchModelWith is watchModel with its parameters changed by edit first.
 func watchModelWith(t *testing.T, edit func(*model.Params)) *LoadedModel {
 	t.Helper()
-	c := smallModel(model.VariantIPCA)
-	c.InDim = 8
-	dir := t.TempDir()
-	b, err := json.Marshal(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := model.InitParams(c, 7)
-	if edit != nil {
-		edit(p)
-	}
-	if err := model.SaveWeights(filepath.Join(dir, "model.safetensors"), c, p, nil); err != nil {
-		t.Fatal(err)
-	}
-	m, err := OpenModel(dir, "", "", "")
+	m, err := OpenModel(fixture.TinyModelDir(t, edit), "", "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,36 +165,7 @@ func readJournalFile(t *testing.T, work Work, id string) WatchJournal {
 // predictionRows parses predictions.csv into id → row count.
 func predictionRows(t *testing.T, work Work) map[string]int {
 	t.Helper()
-	f, err := os.Open(work.PredictionsCSV())
-	if errors.Is(err, os.ErrNotExist) {
-		return map[string]int{}
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	recs, err := csv.NewReader(f).ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]int{}
-	for i, r := range recs {
-		if i == 0 {
-			if strings.Join(r, ",") != predictionsHeader {
-				t.Fatalf("header %q", r)
-			}
-			continue
-		}
-		if len(r) != 8 {
-			t.Fatalf("row %q has %d fields", r, len(r))
-		}
-		id := r[0]
-		if len(id) > 1 && id[0] == '\'' && strings.ContainsRune("=+-@\t\r", rune(id[1])) {
-			id = id[1:] // neutralised against spreadsheet formulas
-		}
-		out[id]++
-	}
-	return out
+	return fixture.PredictionRows(t, work.PredictionsCSV())
 }
 
 func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
