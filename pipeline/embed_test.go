@@ -27,6 +27,7 @@ var (
 	testEncoder = fixture.Encoder     // a test encoder by file name, such as tiny-clip.onnx
 	cellColour  = fixture.CellColour  // the colour of colourSlide's grid cell
 	colourSlide = fixture.ColourSlide // a slide of distinctly coloured 256-px cells
+	exists      = fixture.Exists
 )
 
 func tileAll(t *testing.T, work Work, ins []Input) {

@@ -14,6 +14,7 @@ import (
 	"github.com/her2wsi/her2wsi/features"
 	"github.com/her2wsi/her2wsi/features/featfile"
 	"github.com/her2wsi/her2wsi/internal/raster"
+	"github.com/her2wsi/her2wsi/internal/testutil/fixture"
 	"github.com/her2wsi/her2wsi/slide"
 )
 
@@ -182,6 +183,24 @@ func TestRunnerLockedSlide(t *testing.T) {
 	}
 }
 
+// testModel opens an untrained model for the tiny test encoder (8
+// dimensions).
+func testModel(t *testing.T) *LoadedModel {
+	t.Helper()
+	m, err := OpenModel(fixture.TinyModelDir(t, nil), "", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	return m
+}
+
+// predictionRows parses predictions.csv into id → row count.
+func predictionRows(t *testing.T, work Work) map[string]int {
+	t.Helper()
+	return fixture.PredictionRows(t, work.PredictionsCSV())
+}
+
 // predictEnv is a tiled, embedded, anchored slide and a model.
 func predictEnv(t *testing.T) (Work, Input, *LoadedModel) {
 	t.Helper()
@@ -189,7 +208,7 @@ func predictEnv(t *testing.T) (Work, Input, *LoadedModel) {
 	path := filepath.Join(dir, "nan.tif")
 	colourSlide(t, path, 5, 7)
 	work := Work{Dir: filepath.Join(dir, "work")}
-	m := watchModel(t)
+	m := testModel(t)
 	aopt := DefaultAnchorOptions()
 	aopt.PPK = []int{m.Config.PPK}
 	in := Input{Path: path, ID: "nan"}
@@ -270,40 +289,6 @@ func TestEmbedOptionsValidate(t *testing.T) {
 	}
 	if err := DefaultEmbedOptions().Validate(); err != nil {
 		t.Error(err)
-	}
-}
-
-// TestWatchTakesLockAndRecordsState: the watch folder honours a slide lock
-// held by a batch run on the same work folder (the slide stays in the
-// inbox, neither failed nor done), then processes it once free and
-// records state.json like `run`.
-func TestWatchTakesLockAndRecordsState(t *testing.T) {
-	e := newWatchEnv(t)
-	makeSlide(t, filepath.Join(e.inbox, "shared.tif"))
-	os.MkdirAll(e.work.SlideDir("shared"), 0o755)
-	l, err := AcquireLock(e.work, "shared", LockOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = e.runOnce(t, nil)
-	if !exists(filepath.Join(e.inbox, "shared.tif")) || exists(e.work.SlideJSON("shared")) {
-		t.Fatal("the watcher processed or moved a slide locked by another process")
-	}
-	l.Release()
-	if err := e.runOnce(t, nil); err != nil {
-		t.Fatal(err)
-	}
-	if !exists(filepath.Join(e.inbox, InboxDone, "shared.tif")) {
-		t.Fatal("not done once the lock was released")
-	}
-	st, err := e.work.ReadState("shared")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range []string{StageTile, StageEmbed, StageAnchors, StagePredict} {
-		if st.Stages[s].Status != "done" {
-			t.Errorf("state.json %s: %+v", s, st.Stages[s])
-		}
 	}
 }
 
