@@ -17,43 +17,18 @@ import (
 	"github.com/her2wsi/her2wsi/features/featfile"
 	"github.com/her2wsi/her2wsi/internal/raster"
 	"github.com/her2wsi/her2wsi/internal/store"
+	"github.com/her2wsi/her2wsi/internal/testutil/fixture"
 	"github.com/her2wsi/her2wsi/slide"
 	"github.com/her2wsi/her2wsi/tiling"
 )
 
-func testEncoder(t *testing.T, name string) features.Encoder {
-	t.Helper()
-	e, err := features.Open(filepath.Join("..", "features", "testdata", "encoders", name), features.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	return e
-}
-
-// cellColour gives each 256-px grid cell its own colour, so a patch's mean
-// colour says which cell it came from.
-func cellColour(row, col int) [3]uint8 {
-	// Pink to purple, stain-like (saturated blues or reds would be taken
-	// for pen marks by the tissue detector).
-	return [3]uint8{uint8(150 + 10*col), uint8(60 + 10*row), 160}
-}
-
-// colourSlide writes a 20× slide (0.5 µm/px) of rows×cols cells, each a
-// distinct colour, losslessly.
-func colourSlide(t *testing.T, path string, rows, cols int) {
-	t.Helper()
-	img := raster.New(256*cols, 256*rows)
-	for y := 0; y < img.H; y++ {
-		for x := 0; x < img.W; x++ {
-			c := cellColour(y/256, x/256)
-			img.Set(x, y, c[0], c[1], c[2])
-		}
-	}
-	if err := slide.WriteImage(path, img, 0.5, true); err != nil {
-		t.Fatal(err)
-	}
-}
+// Test inputs shared with watch's tests (see fixture).
+var (
+	testEncoder = fixture.Encoder     // a test encoder by file name, such as tiny-clip.onnx
+	cellColour  = fixture.CellColour  // the colour of colourSlide's grid cell
+	colourSlide = fixture.ColourSlide // a slide of distinctly coloured 256-px cells
+	exists      = fixture.Exists
+)
 
 func tileAll(t *testing.T, work Work, ins []Input) {
 	t.Helper()

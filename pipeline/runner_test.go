@@ -13,6 +13,7 @@ import (
 	"github.com/her2wsi/her2wsi/features"
 	"github.com/her2wsi/her2wsi/features/featfile"
 	"github.com/her2wsi/her2wsi/internal/raster"
+	"github.com/her2wsi/her2wsi/internal/testutil/fixture"
 	"github.com/her2wsi/her2wsi/slide"
 )
 
@@ -182,11 +183,29 @@ func TestRunnerLockedSlide(t *testing.T) {
 	}
 }
 
+// testModel opens an untrained model for the tiny test encoder (8
+// dimensions).
+func testModel(t *testing.T) *LoadedModel {
+	t.Helper()
+	m, err := OpenModel(fixture.TinyModelDir(t, nil), "", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	return m
+}
+
+// predictionRows parses predictions.csv into id → row count.
+func predictionRows(t *testing.T, work Work) map[string]int {
+	t.Helper()
+	return fixture.PredictionRows(t, work.PredictionsCSV())
+}
+
 // predictEnv is a tiled, embedded, anchored slide and a model.
 func predictEnv(t *testing.T) (Work, Input, *LoadedModel) {
 	t.Helper()
 	work, ins := slideWork(t, "nan", 5, 7)
-	m := watchModel(t)
+	m := testModel(t)
 	aopt := DefaultAnchorOptions()
 	aopt.PPK = []int{m.Config.PPK}
 	in := ins[0]
@@ -266,40 +285,6 @@ func TestEmbedOptionsValidate(t *testing.T) {
 	}
 }
 
-// TestWatchTakesLockAndRecordsState: the watch folder honours a slide lock
-// held by a batch run on the same work folder (the slide stays in the
-// inbox, neither failed nor done), then processes it once free and
-// records state.json like `run`.
-func TestWatchTakesLockAndRecordsState(t *testing.T) {
-	e := newWatchEnv(t)
-	makeSlide(t, filepath.Join(e.inbox, "shared.tif"))
-	os.MkdirAll(e.work.SlideDir("shared"), 0o755)
-	l, err := AcquireLock(e.work, "shared", LockOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = e.runOnce(t, nil)
-	if !exists(filepath.Join(e.inbox, "shared.tif")) || exists(e.work.SlideJSON("shared")) {
-		t.Fatal("the watcher processed or moved a slide locked by another process")
-	}
-	l.Release()
-	if err := e.runOnce(t, nil); err != nil {
-		t.Fatal(err)
-	}
-	if !exists(filepath.Join(e.inbox, InboxDone, "shared.tif")) {
-		t.Fatal("not done once the lock was released")
-	}
-	st, err := e.work.ReadState("shared")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range []string{StageTile, StageEmbed, StageAnchors, StagePredict} {
-		if st.Stages[s].Status != "done" {
-			t.Errorf("state.json %s: %+v", s, st.Stages[s])
-		}
-	}
-}
-
 // nanEncoder returns NaN for the first value of every batch.
 type nanEncoder struct{ features.Encoder }
 
@@ -329,7 +314,7 @@ func TestPredictionsCSVNeutralisesFormulas(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	recs := readPredictionsCSV(t, work)
+	recs := fixture.ReadPredictionsCSV(t, work.PredictionsCSV())
 	if len(recs) != 1+len(ids) {
 		t.Fatalf("%d rows, want %d (no duplicates on a rerun)", len(recs)-1, len(ids))
 	}

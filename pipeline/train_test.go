@@ -9,17 +9,12 @@ import (
 	"testing"
 
 	"github.com/her2wsi/her2wsi/internal/cases"
+	"github.com/her2wsi/her2wsi/internal/testutil/fixture"
 	"github.com/her2wsi/her2wsi/model"
 	"github.com/her2wsi/her2wsi/model/metrics"
 )
 
-func smallModel(variant string) model.Config {
-	c := model.DefaultConfig()
-	c.Variant = variant
-	c.InDim, c.EDim, c.Depth, c.Heads, c.Prompts, c.MLPRatio = 16, 16, 1, 2, 8, 2
-	c.MaxAnchors, c.MaxPatches, c.MaxIHC = 16, 256, 256
-	return c
-}
+var smallModel = fixture.SmallModel
 
 // The chain on generated cases: train with cross-validation (fold folders,
 // mean ± std, final model, test metrics, ROC picture), then H&E-only

@@ -41,6 +41,8 @@ func TestExitCodes(t *testing.T) {
 		{"version", []string{"version"}, exitOK},
 		{"embed absurd batch", []string{"run", "--stage", "embed", "--input", good, "--out", work, "--encoder", enc, "--batch", "100000000"}, exitUsage},
 		{"embed no readers", []string{"run", "--stage", "embed", "--input", good, "--out", work, "--encoder", enc, "--readers", "0"}, exitUsage},
+		{"watch absurd batch", []string{"watch", "--inbox", dir, "--out", work, "--encoder", enc, "--model", dir, "--batch", "100000000"}, exitUsage},
+		{"watch no readers", []string{"watch", "--inbox", dir, "--out", work, "--encoder", enc, "--model", dir, "--readers", "0"}, exitUsage},
 		{"negative workers", []string{"run", "--stage", "tile", "--input", good, "--out", work, "--workers", "-1"}, exitUsage},
 	}
 	for _, c := range cases {

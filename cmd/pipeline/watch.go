@@ -14,6 +14,7 @@ import (
 	"github.com/her2wsi/her2wsi/features"
 	"github.com/her2wsi/her2wsi/model"
 	"github.com/her2wsi/her2wsi/pipeline"
+	"github.com/her2wsi/her2wsi/watch"
 )
 
 // runWatch is `pipeline watch`: a folder technicians copy slides into; each
@@ -23,8 +24,8 @@ func runWatch(ctx context.Context, args []string) error {
 	fs := newFlags("watch", "--inbox DIR --out WORK --model RUNDIR --encoder M.onnx [--http 127.0.0.1:8080] [flags]")
 	inbox := fs.String("inbox", "", "folder slides are copied into (required); finished slides go to its done/ and failed/")
 	out := fs.String("out", "", "work folder (required): stage outputs, predictions.csv, reports, watch/ journals")
-	stable := fs.Duration("stable", pipeline.DefaultWatchStable, "a slide is complete when its size and modification time stay unchanged this long")
-	poll := fs.Duration("poll", pipeline.DefaultWatchPoll, "scan interval (file events, where they arrive, scan sooner)")
+	stable := fs.Duration("stable", watch.DefaultStable, "a slide is complete when its size and modification time stay unchanged this long")
+	poll := fs.Duration("poll", watch.DefaultPoll, "scan interval (file events, where they arrive, scan sooner)")
 	once := fs.Bool("once", false, "process the slides complete now, then exit (for cron and tests)")
 	httpAddr := fs.String("http", "", "serve a status page on this address (a bare :PORT binds to 127.0.0.1; give 0.0.0.0:PORT to expose it, behind a token)")
 	httpf := addStatusFlags(fs)
@@ -64,10 +65,16 @@ func runWatch(ctx context.Context, args []string) error {
 	if err := topt.Validate(); err != nil {
 		return usageError{err}
 	}
+	if err := eopt.Validate(); err != nil {
+		return usageError{err}
+	}
+	if *threads < 0 {
+		return usageError{fmt.Errorf("--threads %d must not be negative", *threads)}
+	}
 	if _, _, err := features.ParseDevice(*device); err != nil {
 		return usageError{err}
 	}
-	opt := pipeline.WatchOptions{
+	opt := watch.Options{
 		Inbox: *inbox, Work: pipeline.Work{Dir: *out}, Stable: *stable, Poll: *poll, Once: *once,
 		Tile: topt, Embed: eopt, Anchors: pipeline.DefaultAnchorOptions(),
 	}
@@ -79,7 +86,7 @@ func runWatch(ctx context.Context, args []string) error {
 		}
 		opt.Status, opt.StatusPage = l, sopt
 		if generated {
-			tokenURL = pipeline.StatusURL(l, sopt.Token)
+			tokenURL = watch.StatusURL(l, sopt.Token)
 		}
 	} else if f := httpf.setIn(fs); f != "" {
 		return usageError{fmt.Errorf("--%s needs --http", f)}
@@ -103,15 +110,15 @@ func runWatch(ctx context.Context, args []string) error {
 	}
 	defer enc.Close()
 	opt.Encoder, opt.Model = enc, m
-	w, err := pipeline.NewWatcher(opt)
+	w, err := watch.New(opt)
 	if err != nil {
 		closeListener()
 		return err
 	}
 	if opt.Status != nil {
-		slog.Info("status page", "url", pipeline.StatusURL(opt.Status, ""), "listen", opt.Status.Addr().String(), "token", opt.StatusPage.Token != "")
+		slog.Info("status page", "url", watch.StatusURL(opt.Status, ""), "listen", opt.Status.Addr().String(), "token", opt.StatusPage.Token != "")
 		if tokenURL != "" {
-			fmt.Fprintf(os.Stderr, "status page: open %s\n(the token was generated for this run; give --http-token or $%s to keep one)\n", tokenURL, pipeline.StatusTokenEnv)
+			fmt.Fprintf(os.Stderr, "status page: open %s\n(the token was generated for this run; give --http-token or $%s to keep one)\n", tokenURL, watch.StatusTokenEnv)
 		}
 	}
 	slog.Info("watching", "inbox", *inbox, "work", *out, "model", m.ID, "encoder", enc.Name(), "stable", stable.String(), "poll", poll.String(), "once", *once)
@@ -134,9 +141,9 @@ type statusFlags struct {
 
 func addStatusFlags(fs *flag.FlagSet) *statusFlags {
 	f := &statusFlags{}
-	fs.StringVar(&f.token, "http-token", "", "token the status page requires (default $"+pipeline.StatusTokenEnv+"; an --http address that is not loopback without one gets a random token, printed on stderr with the URL to open); clients send Authorization: Bearer TOKEN or open the URL with ?token=TOKEN once")
+	fs.StringVar(&f.token, "http-token", "", "token the status page requires (default $"+watch.StatusTokenEnv+"; an --http address that is not loopback without one gets a random token, printed on stderr with the URL to open); clients send Authorization: Bearer TOKEN or open the URL with ?token=TOKEN once")
 	fs.Var(&f.allowHosts, "http-allow-host", "further Host names the status page answers to when --http is not loopback (repeatable, or a comma list; always allowed: the address connected to, this machine's name, localhost)")
-	fs.IntVar(&f.maxConns, "http-max-conns", pipeline.DefaultStatusMaxConns, "most connections the status page serves at once")
+	fs.IntVar(&f.maxConns, "http-max-conns", watch.DefaultStatusMaxConns, "most connections the status page serves at once")
 	return f
 }
 
@@ -153,13 +160,13 @@ func (f *statusFlags) setIn(fs *flag.FlagSet) string {
 
 // listen opens addr for the status page and completes its options: Public
 // when addr is not loopback, with a token generated when none is given.
-func (f *statusFlags) listen(addr string) (ln net.Listener, opt pipeline.StatusOptions, generated bool, err error) {
+func (f *statusFlags) listen(addr string) (ln net.Listener, opt watch.StatusOptions, generated bool, err error) {
 	if f.maxConns < 1 {
 		return nil, opt, false, fmt.Errorf("--http-max-conns %d: want at least 1", f.maxConns)
 	}
-	opt = pipeline.StatusOptions{Token: f.token, MaxConns: f.maxConns}
+	opt = watch.StatusOptions{Token: f.token, MaxConns: f.maxConns}
 	if opt.Token == "" {
-		opt.Token = os.Getenv(pipeline.StatusTokenEnv)
+		opt.Token = os.Getenv(watch.StatusTokenEnv)
 	}
 	for _, v := range f.allowHosts {
 		for _, h := range strings.Split(v, ",") {
@@ -171,11 +178,11 @@ func (f *statusFlags) listen(addr string) (ln net.Listener, opt pipeline.StatusO
 	if err := opt.Validate(); err != nil {
 		return nil, opt, false, err
 	}
-	if ln, err = pipeline.ListenStatus(addr); err != nil {
+	if ln, err = watch.ListenStatus(addr); err != nil {
 		return nil, opt, false, err
 	}
 	if opt = opt.ForListener(ln); opt.Public && opt.Token == "" {
-		if opt.Token, err = pipeline.NewStatusToken(); err != nil {
+		if opt.Token, err = watch.NewStatusToken(); err != nil {
 			ln.Close()
 			return nil, opt, false, err
 		}

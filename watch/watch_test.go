@@ -1,8 +1,7 @@
-package pipeline
+package watch
 
 import (
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,7 +20,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/her2wsi/her2wsi/internal/store"
+	"github.com/her2wsi/her2wsi/internal/testutil/fixture"
 	"github.com/her2wsi/her2wsi/model"
+	"github.com/her2wsi/her2wsi/pipeline"
 	"github.com/her2wsi/her2wsi/slide"
 )
 
@@ -34,32 +35,15 @@ const (
 
 // watchModel writes an untrained model for the tiny test encoder (8
 // dimensions) into a run folder and opens it.
-func watchModel(t *testing.T) *LoadedModel {
+func watchModel(t *testing.T) *pipeline.LoadedModel {
 	t.Helper()
 	return watchModelWith(t, nil)
 }
 
 // watchModelWith is watchModel with its parameters changed by edit first.
-func watchModelWith(t *testing.T, edit func(*model.Params)) *LoadedModel {
+func watchModelWith(t *testing.T, edit func(*model.Params)) *pipeline.LoadedModel {
 	t.Helper()
-	c := smallModel(model.VariantIPCA)
-	c.InDim = 8
-	dir := t.TempDir()
-	b, err := json.Marshal(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := model.InitParams(c, 7)
-	if edit != nil {
-		edit(p)
-	}
-	if err := model.SaveWeights(filepath.Join(dir, "model.safetensors"), c, p, nil); err != nil {
-		t.Fatal(err)
-	}
-	m, err := OpenModel(dir, "", "", "")
+	m, err := pipeline.OpenModel(fixture.TinyModelDir(t, edit), "", "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,16 +87,16 @@ func (c *stageCounter) processed() int {
 	defer c.mu.Unlock()
 	n := 0
 	for _, m := range c.counts {
-		n += m[StageTile]
+		n += m[pipeline.StageTile]
 	}
 	return n
 }
 
 type watchEnv struct {
 	inbox string
-	work  Work
-	model *LoadedModel
-	opt   WatchOptions
+	work  pipeline.Work
+	model *pipeline.LoadedModel
+	opt   Options
 }
 
 func newWatchEnv(t *testing.T) *watchEnv {
@@ -124,13 +108,13 @@ func newWatchEnv(t *testing.T) *watchEnv {
 	}
 	m := watchModel(t)
 	enc := testEncoder(t, "tiny-clip.onnx")
-	aopt := DefaultAnchorOptions()
+	aopt := pipeline.DefaultAnchorOptions()
 	aopt.PPK = []int{m.Config.PPK}
-	eopt := DefaultEmbedOptions()
+	eopt := pipeline.DefaultEmbedOptions()
 	eopt.Readers = 1
-	e := &watchEnv{inbox: inbox, work: Work{Dir: filepath.Join(dir, "work")}, model: m}
-	e.opt = WatchOptions{Inbox: inbox, Work: e.work, Stable: watchStable, Poll: watchPoll,
-		Tile: DefaultTileOptions(), Embed: eopt, Anchors: aopt, Encoder: enc, Model: m}
+	e := &watchEnv{inbox: inbox, work: pipeline.Work{Dir: filepath.Join(dir, "work")}, model: m}
+	e.opt = Options{Inbox: inbox, Work: e.work, Stable: watchStable, Poll: watchPoll,
+		Tile: pipeline.DefaultTileOptions(), Embed: eopt, Anchors: aopt, Encoder: enc, Model: m}
 	return e
 }
 
@@ -138,7 +122,7 @@ func (e *watchEnv) watcher(t *testing.T, hook func(id, stage string)) *Watcher {
 	t.Helper()
 	opt := e.opt
 	opt.onStage = hook
-	w, err := NewWatcher(opt)
+	w, err := New(opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,71 +139,36 @@ func (e *watchEnv) runOnce(t *testing.T, hook func(id, stage string)) error {
 	return e.watcher(t, hook).Run(ctx)
 }
 
+// Test inputs shared with pipeline's tests (see fixture).
+var (
+	testEncoder = fixture.Encoder     // a test encoder by file name, such as tiny-clip.onnx
+	colourSlide = fixture.ColourSlide // a slide of distinctly coloured 256-px cells
+	exists      = fixture.Exists
+)
+
 // makeSlide writes a small 20× slide (5×7 tissue cells) at path.
 func makeSlide(t *testing.T, path string) {
 	t.Helper()
 	colourSlide(t, path, 5, 7)
 }
 
-func exists(p string) bool {
-	_, err := os.Lstat(p)
-	return err == nil
-}
-
-func readJournalFile(t *testing.T, work Work, id string) WatchJournal {
+func readJournalFile(t *testing.T, work pipeline.Work, id string) Journal {
 	t.Helper()
-	b, err := os.ReadFile(work.WatchJournalPath(id))
+	b, err := os.ReadFile(JournalPath(work, id))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var j WatchJournal
+	var j Journal
 	if err := json.Unmarshal(b, &j); err != nil {
 		t.Fatal(err)
 	}
 	return j
 }
 
-// readPredictionsCSV reads predictions.csv's records (none when it is
-// missing).
-func readPredictionsCSV(t *testing.T, work Work) [][]string {
-	t.Helper()
-	f, err := os.Open(work.PredictionsCSV())
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	recs, err := csv.NewReader(f).ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return recs
-}
-
 // predictionRows parses predictions.csv into id → row count.
-func predictionRows(t *testing.T, work Work) map[string]int {
+func predictionRows(t *testing.T, work pipeline.Work) map[string]int {
 	t.Helper()
-	recs := readPredictionsCSV(t, work)
-	out := map[string]int{}
-	for i, r := range recs {
-		if i == 0 {
-			if strings.Join(r, ",") != predictionsHeader {
-				t.Fatalf("header %q", r)
-			}
-			continue
-		}
-		if len(r) != 8 {
-			t.Fatalf("row %q has %d fields", r, len(r))
-		}
-		id := r[0]
-		if len(id) > 1 && id[0] == '\'' && strings.ContainsRune("=+-@\t\r", rune(id[1])) {
-			id = id[1:] // neutralised against spreadsheet formulas
-		}
-		out[id]++
-	}
-	return out
+	return fixture.PredictionRows(t, work.PredictionsCSV())
 }
 
 func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
@@ -283,8 +232,8 @@ func TestWatchSlowCopyNotPickedEarly(t *testing.T) {
 	done := filepath.Join(e.inbox, InboxDone, "slow.tif")
 	// The journal records the move just after it: wait for both.
 	waitFor(t, "slow.tif in done/ and journalled", 30*time.Second, func() bool {
-		b, err := os.ReadFile(e.work.WatchJournalPath("slow"))
-		var j WatchJournal
+		b, err := os.ReadFile(JournalPath(e.work, "slow"))
+		var j Journal
 		return exists(done) && err == nil && json.Unmarshal(b, &j) == nil && j.MovedTo != ""
 	})
 	if sc.processed() != 1 {
@@ -293,11 +242,11 @@ func TestWatchSlowCopyNotPickedEarly(t *testing.T) {
 	if got, _ := os.ReadFile(done); len(got) != len(data) {
 		t.Fatalf("done/slow.tif has %d bytes, want %d", len(got), len(data))
 	}
-	if !exists(part) || sc.get("other", StageTile) != 0 {
+	if !exists(part) || sc.get("other", pipeline.StageTile) != 0 {
 		t.Fatal("the .part file was taken")
 	}
 	j := readJournalFile(t, e.work, "slow")
-	if j.Status != WatchDone || j.MovedTo != "done/slow.tif" || j.Prediction == nil || len(j.Prediction.Probs) != 4 || j.Prediction.ModelID != e.model.ID {
+	if j.Status != JournalDone || j.MovedTo != "done/slow.tif" || j.Prediction == nil || len(j.Prediction.Probs) != 4 || j.Prediction.ModelID != e.model.ID {
 		t.Fatalf("journal %+v", j)
 	}
 	if rows := predictionRows(t, e.work); rows["slow"] != 1 || len(rows) != 1 {
@@ -357,7 +306,7 @@ func TestWatchCorruptSlideFails(t *testing.T) {
 			t.Fatalf("%s: reason %q is not one line", name, r)
 		}
 		j := readJournalFile(t, e.work, id)
-		if j.Status != WatchFailed || j.Reason != strings.TrimSpace(r) || j.MovedTo != "failed/"+name {
+		if j.Status != JournalFailed || j.Reason != strings.TrimSpace(r) || j.MovedTo != "failed/"+name {
 			t.Fatalf("%s: journal %+v", name, j)
 		}
 		t.Logf("%s: %s", name, strings.TrimSpace(r))
@@ -365,7 +314,7 @@ func TestWatchCorruptSlideFails(t *testing.T) {
 	if !exists(filepath.Join(e.inbox, InboxDone, "good.tif")) {
 		t.Fatal("good.tif not done")
 	}
-	if !exists(filepath.Join(e.inbox, "empty.tif")) || sc.get("empty", StageTile) != 0 {
+	if !exists(filepath.Join(e.inbox, "empty.tif")) || sc.get("empty", pipeline.StageTile) != 0 {
 		t.Fatal("the empty file was taken")
 	}
 	if rows := predictionRows(t, e.work); len(rows) != 1 || rows["good"] != 1 {
@@ -385,7 +334,7 @@ func TestWatchRestartMidSlide(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	first := stageCounter{on: func(id, stage string) {
-		if stage == StageAnchors {
+		if stage == pipeline.StageAnchors {
 			cancel() // "killed" after tile and embed
 		}
 	}}
@@ -393,7 +342,7 @@ func TestWatchRestartMidSlide(t *testing.T) {
 		t.Fatalf("first run: %v", err)
 	}
 	j := readJournalFile(t, e.work, "resume")
-	if j.Status != WatchProcessing || j.Attempts != 1 || !exists(filepath.Join(e.inbox, "resume.tif")) {
+	if j.Status != JournalProcessing || j.Attempts != 1 || !exists(filepath.Join(e.inbox, "resume.tif")) {
 		t.Fatalf("after the interruption: journal %+v", j)
 	}
 	if !exists(e.work.FeaturesH5("resume", "tiny-clip")) || exists(e.work.PredictionsCSV()) {
@@ -405,14 +354,14 @@ func TestWatchRestartMidSlide(t *testing.T) {
 	if err := e.runOnce(t, second.hook); err != nil {
 		t.Fatal(err)
 	}
-	if n := second.processed(); n != 1 || second.get("resume", StagePredict) != 1 {
+	if n := second.processed(); n != 1 || second.get("resume", pipeline.StagePredict) != 1 {
 		t.Fatalf("second run processed %d slides (%v)", n, second.counts)
 	}
 	if rec2, _ := os.Stat(e.work.SlideJSON("resume")); !rec2.ModTime().Equal(rec1.ModTime()) {
 		t.Fatal("the tile stage redid finished work")
 	}
 	j = readJournalFile(t, e.work, "resume")
-	if j.Status != WatchDone || j.Attempts != 2 || j.MovedTo != "done/resume.tif" {
+	if j.Status != JournalDone || j.Attempts != 2 || j.MovedTo != "done/resume.tif" {
 		t.Fatalf("journal %+v", j)
 	}
 	if rows := predictionRows(t, e.work); rows["resume"] != 1 {
@@ -425,7 +374,7 @@ func TestWatchRestartMidSlide(t *testing.T) {
 	copyKeepTime(t, doneFile, filepath.Join(e.inbox, "resume.tif"))
 	j.MovedTo = ""
 	b, _ := json.Marshal(j)
-	if err := os.WriteFile(e.work.WatchJournalPath("resume"), b, 0o644); err != nil {
+	if err := os.WriteFile(JournalPath(e.work, "resume"), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	csvBefore, _ := os.ReadFile(e.work.PredictionsCSV())
@@ -433,7 +382,7 @@ func TestWatchRestartMidSlide(t *testing.T) {
 	if err := e.runOnce(t, third.hook); err != nil {
 		t.Fatal(err)
 	}
-	if third.processed() != 0 || third.get("resume", StagePredict) != 0 {
+	if third.processed() != 0 || third.get("resume", pipeline.StagePredict) != 0 {
 		t.Fatalf("a done slide was processed again: %v", third.counts)
 	}
 	if exists(filepath.Join(e.inbox, "resume.tif")) || !exists(filepath.Join(e.inbox, InboxDone, "resume_2.tif")) || !exists(doneFile) {
@@ -637,14 +586,14 @@ func TestWatchSpecialNames(t *testing.T) {
 
 // runOnceWatcher runs a watcher in once mode and returns it with Run's
 // error, for its snapshot.
-func (e *watchEnv) runOnceWatcher(t *testing.T, edit func(*WatchOptions)) (*Watcher, error) {
+func (e *watchEnv) runOnceWatcher(t *testing.T, edit func(*Options)) (*Watcher, error) {
 	t.Helper()
 	opt := e.opt
 	opt.Once = true
 	if edit != nil {
 		edit(&opt)
 	}
-	w, err := NewWatcher(opt)
+	w, err := New(opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -654,19 +603,19 @@ func (e *watchEnv) runOnceWatcher(t *testing.T, edit func(*WatchOptions)) (*Watc
 }
 
 // journals reads every journal in WORK/watch, by id.
-func journals(t *testing.T, work Work) map[string]WatchJournal {
+func journals(t *testing.T, work pipeline.Work) map[string]Journal {
 	t.Helper()
-	entries, err := os.ReadDir(work.WatchDir())
+	entries, err := os.ReadDir(JournalDir(work))
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]WatchJournal{}
+	out := map[string]Journal{}
 	for _, e := range entries {
 		if !e.Type().IsRegular() || !strings.HasSuffix(e.Name(), ".json") || strings.HasPrefix(e.Name(), ".") {
 			continue
 		}
-		var j WatchJournal
-		b, err := os.ReadFile(filepath.Join(work.WatchDir(), e.Name()))
+		var j Journal
+		b, err := os.ReadFile(filepath.Join(JournalDir(work), e.Name()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -679,7 +628,7 @@ func journals(t *testing.T, work Work) map[string]WatchJournal {
 }
 
 // journalOf finds the journal of the inbox file name.
-func journalOf(t *testing.T, work Work, name string) WatchJournal {
+func journalOf(t *testing.T, work pipeline.Work, name string) Journal {
 	t.Helper()
 	for _, j := range journals(t, work) {
 		if j.Slide == name {
@@ -687,7 +636,7 @@ func journalOf(t *testing.T, work Work, name string) WatchJournal {
 		}
 	}
 	t.Fatalf("no journal for %q", name)
-	return WatchJournal{}
+	return Journal{}
 }
 
 // Every name derived from an inbox name fits 255 bytes, temporary names of
@@ -726,7 +675,7 @@ func TestWatchNameBudget(t *testing.T) {
 					t.Fatalf("watchIDs(%q) = %q", name, ids)
 				}
 				for _, id := range ids {
-					if ValidID(id) != nil || !utf8.ValidString(id) || len(filepath.Base(store.TempPath(id+".json"))) > maxNameBytes {
+					if pipeline.ValidID(id) != nil || !utf8.ValidString(id) || len(filepath.Base(store.TempPath(id+".json"))) > maxNameBytes {
 						t.Fatalf("%q: id %q (%d bytes) does not fit", name, id, len(id))
 					}
 				}
@@ -775,7 +724,7 @@ func TestWatchLongNames(t *testing.T) {
 		t.Fatalf("Run: %v, want 2 failures", err)
 	}
 	rows := predictionRows(t, e.work)
-	check := func(name, sub string) WatchJournal {
+	check := func(name, sub string) Journal {
 		t.Helper()
 		j := journalOf(t, e.work, name)
 		moved := filepath.Join(e.inbox, filepath.FromSlash(j.MovedTo))
@@ -790,7 +739,7 @@ func TestWatchLongNames(t *testing.T) {
 	}
 	for _, n := range good {
 		j := check(n, InboxDone)
-		if j.Status != WatchDone || rows[j.ID] != 1 {
+		if j.Status != JournalDone || rows[j.ID] != 1 {
 			t.Fatalf("%d-byte name: journal %+v, rows %v", len(n), j, rows)
 		}
 		rep, err := os.ReadFile(e.work.ReportHTML(j.ID))
@@ -801,7 +750,7 @@ func TestWatchLongNames(t *testing.T) {
 	for _, n := range bad {
 		j := check(n, InboxFailed)
 		reason, err := os.ReadFile(reasonFile(filepath.Join(e.inbox, filepath.FromSlash(j.MovedTo))))
-		if j.Status != WatchFailed || err != nil || strings.TrimSpace(string(reason)) != j.Reason {
+		if j.Status != JournalFailed || err != nil || strings.TrimSpace(string(reason)) != j.Reason {
 			t.Fatalf("%d-byte name: journal %+v, reason file %q (%v)", len(n), j, reason, err)
 		}
 	}
@@ -839,7 +788,7 @@ func TestWatchSameStemDistinctIDs(t *testing.T) {
 	}
 	ids := map[string]string{}
 	for id, j := range js {
-		if j.ID != id || j.Status != WatchDone || rows[id] != 1 || j.MovedTo != "done/"+j.Slide {
+		if j.ID != id || j.Status != JournalDone || rows[id] != 1 || j.MovedTo != "done/"+j.Slide {
 			t.Fatalf("journal %s: %+v", id, j)
 		}
 		if rep, _ := os.ReadFile(e.work.ReportHTML(id)); !strings.Contains(string(rep), `<span id="slide-name">`+j.Slide+`</span>`) {
@@ -851,7 +800,7 @@ func TestWatchSameStemDistinctIDs(t *testing.T) {
 		t.Fatalf("ids %v", ids)
 	}
 	other := "coll.tiff"
-	before, _ := os.ReadFile(e.work.WatchJournalPath(ids[other]))
+	before, _ := os.ReadFile(JournalPath(e.work, ids[other]))
 	redo := filepath.Join(e.inbox, "coll.tif")
 	copyKeepTime(t, filepath.Join(e.inbox, InboxDone, "coll.tif"), redo)
 	later := time.Now().Add(-time.Hour)
@@ -864,7 +813,7 @@ func TestWatchSameStemDistinctIDs(t *testing.T) {
 	if j := journalOf(t, e.work, "coll.tif"); !j.ModTime.Equal(later.UTC()) || j.ID != ids["coll.tif"] || j.MovedTo != "done/coll_2.tif" {
 		t.Fatalf("dropped again: journal %+v", j)
 	}
-	if after, _ := os.ReadFile(e.work.WatchJournalPath(ids[other])); string(after) != string(before) {
+	if after, _ := os.ReadFile(JournalPath(e.work, ids[other])); string(after) != string(before) {
 		t.Fatal("the other file's journal changed")
 	}
 	if rows := predictionRows(t, e.work); len(rows) != 2 {
@@ -917,7 +866,7 @@ func TestWatchDiskFullWaits(t *testing.T) {
 	if !exists(filepath.Join(e.inbox, "full.tif")) || exists(filepath.Join(e.inbox, InboxFailed, "full.tif")) {
 		t.Fatal("once: the slide left the inbox")
 	}
-	if j := readJournalFile(t, e.work, "full"); j.Status != WatchWaiting || !strings.Contains(j.Reason, "no space left") {
+	if j := readJournalFile(t, e.work, "full"); j.Status != JournalWaiting || !strings.Contains(j.Reason, "no space left") {
 		t.Fatalf("once: journal %+v", j)
 	}
 
@@ -935,15 +884,15 @@ func TestWatchDiskFullWaits(t *testing.T) {
 	if !exists(filepath.Join(e.inbox, "full.tif")) || exists(filepath.Join(e.inbox, InboxFailed, "full.tif")) {
 		t.Fatal("the slide left the inbox")
 	}
-	if j := readJournalFile(t, e.work, "full"); j.Status != WatchWaiting && j.Status != WatchProcessing {
+	if j := readJournalFile(t, e.work, "full"); j.Status != JournalWaiting && j.Status != JournalProcessing {
 		t.Fatalf("journal %+v", j)
 	}
 	full.Store(false) // space is back
 	waitFor(t, "full.tif done", 30*time.Second, func() bool {
-		j, err := os.ReadFile(e.work.WatchJournalPath("full"))
+		j, err := os.ReadFile(JournalPath(e.work, "full"))
 		return err == nil && strings.Contains(string(j), `"moved_to": "done/full.tif"`)
 	})
-	if j := readJournalFile(t, e.work, "full"); j.Status != WatchDone || j.Attempts < 3 {
+	if j := readJournalFile(t, e.work, "full"); j.Status != JournalDone || j.Attempts < 3 {
 		t.Fatalf("journal %+v", j)
 	}
 	if rows := predictionRows(t, e.work); rows["full"] != 1 {
@@ -986,7 +935,7 @@ func TestWatchStalledCopyTakenBack(t *testing.T) {
 	}
 	failed := filepath.Join(e.inbox, InboxFailed, "stall.tif")
 	waitFor(t, "the stalled copy in failed/", 30*time.Second, func() bool {
-		j, err := os.ReadFile(e.work.WatchJournalPath("stall"))
+		j, err := os.ReadFile(JournalPath(e.work, "stall"))
 		return err == nil && strings.Contains(string(j), `"moved_to": "failed/stall.tif"`) && exists(failed+".reason.txt")
 	})
 	if _, err := f.Write(data[len(data)/3:]); err != nil { // the copy resumes
@@ -996,7 +945,7 @@ func TestWatchStalledCopyTakenBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "stall.tif done", 30*time.Second, func() bool {
-		j, err := os.ReadFile(e.work.WatchJournalPath("stall"))
+		j, err := os.ReadFile(JournalPath(e.work, "stall"))
 		return err == nil && strings.Contains(string(j), `"moved_to": "done/stall.tif"`)
 	})
 	if exists(failed) || exists(failed+".reason.txt") {
@@ -1061,7 +1010,7 @@ func TestWatchJournalTrouble(t *testing.T) {
 			t.Fatalf("Run: %v, want 1 failure", err)
 		}
 		j := readJournalFile(t, e.work, "nan")
-		if j.Status != WatchFailed || j.MovedTo != "failed/nan.tif" || j.Prediction != nil || !strings.Contains(j.Reason, "not finite") {
+		if j.Status != JournalFailed || j.MovedTo != "failed/nan.tif" || j.Prediction != nil || !strings.Contains(j.Reason, "not finite") {
 			t.Fatalf("journal %+v", j)
 		}
 		if rows := predictionRows(t, e.work); len(rows) != 0 {
@@ -1074,12 +1023,12 @@ func TestWatchJournalTrouble(t *testing.T) {
 			t.Fatalf("restart: %v", err)
 		}
 		// The journal's own encoding: null for NaN, read back as NaN.
-		jp := WatchJournal{ID: "x", Prediction: &WatchPrediction{Probs: []float64{math.NaN(), 1, math.Inf(1), 0}}}
+		jp := Journal{ID: "x", Prediction: &Prediction{Probs: []float64{math.NaN(), 1, math.Inf(1), 0}}}
 		b, err := json.Marshal(jp)
 		if err != nil || !strings.Contains(string(b), "null") {
 			t.Fatalf("journal with NaN: %s %v", b, err)
 		}
-		var back WatchJournal
+		var back Journal
 		if err := json.Unmarshal(b, &back); err != nil || !math.IsNaN(back.Prediction.Probs[0]) {
 			t.Fatalf("null read back as %v (%v)", back.Prediction, err)
 		}
@@ -1090,10 +1039,10 @@ func TestWatchJournalTrouble(t *testing.T) {
 			makeSlide(t, filepath.Join(e.inbox, n))
 		}
 		// A folder in the journal's place: it cannot be written.
-		if err := os.MkdirAll(filepath.Join(e.work.WatchJournalPath("jdir"), "x"), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Join(JournalPath(e.work, "jdir"), "x"), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(e.work.WatchJournalPath("corrupt"), []byte("{not json"), 0o644); err != nil {
+		if err := os.WriteFile(JournalPath(e.work, "corrupt"), []byte("{not json"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		w, err := e.runOnceWatcher(t, nil)
@@ -1113,4 +1062,38 @@ func TestWatchJournalTrouble(t *testing.T) {
 			t.Fatalf("snapshot failed %+v", s.Failed)
 		}
 	})
+}
+
+// TestWatchTakesLockAndRecordsState: the watch folder honours a slide lock
+// held by a batch run on the same work folder (the slide stays in the
+// inbox, neither failed nor done), then processes it once free and
+// records state.json like `run`.
+func TestWatchTakesLockAndRecordsState(t *testing.T) {
+	e := newWatchEnv(t)
+	makeSlide(t, filepath.Join(e.inbox, "shared.tif"))
+	os.MkdirAll(e.work.SlideDir("shared"), 0o755)
+	l, err := pipeline.AcquireLock(e.work, "shared", pipeline.LockOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = e.runOnce(t, nil)
+	if !exists(filepath.Join(e.inbox, "shared.tif")) || exists(e.work.SlideJSON("shared")) {
+		t.Fatal("the watcher processed or moved a slide locked by another process")
+	}
+	l.Release()
+	if err := e.runOnce(t, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !exists(filepath.Join(e.inbox, InboxDone, "shared.tif")) {
+		t.Fatal("not done once the lock was released")
+	}
+	st, err := e.work.ReadState("shared")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{pipeline.StageTile, pipeline.StageEmbed, pipeline.StageAnchors, pipeline.StagePredict} {
+		if st.Stages[s].Status != "done" {
+			t.Errorf("state.json %s: %+v", s, st.Stages[s])
+		}
+	}
 }

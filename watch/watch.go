@@ -1,4 +1,11 @@
-package pipeline
+// Package watch is the watch-folder service: slides copied into an inbox
+// are taken once complete, taken one at a time through the pipeline's
+// stages (tile, embed, anchors, predict with its report) by a
+// pipeline.Runner, journalled in WORK/watch so that a restart neither loses
+// nor repeats one, and moved to the inbox's done/ or failed/ (with a reason
+// file). A status page (StatusPage) serves the queue, progress and results
+// over HTTP, with the work folder's reports.
+package watch
 
 import (
 	"context"
@@ -25,13 +32,14 @@ import (
 	"github.com/her2wsi/her2wsi/features"
 	"github.com/her2wsi/her2wsi/internal/cases"
 	"github.com/her2wsi/her2wsi/internal/store"
+	"github.com/her2wsi/her2wsi/pipeline"
 	"github.com/her2wsi/her2wsi/slide"
 )
 
 // Watch-folder defaults.
 const (
-	DefaultWatchStable = 10 * time.Second
-	DefaultWatchPoll   = 2 * time.Second
+	DefaultStable = 10 * time.Second
+	DefaultPoll   = 2 * time.Second
 	// DefaultDiskFullRetry is how long a slide that met a full disk waits
 	// in the inbox before it is tried again.
 	DefaultDiskFullRetry = time.Minute
@@ -43,17 +51,17 @@ const (
 	minScanGap = 100 * time.Millisecond
 )
 
-// Journal statuses.
+// Journal statuses (Journal.Status).
 const (
-	WatchProcessing = "processing"
-	WatchDone       = "done"
-	WatchFailed     = "failed"
-	// WatchWaiting: processing met a full disk; the slide waits in the
+	JournalProcessing = "processing"
+	JournalDone       = "done"
+	JournalFailed     = "failed"
+	// JournalWaiting: processing met a full disk; the slide waits in the
 	// inbox and is tried again.
-	WatchWaiting = "waiting"
-	// WatchRequeued: the slide changed in failed/ after it was moved there
+	JournalWaiting = "waiting"
+	// JournalRequeued: the slide changed in failed/ after it was moved there
 	// (a copy still being written) and was taken back into the inbox.
-	WatchRequeued = "requeued"
+	JournalRequeued = "requeued"
 )
 
 // Sub-folders of the inbox where finished slides go.
@@ -62,20 +70,20 @@ const (
 	InboxFailed = "failed"
 )
 
-// WatchOptions configure a Watcher.
-type WatchOptions struct {
+// Options configure a Watcher.
+type Options struct {
 	Inbox   string        // folder slides are copied into
-	Work    Work          // work folder: stage outputs, predictions.csv, journals
+	Work    pipeline.Work // work folder: stage outputs, predictions.csv, journals
 	Stable  time.Duration // a file is complete when its size and mtime stay unchanged this long
 	Poll    time.Duration // scan interval; file events only trigger earlier scans
 	Once    bool          // process what is complete now, then return
-	Tile    TileOptions
-	Embed   EmbedOptions
-	Anchors AnchorOptions
+	Tile    pipeline.TileOptions
+	Embed   pipeline.EmbedOptions
+	Anchors pipeline.AnchorOptions
 	// Encoder and Model are owned by the caller, who closes them after Run
 	// returns; during Run only the processing goroutine uses them.
 	Encoder features.Encoder
-	Model   *LoadedModel
+	Model   *pipeline.LoadedModel
 	// Status, when set, serves the status page until Run returns (the
 	// listener is closed then), under StatusPage (its Inbox is this one's;
 	// a listener that is not loopback makes it Public, see ForListener).
@@ -87,7 +95,7 @@ type WatchOptions struct {
 	diskFullRetry time.Duration          // tests: DefaultDiskFullRetry when zero
 }
 
-// WatchJournal is WORK/watch/<id>.json: what the watcher knows of a slide,
+// Journal is WORK/watch/<id>.json: what the watcher knows of a slide,
 // written atomically at each change so a restart neither loses nor repeats
 // a slide.
 //
@@ -95,24 +103,24 @@ type WatchOptions struct {
 // long for the derived file names gets a shortened id (see watchIDs), and a
 // file whose id another file holds (x.svs after x.tif) gets another. Slide
 // always holds the file's own name, as reports and the status page show it.
-type WatchJournal struct {
-	Slide      string           `json:"slide"` // file name in the inbox
-	ID         string           `json:"id"`
-	Size       int64            `json:"size"`
-	ModTime    time.Time        `json:"mod_time"`
-	Status     string           `json:"status"` // processing, done, failed, waiting, requeued
-	Reason     string           `json:"reason,omitempty"`
-	Attempts   int              `json:"attempts"` // times processing of this file started
-	Started    time.Time        `json:"started"`
-	Finished   time.Time        `json:"finished,omitzero"`
-	Prediction *WatchPrediction `json:"prediction,omitempty"`
-	Report     string           `json:"report,omitempty"`   // relative to WORK
-	MovedTo    string           `json:"moved_to,omitempty"` // relative to the inbox; empty until moved
-	Version    string           `json:"her2wsi_version"`
+type Journal struct {
+	Slide      string      `json:"slide"` // file name in the inbox
+	ID         string      `json:"id"`
+	Size       int64       `json:"size"`
+	ModTime    time.Time   `json:"mod_time"`
+	Status     string      `json:"status"` // processing, done, failed, waiting, requeued
+	Reason     string      `json:"reason,omitempty"`
+	Attempts   int         `json:"attempts"` // times processing of this file started
+	Started    time.Time   `json:"started"`
+	Finished   time.Time   `json:"finished,omitzero"`
+	Prediction *Prediction `json:"prediction,omitempty"`
+	Report     string      `json:"report,omitempty"`   // relative to WORK
+	MovedTo    string      `json:"moved_to,omitempty"` // relative to the inbox; empty until moved
+	Version    string      `json:"her2wsi_version"`
 }
 
-// WatchPrediction is a finished slide's prediction.
-type WatchPrediction struct {
+// Prediction is a finished slide's prediction.
+type Prediction struct {
 	Probs     Probs     `json:"probs"` // 0, 1+, 2+, 3+
 	Predicted string    `json:"predicted"`
 	ModelID   string    `json:"model_id"`
@@ -168,23 +176,22 @@ func (p *Probs) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-func (j WatchJournal) sameFile(name string, size int64, mod time.Time) bool {
+func (j Journal) sameFile(name string, size int64, mod time.Time) bool {
 	return j.Slide == name && j.Size == size && j.ModTime.Equal(mod.UTC())
 }
 
-// WatchDir is WORK/watch, the journals' folder.
-func (w Work) WatchDir() string { return filepath.Join(w.Dir, "watch") }
+// JournalDir is WORK/watch, the journals' folder (and the watcher's lock).
+func JournalDir(work pipeline.Work) string { return filepath.Join(work.Dir, "watch") }
 
-// WatchJournalPath is WORK/watch/<id>.json.
-func (w Work) WatchJournalPath(id string) string { return filepath.Join(w.WatchDir(), id+".json") }
-
-// ReportHTML is WORK/slides/<id>/report.html.
-func (w Work) ReportHTML(id string) string { return filepath.Join(w.SlideDir(id), "report.html") }
+// JournalPath is WORK/watch/<id>.json, the slide's journal.
+func JournalPath(work pipeline.Work, id string) string {
+	return filepath.Join(JournalDir(work), id+".json")
+}
 
 // Watch-status types (the status page and /status.json).
 type (
-	// WatchStatus is a snapshot of the watcher.
-	WatchStatus struct {
+	// Status is a snapshot of the watcher.
+	Status struct {
 		Inbox    string          `json:"inbox"`
 		Work     string          `json:"work"`
 		Started  time.Time       `json:"started"`
@@ -211,13 +218,13 @@ type (
 	}
 	// FinishedSlide is a done or failed slide.
 	FinishedSlide struct {
-		Name       string           `json:"name"`
-		ID         string           `json:"id,omitempty"`
-		Finished   time.Time        `json:"finished"`
-		Prediction *WatchPrediction `json:"prediction,omitempty"`
-		Report     string           `json:"report,omitempty"` // relative to WORK
-		Reason     string           `json:"reason,omitempty"`
-		MovedTo    string           `json:"moved_to,omitempty"`
+		Name       string      `json:"name"`
+		ID         string      `json:"id,omitempty"`
+		Finished   time.Time   `json:"finished"`
+		Prediction *Prediction `json:"prediction,omitempty"`
+		Report     string      `json:"report,omitempty"` // relative to WORK
+		Reason     string      `json:"reason,omitempty"`
+		MovedTo    string      `json:"moved_to,omitempty"`
 	}
 )
 
@@ -254,9 +261,9 @@ type heldFile struct {
 	diskFull bool
 }
 
-// Watcher processes slides copied into an inbox: see NewWatcher and Run.
+// Watcher processes slides copied into an inbox: see New and Run.
 type Watcher struct {
-	opt WatchOptions
+	opt Options
 
 	// fsMu serialises moving slides into and out of failed/ with writing
 	// their journals (the worker moves them there, the scanner takes
@@ -264,10 +271,10 @@ type Watcher struct {
 	fsMu sync.Mutex
 
 	mu         sync.Mutex
-	files      map[string]*watchFile   // inbox name → file
-	held       map[string]heldFile     // inbox name → a file left in the inbox for now
-	history    map[string]WatchJournal // id → last journal
-	orphans    []FinishedSlide         // failures without a journal
+	files      map[string]*watchFile // inbox name → file
+	held       map[string]heldFile   // inbox name → a file left in the inbox for now
+	history    map[string]Journal    // id → last journal
+	orphans    []FinishedSlide       // failures without a journal
 	current    *CurrentSlide
 	started    time.Time
 	lastScan   time.Time
@@ -280,26 +287,26 @@ type Watcher struct {
 	wake chan struct{} // a file became ready, or quit was set
 	kick chan struct{} // scan now
 
-	runner  *Runner       // the stages, used by the processing goroutine alone
-	predict *PredictStage // the runner's last stage, for the prediction row
+	runner  *pipeline.Runner       // the stages, used by the processing goroutine alone
+	predict *pipeline.PredictStage // the runner's last stage, for the prediction row
 }
 
-// NewWatcher checks the options and fills in defaults.
-func NewWatcher(opt WatchOptions) (*Watcher, error) {
+// New checks the options and fills in defaults.
+func New(opt Options) (*Watcher, error) {
 	if opt.Inbox == "" || opt.Work.Dir == "" {
-		return nil, errors.New("pipeline: watch: inbox and work folder are required")
+		return nil, errors.New("watch: inbox and work folder are required")
 	}
 	if opt.Encoder == nil || opt.Model == nil {
-		return nil, errors.New("pipeline: watch: an encoder and a model are required")
+		return nil, errors.New("watch: an encoder and a model are required")
 	}
 	if opt.Stable < 0 || opt.Poll < 0 {
-		return nil, fmt.Errorf("pipeline: watch: --stable %v and --poll %v must not be negative", opt.Stable, opt.Poll)
+		return nil, fmt.Errorf("watch: --stable %v and --poll %v must not be negative", opt.Stable, opt.Poll)
 	}
 	if opt.Stable == 0 {
-		opt.Stable = DefaultWatchStable
+		opt.Stable = DefaultStable
 	}
 	if opt.Poll == 0 {
-		opt.Poll = DefaultWatchPoll
+		opt.Poll = DefaultPoll
 	}
 	if opt.diskFullRetry == 0 {
 		opt.diskFullRetry = DefaultDiskFullRetry
@@ -308,25 +315,25 @@ func NewWatcher(opt WatchOptions) (*Watcher, error) {
 		return nil, err
 	}
 	if opt.Model.Config.InDim != opt.Encoder.Dim() {
-		return nil, fmt.Errorf("pipeline: watch: the model takes %d-dimensional features but encoder %s gives %d", opt.Model.Config.InDim, opt.Encoder.Name(), opt.Encoder.Dim())
+		return nil, fmt.Errorf("watch: the model takes %d-dimensional features but encoder %s gives %d", opt.Model.Config.InDim, opt.Encoder.Name(), opt.Encoder.Dim())
 	}
 	if !containsInt(opt.Anchors.PPK, opt.Model.Config.PPK) {
 		opt.Anchors.PPK = append(append([]int(nil), opt.Anchors.PPK...), opt.Model.Config.PPK)
 	}
 	inbox, err := filepath.Abs(opt.Inbox)
 	if err != nil {
-		return nil, fmt.Errorf("pipeline: watch: %w", err)
+		return nil, fmt.Errorf("watch: %w", err)
 	}
 	fi, err := os.Stat(inbox)
 	if err != nil {
-		return nil, fmt.Errorf("pipeline: watch: inbox: %w", err)
+		return nil, fmt.Errorf("watch: inbox: %w", err)
 	}
 	if !fi.IsDir() {
-		return nil, fmt.Errorf("pipeline: watch: inbox %s is not a folder", inbox)
+		return nil, fmt.Errorf("watch: inbox %s is not a folder", inbox)
 	}
 	opt.Inbox = inbox
 	if opt.Work.Dir, err = filepath.Abs(opt.Work.Dir); err != nil {
-		return nil, fmt.Errorf("pipeline: watch: %w", err)
+		return nil, fmt.Errorf("watch: %w", err)
 	}
 	if err := opt.Embed.Validate(); err != nil {
 		return nil, err
@@ -335,16 +342,16 @@ func NewWatcher(opt WatchOptions) (*Watcher, error) {
 		opt:        opt,
 		files:      map[string]*watchFile{},
 		held:       map[string]heldFile{},
-		history:    map[string]WatchJournal{},
+		history:    map[string]Journal{},
 		unfinished: map[string]bool{},
 		wake:       make(chan struct{}, 1),
 		kick:       make(chan struct{}, 1),
 	}
-	w.predict = NewPredictStage(opt.Work, opt.Encoder.Name(), opt.Model)
-	w.runner = &Runner{Work: opt.Work, Lock: LockOptions{StaleAfter: DefaultStaleAfter}, OnStage: w.setStage, Stages: []Stage{
-		NewTileStage(opt.Work, opt.Tile, 1),
-		NewEmbedStage(opt.Work, opt.Encoder, opt.Embed),
-		NewAnchorStage(opt.Work, opt.Anchors, 1),
+	w.predict = pipeline.NewPredictStage(opt.Work, opt.Encoder.Name(), opt.Model)
+	w.runner = &pipeline.Runner{Work: opt.Work, Lock: pipeline.LockOptions{StaleAfter: pipeline.DefaultStaleAfter}, OnStage: w.setStage, Stages: []pipeline.Stage{
+		pipeline.NewTileStage(opt.Work, opt.Tile, 1),
+		pipeline.NewEmbedStage(opt.Work, opt.Encoder, opt.Embed),
+		pipeline.NewAnchorStage(opt.Work, opt.Anchors, 1),
 		w.predict,
 	}}
 	return w, nil
@@ -373,19 +380,19 @@ func (w *Watcher) Run(ctx context.Context) error {
 	if w.opt.Status != nil {
 		defer w.opt.Status.Close()
 	}
-	for _, d := range []string{work.WatchDir(), filepath.Join(inbox, InboxDone), filepath.Join(inbox, InboxFailed)} {
+	for _, d := range []string{JournalDir(work), filepath.Join(inbox, InboxDone), filepath.Join(inbox, InboxFailed)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
-			return fmt.Errorf("pipeline: watch: %w", err)
+			return fmt.Errorf("watch: %w", err)
 		}
 	}
-	for _, lock := range []string{filepath.Join(work.WatchDir(), ".lock"), filepath.Join(inbox, ".her2wsi-watch.lock")} {
+	for _, lock := range []string{filepath.Join(JournalDir(work), ".lock"), filepath.Join(inbox, ".her2wsi-watch.lock")} {
 		unlock, err := flockWatch(lock)
 		if err != nil {
 			return err
 		}
 		defer unlock()
 	}
-	_ = store.CleanTemps(work.WatchDir())
+	_ = store.CleanTemps(JournalDir(work))
 	if err := w.loadJournals(); err != nil {
 		return err
 	}
@@ -460,7 +467,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		if left > 0 {
 			why = append(why, fmt.Sprintf("%d left in the inbox: see the log", left))
 		}
-		return fmt.Errorf("pipeline: watch: %d slide(s) failed (%s)", failures+left, strings.Join(why, "; "))
+		return fmt.Errorf("watch: %d slide(s) failed (%s)", failures+left, strings.Join(why, "; "))
 	}
 	return nil
 }
@@ -538,7 +545,7 @@ func (w *Watcher) scan(now time.Time) (next time.Time, err error) {
 	if err != nil {
 		w.note = fmt.Sprintf("cannot list the inbox: %v", err)
 		slog.Error("watch: cannot list the inbox", "inbox", w.opt.Inbox, "err", err)
-		return time.Time{}, fmt.Errorf("pipeline: watch: %w", err)
+		return time.Time{}, fmt.Errorf("watch: %w", err)
 	}
 	w.note = ""
 	present := map[string]bool{}
@@ -613,7 +620,7 @@ func fingerprint(size int64, mod time.Time) string {
 
 // isSlideCandidate: a slide extension, and not a hidden or partial file.
 func isSlideCandidate(name string) bool {
-	if strings.HasPrefix(name, ".") || store.IsTemp(name) || !HasSlideExtension(name) {
+	if strings.HasPrefix(name, ".") || store.IsTemp(name) || !pipeline.HasSlideExtension(name) {
 		return false
 	}
 	lower := strings.ToLower(name)
@@ -730,7 +737,7 @@ func (w *Watcher) setStage(id, stage string) {
 // line. Length is no reason: a long name gets a shortened id and a shortened
 // name in done/ or failed/ (see watchIDs and movedName).
 func checkWatchName(name string) error {
-	if err := ValidID(slide.ID(name)); err != nil {
+	if err := pipeline.ValidID(slide.ID(name)); err != nil {
 		return err
 	}
 	for _, r := range name {
@@ -746,10 +753,10 @@ func checkWatchName(name string) error {
 // name, so that a file never takes over another file's journal, outputs
 // and predictions row (x.tif after x.svs gets x-tif). It returns the
 // journal found under that id, if any.
-func (w *Watcher) chooseID(name string) (string, WatchJournal, bool, error) {
+func (w *Watcher) chooseID(name string) (string, Journal, bool, error) {
 	ids := watchIDs(name)
 	for _, id := range ids {
-		if ValidID(id) != nil {
+		if pipeline.ValidID(id) != nil {
 			continue
 		}
 		j, ok := w.readJournal(id)
@@ -757,7 +764,7 @@ func (w *Watcher) chooseID(name string) (string, WatchJournal, bool, error) {
 			return id, j, ok, nil
 		}
 	}
-	return "", WatchJournal{}, false, fmt.Errorf("the slide ids %q are all used by other files (journals in %s)", ids, w.opt.Work.WatchDir())
+	return "", Journal{}, false, fmt.Errorf("the slide ids %q are all used by other files (journals in %s)", ids, JournalDir(w.opt.Work))
 }
 
 // handle decides what a ready file needs and does it. A non-nil error stops
@@ -792,20 +799,20 @@ func (w *Watcher) handle(ctx context.Context, f *watchFile) error {
 	}
 	same := hadPrev && prev.sameFile(f.name, f.size, f.mod)
 	switch {
-	case same && prev.Status == WatchDone && prev.MovedTo == "":
+	case same && prev.Status == JournalDone && prev.MovedTo == "":
 		log.Info("already processed before; moving it to done/")
 		return w.finishDone(prev)
-	case same && prev.Status == WatchFailed && prev.MovedTo == "":
+	case same && prev.Status == JournalFailed && prev.MovedTo == "":
 		log.Info("failed before; moving it to failed/")
 		return w.finishFailed(prev)
 	}
-	j := WatchJournal{Slide: f.name, ID: id, Size: f.size, ModTime: f.mod.UTC(), Status: WatchProcessing, Attempts: 1, Started: time.Now().UTC(), Version: Version}
+	j := Journal{Slide: f.name, ID: id, Size: f.size, ModTime: f.mod.UTC(), Status: JournalProcessing, Attempts: 1, Started: time.Now().UTC(), Version: pipeline.Version}
 	if same {
 		j.Attempts = prev.Attempts + 1
 		switch prev.Status {
-		case WatchProcessing:
+		case JournalProcessing:
 			log.Info("interrupted before; processing it again", "attempt", j.Attempts)
-		case WatchWaiting:
+		case JournalWaiting:
 			log.Info("waited for disk space; processing it again", "attempt", j.Attempts)
 		}
 	}
@@ -815,16 +822,16 @@ func (w *Watcher) handle(ctx context.Context, f *watchFile) error {
 	// Resume only work begun on this very file; a new file under a known id
 	// (a rescan) redoes every stage, since the stages' own checks compare
 	// coordinates, not pixels.
-	row, err := w.runSlide(ctx, Input{Path: path, ID: id}, !same)
+	row, err := w.runSlide(ctx, pipeline.Input{Path: path, ID: id}, !same)
 	if ctx.Err() != nil {
 		return ctx.Err() // the journal says processing: the next start redoes it
 	}
-	if errors.Is(err, ErrLocked) || errors.Is(err, ErrLockLost) {
+	if errors.Is(err, pipeline.ErrLocked) || errors.Is(err, pipeline.ErrLockLost) {
 		// Another process (a batch run on the same WORK) holds the slide:
 		// it stays in the inbox, waiting, and is taken again later.
 		retry := max(w.opt.Stable, w.opt.Poll)
 		log.Warn("slide locked by another process; taken again later", "retry_in", retry, "err", err)
-		j.Status, j.Reason, j.Finished = WatchWaiting, oneLine("waiting for another process: "+err.Error()), time.Time{}
+		j.Status, j.Reason, j.Finished = JournalWaiting, oneLine("waiting for another process: "+err.Error()), time.Time{}
 		if err := w.writeJournal(j); err != nil && w.workGone() {
 			return err
 		}
@@ -840,14 +847,14 @@ func (w *Watcher) handle(ctx context.Context, f *watchFile) error {
 			return fatal.error
 		}
 		log.Error("failed", "err", err)
-		j.Status, j.Reason, j.Finished = WatchFailed, oneLine(err.Error()), time.Now().UTC()
+		j.Status, j.Reason, j.Finished = JournalFailed, oneLine(err.Error()), time.Now().UTC()
 		if err := w.writeJournal(j); err != nil {
 			return w.journalFailed(j, err)
 		}
 		return w.finishFailed(j)
 	}
-	j.Status, j.Finished = WatchDone, time.Now().UTC()
-	j.Prediction = &WatchPrediction{Probs: row.Probs, Predicted: cases.LabelName(row.Predicted), ModelID: row.ModelID, Time: row.Time.UTC()}
+	j.Status, j.Finished = JournalDone, time.Now().UTC()
+	j.Prediction = &Prediction{Probs: row.Probs, Predicted: cases.LabelName(row.Predicted), ModelID: row.ModelID, Time: row.Time.UTC()}
 	j.Report = filepath.ToSlash(filepath.Join("slides", id, "report.html"))
 	if err := w.writeJournal(j); err != nil {
 		return w.journalFailed(j, err)
@@ -862,10 +869,10 @@ func (w *Watcher) handle(ctx context.Context, f *watchFile) error {
 
 // runSlide processes one slide (see process); the tests' beforeProcess hook
 // may fail it first.
-func (w *Watcher) runSlide(ctx context.Context, in Input, force bool) (PredictRow, error) {
+func (w *Watcher) runSlide(ctx context.Context, in pipeline.Input, force bool) (pipeline.PredictRow, error) {
 	if h := w.opt.beforeProcess; h != nil {
 		if err := h(in.ID); err != nil {
-			return PredictRow{}, err
+			return pipeline.PredictRow{}, err
 		}
 	}
 	return w.process(ctx, in, force)
@@ -880,29 +887,29 @@ type fatalError struct{ error }
 // a restart resumes where it was), recording state.json. force redoes
 // every stage. The prediction row is written to predictions.csv only once
 // the report is written.
-func (w *Watcher) process(ctx context.Context, in Input, force bool) (PredictRow, error) {
-	rep, err := w.runner.Run(ctx, []Input{in}, RunOptions{Force: force})
+func (w *Watcher) process(ctx context.Context, in pipeline.Input, force bool) (pipeline.PredictRow, error) {
+	rep, err := w.runner.Run(ctx, []pipeline.Input{in}, pipeline.RunOptions{Force: force})
 	if err != nil {
-		return PredictRow{}, err
+		return pipeline.PredictRow{}, err
 	}
 	if rep.Locked > 0 {
-		s, _ := rep.Summary(StageLock)
-		return PredictRow{}, fmt.Errorf("pipeline: watch: %s: %w (%s)", in.ID, ErrLocked, s.Results[0].Reason)
+		s, _ := rep.Summary(pipeline.StageLock)
+		return pipeline.PredictRow{}, fmt.Errorf("watch: %s: %w (%s)", in.ID, pipeline.ErrLocked, s.Results[0].Reason)
 	}
 	for _, s := range rep.Summaries {
 		for _, r := range s.Results {
 			if r.Err == nil || r.NotRun {
 				continue
 			}
-			if errors.Is(r.Err, ErrEncoderRuntime) {
-				return PredictRow{}, fatalError{fmt.Errorf("pipeline: watch: %s: %w", in.ID, r.Err)}
+			if errors.Is(r.Err, pipeline.ErrEncoderRuntime) {
+				return pipeline.PredictRow{}, fatalError{fmt.Errorf("watch: %s: %w", in.ID, r.Err)}
 			}
-			return PredictRow{}, r.Err
+			return pipeline.PredictRow{}, r.Err
 		}
 	}
 	rows := w.predict.Rows()
 	if len(rows) != 1 {
-		return PredictRow{}, fmt.Errorf("pipeline: watch: %s: no prediction", in.ID)
+		return pipeline.PredictRow{}, fmt.Errorf("watch: %s: no prediction", in.ID)
 	}
 	return rows[0], nil
 }
@@ -939,7 +946,7 @@ func isDiskFull(err error) bool {
 // be reached): the watcher must stop then, for it could no longer promise
 // not to lose or repeat slides.
 func (w *Watcher) workGone() bool {
-	fi, err := os.Stat(w.opt.Work.WatchDir())
+	fi, err := os.Stat(JournalDir(w.opt.Work))
 	return err != nil || !fi.IsDir()
 }
 
@@ -947,7 +954,7 @@ func (w *Watcher) workGone() bool {
 // folder gone it stops the watcher (returns err); a full disk leaves the
 // slide waiting in the inbox; anything else fails this slide alone: it is
 // moved to failed/ with the reason and listed on the status page.
-func (w *Watcher) journalFailed(j WatchJournal, err error) error {
+func (w *Watcher) journalFailed(j Journal, err error) error {
 	if w.workGone() {
 		return err
 	}
@@ -955,7 +962,7 @@ func (w *Watcher) journalFailed(j WatchJournal, err error) error {
 		return w.waitForSpace(j, err)
 	}
 	reason := "cannot write its journal: " + err.Error()
-	if j.Status == WatchDone && j.Prediction != nil {
+	if j.Status == JournalDone && j.Prediction != nil {
 		reason = fmt.Sprintf("processed (HER2 %s, report in %s), but %s", j.Prediction.Predicted, filepath.Join(w.opt.Work.Dir, j.Report), reason)
 	}
 	w.failOrphan(j.Slide, j.Size, j.ModTime, reason)
@@ -965,10 +972,10 @@ func (w *Watcher) journalFailed(j WatchJournal, err error) error {
 // waitForSpace leaves a slide that met a full disk in the inbox, its
 // journal saying waiting, to be tried again after diskFullRetry (or when it
 // changes): no slide is failed for want of space.
-func (w *Watcher) waitForSpace(j WatchJournal, cause error) error {
+func (w *Watcher) waitForSpace(j Journal, cause error) error {
 	retry := w.opt.diskFullRetry
 	slog.Error("the disk is full: the slide stays in the inbox and is tried again later", "slide", j.ID, "stage", "watch", "retry_in", retry, "err", cause)
-	j.Status, j.Reason, j.Finished = WatchWaiting, oneLine("waiting for disk space: "+cause.Error()), time.Time{}
+	j.Status, j.Reason, j.Finished = JournalWaiting, oneLine("waiting for disk space: "+cause.Error()), time.Time{}
 	if err := w.writeJournal(j); err != nil {
 		if w.workGone() {
 			return err
@@ -999,7 +1006,7 @@ func (w *Watcher) moved(name string) {
 // changedSince says whether the inbox file is no longer the one the journal
 // describes (overwritten while processed): it is then left for the next
 // scans, which process the new file.
-func (w *Watcher) changedSince(j WatchJournal) bool {
+func (w *Watcher) changedSince(j Journal) bool {
 	fi, err := os.Stat(filepath.Join(w.opt.Inbox, j.Slide))
 	if err != nil || !j.sameFile(j.Slide, fi.Size(), fi.ModTime()) {
 		slog.Warn("the file changed while it was processed; it is taken again once complete", "slide", j.ID, "stage", "watch")
@@ -1009,7 +1016,7 @@ func (w *Watcher) changedSince(j WatchJournal) bool {
 }
 
 // finishDone moves a processed slide to done/ and records where.
-func (w *Watcher) finishDone(j WatchJournal) error {
+func (w *Watcher) finishDone(j Journal) error {
 	if w.changedSince(j) {
 		return nil
 	}
@@ -1027,7 +1034,7 @@ func (w *Watcher) finishDone(j WatchJournal) error {
 }
 
 // finishFailed writes the reason file and moves the slide to failed/.
-func (w *Watcher) finishFailed(j WatchJournal) error {
+func (w *Watcher) finishFailed(j Journal) error {
 	if w.changedSince(j) {
 		return nil
 	}
@@ -1052,7 +1059,7 @@ func (w *Watcher) finishFailed(j WatchJournal) error {
 // journalAfterMove records where a slide was moved. The slide is out of the
 // inbox already, so a journal that cannot be written only loses that note
 // (logged), unless the work folder is gone.
-func (w *Watcher) journalAfterMove(j WatchJournal) error {
+func (w *Watcher) journalAfterMove(j Journal) error {
 	err := w.writeJournal(j)
 	if err != nil && w.workGone() {
 		return err
@@ -1111,7 +1118,7 @@ func (w *Watcher) markStuck(id, name string, size int64, mod time.Time, err erro
 	reason := oneLine("cannot move it out of the inbox: " + err.Error())
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if j, ok := w.history[id]; ok && id != "" && j.Status == WatchFailed && j.Slide == name {
+	if j, ok := w.history[id]; ok && id != "" && j.Status == JournalFailed && j.Slide == name {
 		j.Reason += "; " + reason // the status page's copy only
 		w.history[id] = j
 		return
@@ -1168,9 +1175,9 @@ func (w *Watcher) moveSlide(name, sub string, before func(dest string) error) (s
 // slides failed within reclaimWindow are looked at.
 func (w *Watcher) reclaimFailed(now time.Time) {
 	w.mu.Lock()
-	var cands []WatchJournal
+	var cands []Journal
 	for _, j := range w.history {
-		if j.Status == WatchFailed && strings.HasPrefix(j.MovedTo, InboxFailed+"/") && now.Sub(j.Finished) < reclaimWindow {
+		if j.Status == JournalFailed && strings.HasPrefix(j.MovedTo, InboxFailed+"/") && now.Sub(j.Finished) < reclaimWindow {
 			cands = append(cands, j)
 		}
 	}
@@ -1188,10 +1195,10 @@ func (w *Watcher) reclaimFailed(now time.Time) {
 
 // reclaim moves failed/<j.MovedTo> back to the inbox under its own name,
 // removes its reason file and records it in the journal.
-func (w *Watcher) reclaim(j WatchJournal) error {
+func (w *Watcher) reclaim(j Journal) error {
 	w.fsMu.Lock()
 	defer w.fsMu.Unlock()
-	if cur, ok := w.readJournal(j.ID); !ok || cur.Status != WatchFailed || cur.MovedTo != j.MovedTo || cur.Slide != j.Slide {
+	if cur, ok := w.readJournal(j.ID); !ok || cur.Status != JournalFailed || cur.MovedTo != j.MovedTo || cur.Slide != j.Slide {
 		return nil // changed meanwhile
 	}
 	src := filepath.Join(w.opt.Inbox, filepath.FromSlash(j.MovedTo))
@@ -1218,7 +1225,7 @@ func (w *Watcher) reclaim(j WatchJournal) error {
 		slog.Warn("watch: cannot remove the reason file", "slide", j.ID, "err", err)
 	}
 	slog.Warn("the slide changed in failed/ after it was moved there (a copy still being written?); taken back into the inbox", "slide", j.ID, "stage", "watch", "file", j.Slide)
-	j.Status, j.MovedTo, j.Finished = WatchRequeued, "", time.Now().UTC()
+	j.Status, j.MovedTo, j.Finished = JournalRequeued, "", time.Now().UTC()
 	j.Reason = "changed in failed/ after it was moved there; taken back into the inbox (it had failed: " + j.Reason + ")"
 	if err := w.writeJournal(j); err != nil {
 		slog.Error("watch: cannot record in the journal that the slide was taken back", "slide", j.ID, "err", err)
@@ -1226,28 +1233,28 @@ func (w *Watcher) reclaim(j WatchJournal) error {
 	return nil
 }
 
-func (w *Watcher) readJournal(id string) (WatchJournal, bool) {
-	var j WatchJournal
-	b, err := os.ReadFile(w.opt.Work.WatchJournalPath(id))
+func (w *Watcher) readJournal(id string) (Journal, bool) {
+	var j Journal
+	b, err := os.ReadFile(JournalPath(w.opt.Work, id))
 	if err != nil {
 		return j, false
 	}
 	if err := json.Unmarshal(b, &j); err != nil {
 		slog.Warn("watch: unreadable journal; the slide is processed again", "slide", id, "err", err)
-		return WatchJournal{}, false
+		return Journal{}, false
 	}
 	return j, true
 }
 
 // writeJournal writes a journal atomically (encoding cannot fail: see
 // Probs). Callers decide what a failure means: see journalFailed.
-func (w *Watcher) writeJournal(j WatchJournal) error {
+func (w *Watcher) writeJournal(j Journal) error {
 	b, err := json.MarshalIndent(j, "", "  ")
 	if err != nil {
-		return fmt.Errorf("pipeline: watch: %s: journal: %w", j.ID, err)
+		return fmt.Errorf("watch: %s: journal: %w", j.ID, err)
 	}
-	if err := store.WriteFileAtomic(w.opt.Work.WatchJournalPath(j.ID), append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("pipeline: watch: %s: journal: %w", j.ID, err)
+	if err := store.WriteFileAtomic(JournalPath(w.opt.Work, j.ID), append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("watch: %s: journal: %w", j.ID, err)
 	}
 	w.mu.Lock()
 	w.history[j.ID] = j
@@ -1257,9 +1264,9 @@ func (w *Watcher) writeJournal(j WatchJournal) error {
 
 // loadJournals reads WORK/watch/*.json for the status page's history.
 func (w *Watcher) loadJournals() error {
-	entries, err := os.ReadDir(w.opt.Work.WatchDir())
+	entries, err := os.ReadDir(JournalDir(w.opt.Work))
 	if err != nil {
-		return fmt.Errorf("pipeline: watch: %w", err)
+		return fmt.Errorf("watch: %w", err)
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -1277,10 +1284,10 @@ func (w *Watcher) loadJournals() error {
 }
 
 // Snapshot returns the watcher's state for the status page.
-func (w *Watcher) Snapshot() WatchStatus {
+func (w *Watcher) Snapshot() Status {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	s := WatchStatus{Inbox: w.opt.Inbox, Work: w.opt.Work.Dir, Started: w.started, LastScan: w.lastScan, Note: w.note,
+	s := Status{Inbox: w.opt.Inbox, Work: w.opt.Work.Dir, Started: w.started, LastScan: w.lastScan, Note: w.note,
 		Queue: []QueuedSlide{}, Done: []FinishedSlide{}, Failed: []FinishedSlide{}}
 	if w.current != nil {
 		c := *w.current
@@ -1317,10 +1324,10 @@ func (w *Watcher) Snapshot() WatchStatus {
 	for _, j := range w.history {
 		fsl := FinishedSlide{Name: j.Slide, ID: j.ID, Finished: j.Finished, Prediction: j.Prediction, Reason: j.Reason, MovedTo: j.MovedTo}
 		switch j.Status {
-		case WatchDone:
+		case JournalDone:
 			fsl.Report = j.Report
 			s.Done = append(s.Done, fsl)
-		case WatchFailed:
+		case JournalFailed:
 			s.Failed = append(s.Failed, fsl)
 		}
 	}
@@ -1339,12 +1346,12 @@ func (w *Watcher) Snapshot() WatchStatus {
 func flockWatch(path string) (func(), error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("pipeline: watch: lock: %w", err)
+		return nil, fmt.Errorf("watch: lock: %w", err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("pipeline: watch: another watcher is using %s (lock %s)", filepath.Dir(path), path)
+			return nil, fmt.Errorf("watch: another watcher is using %s (lock %s)", filepath.Dir(path), path)
 		}
 		// Some network file systems have no locks: go on without.
 		slog.Warn("watch: cannot lock; make sure no other watcher uses this folder", "lock", path, "err", err)

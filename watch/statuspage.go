@@ -1,4 +1,4 @@
-package pipeline
+package watch
 
 import (
 	"bytes"
@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/her2wsi/her2wsi/internal/cases"
+	"github.com/her2wsi/her2wsi/pipeline"
 )
 
 // StatusAddr completes a --http address: a bare port (":8080" or "8080")
@@ -33,17 +34,17 @@ import (
 func StatusAddr(addr string) (string, error) {
 	addr = strings.TrimSpace(addr)
 	if addr == "" {
-		return "", errors.New("pipeline: empty --http address")
+		return "", errors.New("watch: empty --http address")
 	}
 	if _, err := strconv.ParseUint(addr, 10, 16); err == nil {
 		return net.JoinHostPort("127.0.0.1", addr), nil
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return "", fmt.Errorf("pipeline: --http %q: want HOST:PORT or :PORT (%v)", addr, err)
+		return "", fmt.Errorf("watch: --http %q: want HOST:PORT or :PORT (%v)", addr, err)
 	}
 	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-		return "", fmt.Errorf("pipeline: --http %q: bad port", addr)
+		return "", fmt.Errorf("watch: --http %q: bad port", addr)
 	}
 	if host == "" {
 		host = "127.0.0.1"
@@ -59,7 +60,7 @@ func ListenStatus(addr string) (net.Listener, error) {
 	}
 	ln, err := net.Listen("tcp", a)
 	if err != nil {
-		return nil, fmt.Errorf("pipeline: status page: %w", err)
+		return nil, fmt.Errorf("watch: status page: %w", err)
 	}
 	return ln, nil
 }
@@ -124,7 +125,7 @@ func (o StatusOptions) ForListener(ln net.Listener) StatusOptions {
 // Validate checks the options.
 func (o StatusOptions) Validate() error {
 	if o.Public && o.Token == "" {
-		return errors.New("pipeline: status page: a listener other than loopback needs a token")
+		return errors.New("watch: status page: a listener other than loopback needs a token")
 	}
 	if o.Token != "" {
 		if err := checkStatusToken(o.Token); err != nil {
@@ -132,17 +133,17 @@ func (o StatusOptions) Validate() error {
 		}
 	}
 	if o.MaxConns < 0 {
-		return fmt.Errorf("pipeline: status page: %d connections at most: want a positive number", o.MaxConns)
+		return fmt.Errorf("watch: status page: %d connections at most: want a positive number", o.MaxConns)
 	}
 	for _, d := range []time.Duration{o.ReadHeaderTimeout, o.ReadTimeout, o.WriteTimeout, o.IdleTimeout} {
 		if d < 0 {
-			return fmt.Errorf("pipeline: status page: negative timeout %v", d)
+			return fmt.Errorf("watch: status page: negative timeout %v", d)
 		}
 	}
 	for _, h := range o.AllowHosts {
 		n := hostOnly(h)
 		if n == "" || strings.Trim(n, "abcdefghijklmnopqrstuvwxyz0123456789.-_:") != "" {
-			return fmt.Errorf("pipeline: status page: allowed host %q: want a host name or an IP address", h)
+			return fmt.Errorf("watch: status page: allowed host %q: want a host name or an IP address", h)
 		}
 	}
 	return nil
@@ -152,11 +153,11 @@ func (o StatusOptions) Validate() error {
 // characters that travel unchanged in a header and a cookie.
 func checkStatusToken(t string) error {
 	if len(t) < minStatusToken {
-		return fmt.Errorf("pipeline: status page token: %d characters, want at least %d", len(t), minStatusToken)
+		return fmt.Errorf("watch: status page token: %d characters, want at least %d", len(t), minStatusToken)
 	}
 	for i := 0; i < len(t); i++ {
 		if c := t[i]; c <= ' ' || c >= 0x7f || strings.IndexByte("\"\\,;", c) >= 0 {
-			return fmt.Errorf("pipeline: status page token: character %q not allowed (use letters, digits and -_.~)", c)
+			return fmt.Errorf("watch: status page token: character %q not allowed (use letters, digits and -_.~)", c)
 		}
 	}
 	return nil
@@ -166,7 +167,7 @@ func checkStatusToken(t string) error {
 func NewStatusToken() (string, error) {
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("pipeline: status page token: %w", err)
+		return "", fmt.Errorf("watch: status page token: %w", err)
 	}
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
@@ -242,7 +243,7 @@ func ServeStatus(ctx context.Context, ln net.Listener, h http.Handler, opt Statu
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
-	return fmt.Errorf("pipeline: status page: %w", err)
+	return fmt.Errorf("watch: status page: %w", err)
 }
 
 // limitListener accepts a connection only while fewer than cap(sem) are
@@ -303,7 +304,7 @@ func (c *limitConn) Close() error {
 // (see StatusOptions).
 type StatusPage struct {
 	root     *os.Root
-	snapshot func() WatchStatus
+	snapshot func() Status
 	opt      StatusOptions
 	hosts    map[string]bool // Public: Host names allowed besides loopback ones and the local address
 	inbox    []string        // the inbox relative to WORK (as given and links resolved), when inside
@@ -311,13 +312,13 @@ type StatusPage struct {
 }
 
 // NewStatusPage serves snapshots and the work folder's outputs under opt.
-func NewStatusPage(work Work, snapshot func() WatchStatus, opt StatusOptions) (*StatusPage, error) {
+func NewStatusPage(work pipeline.Work, snapshot func() Status, opt StatusOptions) (*StatusPage, error) {
 	if err := opt.Validate(); err != nil {
 		return nil, err
 	}
 	root, err := os.OpenRoot(work.Dir)
 	if err != nil {
-		return nil, fmt.Errorf("pipeline: status page: %w", err)
+		return nil, fmt.Errorf("watch: status page: %w", err)
 	}
 	p := &StatusPage{root: root, snapshot: snapshot, opt: opt, tokenSum: sha256.Sum256([]byte(opt.Token))}
 	if opt.Public {
@@ -512,7 +513,7 @@ func loopbackHost(hostport string) bool {
 
 // servedKind: a WORK output the page shows, never a slide.
 func servedKind(rel string) bool {
-	return statusServedExts[strings.ToLower(path.Ext(rel))] && !HasSlideExtension(rel)
+	return statusServedExts[strings.ToLower(path.Ext(rel))] && !pipeline.HasSlideExtension(rel)
 }
 
 // underInbox says whether rel lies in the inbox (case folded, for

@@ -1,4 +1,4 @@
-package pipeline
+package watch
 
 import (
 	"bufio"
@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"html/template"
 	"io"
 	"net"
 	"net/http"
@@ -20,16 +19,13 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/her2wsi/her2wsi/internal/testutil/fixture"
+	"github.com/her2wsi/her2wsi/pipeline"
 )
 
 // htmlEscape is how html/template writes s as text.
-func htmlEscape(s string) string {
-	var b bytes.Buffer
-	if err := template.Must(template.New("").Parse("{{.}}")).Execute(&b, s); err != nil {
-		panic(err)
-	}
-	return b.String()
-}
+var htmlEscape = fixture.HTMLEscape
 
 // htmlEscapeText is how a browser serialises a text node.
 func htmlEscapeText(s string) string {
@@ -75,7 +71,7 @@ func TestStatusAddr(t *testing.T) {
 // name, a secret beside the work folder and a link to it inside, and a
 // status page over a fixed snapshot.
 type statusFixture struct {
-	work   Work
+	work   pipeline.Work
 	secret string
 	names  []string
 	srv    *httptest.Server
@@ -87,7 +83,7 @@ const hostileName = `<img src=x onerror=alert(1)><script>alert("x")<script> & 'q
 func newStatusFixture(t *testing.T) *statusFixture {
 	t.Helper()
 	dir := t.TempDir()
-	f := &statusFixture{work: Work{Dir: filepath.Join(dir, "work")}, secret: filepath.Join(dir, "secret.txt")}
+	f := &statusFixture{work: pipeline.Work{Dir: filepath.Join(dir, "work")}, secret: filepath.Join(dir, "secret.txt")}
 	if err := os.WriteFile(f.secret, []byte("TOP-SECRET"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +93,7 @@ func newStatusFixture(t *testing.T) *statusFixture {
 	var done []FinishedSlide
 	for i, n := range names {
 		id := strings.TrimSuffix(n, filepath.Ext(n))
-		row := PredictRow{SlideID: id, Probs: []float64{0.1, 0.2, 0.3, 0.4}, Predicted: 3, ModelID: "m123", Time: now}
+		row := pipeline.PredictRow{SlideID: id, Probs: []float64{0.1, 0.2, 0.3, 0.4}, Predicted: 3, ModelID: "m123", Time: now}
 		if err := os.MkdirAll(f.work.SlideDir(id), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -106,13 +102,13 @@ func newStatusFixture(t *testing.T) *statusFixture {
 				t.Fatal(err)
 			}
 		}
-		if err := WriteReport(f.work, ReportData{SlideName: n, Row: row, Encoder: "tiny-clip"}); err != nil {
+		if err := pipeline.WriteReport(f.work, pipeline.ReportData{SlideName: n, Row: row, Encoder: "tiny-clip"}); err != nil {
 			t.Fatal(err)
 		}
 		done = append(done, FinishedSlide{Name: n, ID: id, Finished: now.Add(-time.Duration(i) * time.Minute),
-			Prediction: &WatchPrediction{Probs: row.Probs, Predicted: "3+", ModelID: "m123", Time: now}, Report: "slides/" + id + "/report.html"})
+			Prediction: &Prediction{Probs: row.Probs, Predicted: "3+", ModelID: "m123", Time: now}, Report: "slides/" + id + "/report.html"})
 	}
-	if err := os.WriteFile(f.work.PredictionsCSV(), []byte(predictionsHeader+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(f.work.PredictionsCSV(), []byte(fixture.PredictionsHeader+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(f.work.Dir, ".hidden"), []byte("hidden"), 0o644); err != nil {
@@ -124,13 +120,13 @@ func newStatusFixture(t *testing.T) *statusFixture {
 	if err := os.Symlink(dir, filepath.Join(f.work.Dir, "dir-out")); err != nil {
 		t.Fatal(err)
 	}
-	snap := WatchStatus{Inbox: "/in<box>", Work: f.work.Dir, Started: now, LastScan: now,
+	snap := Status{Inbox: "/in<box>", Work: f.work.Dir, Started: now, LastScan: now,
 		Queue:   []QueuedSlide{{Name: "queued <i>copy</i>.svs", Size: 12345, State: "copying", Since: now}},
-		Current: &CurrentSlide{Name: "busy &amp; <u>.svs", ID: "busy", Stage: StageEmbed, Started: now},
+		Current: &CurrentSlide{Name: "busy &amp; <u>.svs", ID: "busy", Stage: pipeline.StageEmbed, Started: now},
 		Done:    done,
 		Failed:  []FinishedSlide{{Name: "bad<img src=x onerror=alert(1)>.svs", Reason: `slide: bad<img>.svs: not a slide "x"`, MovedTo: "failed/bad.svs", Finished: now}},
 	}
-	page, err := NewStatusPage(f.work, func() WatchStatus { return snap }, StatusOptions{})
+	page, err := NewStatusPage(f.work, func() Status { return snap }, StatusOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +204,7 @@ func TestStatusPageEscapesNames(t *testing.T) {
 	}
 	// JSON: valid, names intact.
 	code, js := rawGet(t, addr, "/status.json", addr)
-	var s WatchStatus
+	var s Status
 	if code != 200 || json.Unmarshal([]byte(js), &s) != nil || s.Done[0].Name != hostileName || strings.Contains(js, "<script>") {
 		t.Fatalf("status.json: %d %.200s", code, js)
 	}
@@ -323,55 +319,16 @@ func TestStatusPageChromium(t *testing.T) {
 	}
 }
 
-// The report: probabilities, the predicted class marked, model id and time,
-// pictures only when they exist, every name escaped.
-func TestWriteReport(t *testing.T) {
-	work := Work{Dir: t.TempDir()}
-	id := `r<1>&"x"`
-	row := PredictRow{SlideID: id, Probs: []float64{0.05, 0.15, 0.7, 0.1}, Predicted: 2, ModelID: "abc<def>", Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-	if err := os.MkdirAll(work.SlideDir(id), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(work.HeatmapPNG(id), []byte("png"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := WriteReport(work, ReportData{SlideName: id + ".svs", Row: row, Encoder: "plip"}); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(work.ReportHTML(id))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep := string(b)
-	for _, want := range []string{
-		`<span id="slide-name">` + htmlEscape(id+".svs") + `</span>`,
-		`<strong id="predicted">2&#43;</strong>`,
-		`<tr class="predicted"><td>2&#43;</td><td class="num">0.700</td>`,
-		`<td class="num">0.050</td>`,
-		`<code id="model-id">abc&lt;def&gt;</code>`,
-		`2026-01-02T03:04:05Z`,
-		`<img src="heatmap.png"`,
-		`no thumbnail`,
-	} {
-		if !strings.Contains(rep, want) {
-			t.Errorf("report lacks %q", want)
-		}
-	}
-	if strings.Contains(rep, `src="qc.png"`) || strings.Contains(rep, "<1>") {
-		t.Error("report has a missing picture or an unescaped name")
-	}
-}
-
 const testToken = "test-token-0123456789abcdef"
 
 // newOutputsWork is a work folder with outputs (a report, a picture,
 // predictions.csv) beside things never served: slides, features, and an
 // inbox inside the work folder.
-func newOutputsWork(t *testing.T) Work {
+func newOutputsWork(t *testing.T) pipeline.Work {
 	t.Helper()
-	work := Work{Dir: filepath.Join(t.TempDir(), "work")}
+	work := pipeline.Work{Dir: filepath.Join(t.TempDir(), "work")}
 	for rel, body := range map[string]string{
-		"predictions.csv":               predictionsHeader + "\n",
+		"predictions.csv":               fixture.PredictionsHeader + "\n",
 		"slides/a/report.html":          "<p>report</p>",
 		"slides/a/qc.png":               "\x89PNG",
 		"slides/a/state.json":           "{}",
@@ -399,10 +356,10 @@ func newOutputsWork(t *testing.T) Work {
 // serveStatusPage serves a page for work under opt with ServeStatus on a
 // loopback port (opt.Public forced by the caller, as a command does for a
 // listener that is not loopback) and returns host:port.
-func serveStatusPage(t *testing.T, work Work, opt StatusOptions) string {
+func serveStatusPage(t *testing.T, work pipeline.Work, opt StatusOptions) string {
 	t.Helper()
-	snap := WatchStatus{Inbox: opt.Inbox, Work: work.Dir, Started: time.Now()}
-	page, err := NewStatusPage(work, func() WatchStatus { return snap }, opt)
+	snap := Status{Inbox: opt.Inbox, Work: work.Dir, Started: time.Now()}
+	page, err := NewStatusPage(work, func() Status { return snap }, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -512,10 +469,10 @@ func TestStatusPageToken(t *testing.T) {
 	// A page other machines reach cannot be made without a token, nor with
 	// a guessable one.
 	for _, opt := range []StatusOptions{{Public: true}, {Public: true, Token: "short"}, {Token: "has space in the token"}, {Token: "semi;colon-0123456789"}, {MaxConns: -1}} {
-		if p, err := NewStatusPage(work, func() WatchStatus { return WatchStatus{} }, opt); err == nil {
+		if p, err := NewStatusPage(work, func() Status { return Status{} }, opt); err == nil {
 			p.Close()
 			t.Errorf("NewStatusPage(%+v) accepted", opt)
-		} else if !strings.HasPrefix(err.Error(), "pipeline: ") {
+		} else if !strings.HasPrefix(err.Error(), "watch: ") {
 			t.Errorf("error %q", err)
 		}
 	}
@@ -661,7 +618,7 @@ func (c *countConn) Close() error {
 func TestStatusServeConnCap(t *testing.T) {
 	work := newOutputsWork(t)
 	opt := StatusOptions{MaxConns: 4, ReadHeaderTimeout: 300 * time.Millisecond, IdleTimeout: 300 * time.Millisecond}
-	page, err := NewStatusPage(work, func() WatchStatus { return WatchStatus{Work: work.Dir} }, opt)
+	page, err := NewStatusPage(work, func() Status { return Status{Work: work.Dir} }, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
