@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"slices"
 	"time"
 
@@ -29,8 +28,6 @@ func DefaultAnchorOptions() AnchorOptions {
 	return AnchorOptions{PPK: slices.Clone(anchors.PPKValues), MaxIter: d.MaxIter, Seed: d.Seed}
 }
 
-// AnchorsH5 is WORK/slides/<id>/anchors.h5.
-func (w Work) AnchorsH5(id string) string { return filepath.Join(w.SlideDir(id), "anchors.h5") }
 
 // PPKGroup names a ppk value's group in anchors.h5.
 func PPKGroup(ppk int) string { return fmt.Sprintf("ppk_%d", ppk) }
@@ -110,24 +107,6 @@ func AnchorAll(ctx context.Context, inputs []Input, work Work, opt AnchorOptions
 	return runOneStage(ctx, inputs, work, NewAnchorStage(work, opt, workers), prog)
 }
 
-// ReadAnchors loads one ppk group's anchor indices and the slide geometry.
-func (w Work) ReadAnchors(id string, ppk int) (idx []int64, diameter float64, err error) {
-	r, err := store.OpenH5(w.AnchorsH5(id))
-	if err != nil {
-		return nil, 0, err
-	}
-	defer r.Close()
-	idx, _, err = r.ReadInt64(PPKGroup(ppk) + "/anchor_index")
-	if err != nil {
-		return nil, 0, err
-	}
-	d, err := r.Attr("", "diameter")
-	if err != nil {
-		return nil, 0, err
-	}
-	diameter, _ = d.(float64)
-	return idx, diameter, nil
-}
 
 // WriteBins writes, for inspection and other tools, one ppk group's
 // anchor_index [K], dist_bin [K,N] uint8 and polar_bin [K,N] uint8 over all

@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -57,43 +56,8 @@ func (o EmbedOptions) Validate() error {
 	return nil
 }
 
-// FeaturesH5 is WORK/slides/<id>/features/<encoder>.h5.
-func (w Work) FeaturesH5(id, encoder string) string {
-	return filepath.Join(w.SlideDir(id), "features", encoder+".h5")
-}
 
-// ReadSlideRecord loads a slide's slide.json, the tile stage's marker.
-func (w Work) ReadSlideRecord(id string) (SlideRecord, error) {
-	var rec SlideRecord
-	b, err := os.ReadFile(w.SlideJSON(id))
-	if errors.Is(err, os.ErrNotExist) {
-		return rec, fmt.Errorf("pipeline: %s: not tiled yet (no slide.json): run the tile stage first", id)
-	}
-	if err != nil {
-		return rec, fmt.Errorf("pipeline: %s: %w", id, err)
-	}
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return rec, fmt.Errorf("pipeline: %s: slide.json: %w", id, err)
-	}
-	return rec, nil
-}
 
-// ReadCoords loads coords.h5 and checks it against slide.json's checksum.
-func (w Work) ReadCoords(id string, rec SlideRecord) ([]int64, error) {
-	r, err := store.OpenH5(w.CoordsH5(id))
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	c, _, err := r.ReadInt64("coords")
-	if err != nil {
-		return nil, err
-	}
-	if sum := CoordsChecksum(c); sum != rec.CoordsSHA256 {
-		return nil, fmt.Errorf("pipeline: %s: coords.h5 does not match slide.json (checksum %s…, recorded %s…): rerun the tile stage", id, sum[:12], rec.CoordsSHA256[:min(12, len(rec.CoordsSHA256))])
-	}
-	return c, nil
-}
 
 // embedJob is one slide going through the embed stage.
 type embedJob struct {

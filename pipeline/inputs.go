@@ -127,14 +127,3 @@ func unwrapPath(err error) error {
 	return err
 }
 
-// Work is the work folder, the contract between stages.
-type Work struct{ Dir string }
-
-// SlideDir is WORK/slides/<id>.
-func (w Work) SlideDir(id string) string { return filepath.Join(w.Dir, "slides", id) }
-
-// SlideJSON, CoordsH5 and QCPNG are the tile stage's outputs; slide.json is
-// written last and is the stage's completion marker.
-func (w Work) SlideJSON(id string) string { return filepath.Join(w.SlideDir(id), "slide.json") }
-func (w Work) CoordsH5(id string) string  { return filepath.Join(w.SlideDir(id), "coords.h5") }
-func (w Work) QCPNG(id string) string     { return filepath.Join(w.SlideDir(id), "qc.png") }

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 
 	"github.com/her2wsi/her2wsi/internal/slidelock"
 )
@@ -18,8 +17,6 @@ import (
 // StageLock is the Stage of the results LockSlides reports for slides it
 // could not lock.
 const StageLock = "lock"
-
-const slideLockName = ".lock"
 
 // The names the pipeline, its commands and the watcher use for slidelock's.
 type (
@@ -62,8 +59,6 @@ func ShardInputs(s Shard, in []Input) []Input {
 	return out
 }
 
-// LockPath is WORK/slides/<id>/.lock.
-func (w Work) LockPath(id string) string { return filepath.Join(w.SlideDir(id), slideLockName) }
 
 // slideLock is what slidelock needs to lock slide id, after checking the
 // id and creating WORK/slides/<id>.

@@ -9,15 +9,6 @@ import (
 	"github.com/her2wsi/her2wsi/model"
 )
 
-// SlideFiles locates a slide's model inputs in the work folder; withAnchors
-// for H&E slides.
-func (w Work) SlideFiles(id, encoder string, withAnchors bool) bundle.Files {
-	f := bundle.Files{ID: id, Coords: w.CoordsH5(id), Features: w.FeaturesH5(id, encoder)}
-	if withAnchors {
-		f.Anchors = w.AnchorsH5(id)
-	}
-	return f
-}
 
 // CaseSource serves a case set's examples to the model from the work folder
 // (it implements model.Source). H&E bundles hold up to max_patches patches

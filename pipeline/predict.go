@@ -72,11 +72,7 @@ func OpenModel(runDir, weights, configPath, backend string) (*LoadedModel, error
 // Close frees the compiled graphs.
 func (m *LoadedModel) Close() { m.Runtime.Close() }
 
-// PredictionsCSV is WORK/predictions.csv.
-func (w Work) PredictionsCSV() string { return filepath.Join(w.Dir, "predictions.csv") }
 
-// HeatmapPNG is WORK/slides/<id>/heatmap.png.
-func (w Work) HeatmapPNG(id string) string { return filepath.Join(w.SlideDir(id), "heatmap.png") }
 
 // PredictRow is one line of predictions.csv.
 type PredictRow struct {

@@ -5,16 +5,12 @@ import (
 	"fmt"
 	"html/template"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/her2wsi/her2wsi/internal/cases"
 	"github.com/her2wsi/her2wsi/internal/store"
 )
 
-// ReportHTML is WORK/slides/<id>/report.html, written by the predict
-// stage.
-func (w Work) ReportHTML(id string) string { return filepath.Join(w.SlideDir(id), "report.html") }
 
 // ReportData is what a slide's report shows besides the pictures.
 type ReportData struct {

@@ -6,23 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/her2wsi/her2wsi/internal/atomicfile"
 )
 
-// StateJSON is WORK/slides/<id>/state.json: per stage, what the last run
-// of that stage did to the slide (done, skipped as up to date, or failed),
-// with the parameters and input checksums it ran with, its timing and the
-// error. Stages decide what is up to date from their own outputs (coords
-// checksum, encoder checksum, parameters recorded in the files), so a
-// state.json lost or stale never makes a rerun skip work; it is the
-// per-slide record for people and tools.
-func (w Work) StateJSON(id string) string { return filepath.Join(w.SlideDir(id), "state.json") }
 
 // StageState is one stage's entry in state.json.
 type StageState struct {
@@ -46,24 +36,6 @@ type SlideState struct {
 	Stages  map[string]StageState `json:"stages"`
 }
 
-// ReadState reads a slide's state.json (an empty state when there is none).
-func (w Work) ReadState(id string) (SlideState, error) {
-	st := SlideState{SlideID: id, Stages: map[string]StageState{}}
-	b, err := os.ReadFile(w.StateJSON(id))
-	if errors.Is(err, fs.ErrNotExist) {
-		return st, nil
-	}
-	if err != nil {
-		return st, fmt.Errorf("pipeline: %s: %w", id, err)
-	}
-	if err := json.Unmarshal(b, &st); err != nil {
-		return SlideState{SlideID: id, Stages: map[string]StageState{}}, fmt.Errorf("pipeline: %s: state.json: %w", id, err)
-	}
-	if st.Stages == nil {
-		st.Stages = map[string]StageState{}
-	}
-	return st, nil
-}
 
 // stateMu serialises read-modify-write of state files within a process.
 var stateMu sync.Mutex
