@@ -28,7 +28,6 @@ func DefaultAnchorOptions() AnchorOptions {
 	return AnchorOptions{PPK: slices.Clone(anchors.PPKValues), MaxIter: d.MaxIter, Seed: d.Seed}
 }
 
-
 // PPKGroup names a ppk value's group in anchors.h5.
 func PPKGroup(ppk int) string { return fmt.Sprintf("ppk_%d", ppk) }
 
@@ -106,7 +105,6 @@ func AnchorSlide(ctx context.Context, in Input, work Work, opt AnchorOptions) Re
 func AnchorAll(ctx context.Context, inputs []Input, work Work, opt AnchorOptions, workers int, prog Progress) Summary {
 	return runOneStage(ctx, inputs, work, NewAnchorStage(work, opt, workers), prog)
 }
-
 
 // WriteBins writes, for inspection and other tools, one ppk group's
 // anchor_index [K], dist_bin [K,N] uint8 and polar_bin [K,N] uint8 over all

@@ -56,9 +56,6 @@ func (o EmbedOptions) Validate() error {
 	return nil
 }
 
-
-
-
 // embedJob is one slide going through the embed stage.
 type embedJob struct {
 	in      Input

@@ -126,4 +126,3 @@ func unwrapPath(err error) error {
 	}
 	return err
 }
-

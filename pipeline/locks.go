@@ -59,7 +59,6 @@ func ShardInputs(s Shard, in []Input) []Input {
 	return out
 }
 
-
 // slideLock is what slidelock needs to lock slide id, after checking the
 // id and creating WORK/slides/<id>.
 func slideLock(work Work, id string) (slidelock.Target, error) {

@@ -9,7 +9,6 @@ import (
 	"github.com/her2wsi/her2wsi/model"
 )
 
-
 // CaseSource serves a case set's examples to the model from the work folder
 // (it implements model.Source). H&E bundles hold up to max_patches patches
 // and max_anchors anchors; IHC bundles up to max_ihc_patches patches and are

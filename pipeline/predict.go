@@ -72,8 +72,6 @@ func OpenModel(runDir, weights, configPath, backend string) (*LoadedModel, error
 // Close frees the compiled graphs.
 func (m *LoadedModel) Close() { m.Runtime.Close() }
 
-
-
 // PredictRow is one line of predictions.csv.
 type PredictRow struct {
 	SlideID   string

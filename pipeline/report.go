@@ -11,7 +11,6 @@ import (
 	"github.com/her2wsi/her2wsi/internal/store"
 )
 
-
 // ReportData is what a slide's report shows besides the pictures.
 type ReportData struct {
 	SlideName string     // the slide's file name

@@ -13,7 +13,6 @@ import (
 	"github.com/her2wsi/her2wsi/internal/atomicfile"
 )
 
-
 // StageState is one stage's entry in state.json.
 type StageState struct {
 	Status       string            `json:"status"` // done | failed
@@ -35,7 +34,6 @@ type SlideState struct {
 	SlideID string                `json:"slide_id"`
 	Stages  map[string]StageState `json:"stages"`
 }
-
 
 // stateMu serialises read-modify-write of state files within a process.
 var stateMu sync.Mutex
