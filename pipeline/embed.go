@@ -67,6 +67,7 @@ type embedJob struct {
 	pending atomic.Int64 // patches not yet accounted for
 	mu      sync.Mutex
 	err     error
+	done    chan Result // the writer's result
 }
 
 func (j *embedJob) fail(err error) {
@@ -181,60 +182,71 @@ func (a *assembler) send(ctx context.Context, b *embedBatch) error {
 	}
 }
 
-// EmbedAll runs the embed stage over tiled slides: readers (patch reads
-// through slide + tiling, preprocessing for the encoder) fill batches, one
-// goroutine owns the encoder and runs them, and a writer saves each slide's
-// features/<encoder>.h5 atomically once all its patches are embedded. Slides
-// overlap: reading slide N+1 proceeds while slide N is embedded, with at
-// most opt.InFlight slides open. Every slide is embedded (the Runner
-// decides what is up to date). A slide that fails (unreadable
-// tile, say) is reported and the others go on; an error of the runtime
-// itself stops the stage and is returned.
-func EmbedAll(ctx context.Context, inputs []Input, work Work, enc features.Encoder, opt EmbedOptions, prog Progress) (Summary, error) {
-	if err := opt.Validate(); err != nil {
-		return Summary{}, err
-	}
-	if prog != nil {
-		prog.Start(StageEmbed, len(inputs))
-	}
-	results := make([]Result, len(inputs))
-	reported := make([]bool, len(inputs))
-	var resMu sync.Mutex
-	report := func(i int, r Result) {
-		if r.Err != nil {
-			slog.Error(r.Err.Error(), "slide", r.ID, "stage", StageEmbed)
-		} else if !r.Skipped {
-			slog.Info("embedded", "slide", r.ID, "stage", StageEmbed, "patches", r.NumPatches, "encoder", enc.Name(), "elapsed", r.Elapsed.Round(time.Millisecond))
-		}
-		resMu.Lock()
-		results[i], reported[i] = r, true
-		if prog != nil {
-			prog.Done(r)
-		}
-		resMu.Unlock()
-	}
+// Embedder is the embed stage's machinery, created once and fed slides:
+// reader goroutines (patch reads through slide + tiling, preprocessing for
+// the encoder) fill batches, the one goroutine that owns the encoder runs
+// them, and a writer saves each slide's features/<encoder>.h5 atomically
+// once all its patches are embedded. Embed hands it one slide and waits
+// for that slide; several callers (at most opt.InFlight: each holds an
+// open slide and its N×D features) overlap, so reading slide N+1 proceeds
+// while slide N is embedded. A slide that fails (an unreadable tile, say)
+// fails alone; a failure of the encoder's runtime stops the Embedder, and
+// every Embed after it fails with ErrEncoderRuntime. Close stops it.
+type Embedder struct {
+	work Work
+	enc  features.Encoder
+	opt  EmbedOptions
 
+	jobs    chan *embedJob // Embed → feeder
+	quit    chan struct{}  // Close: the feeder takes no more jobs
+	g       *errgroup.Group
+	gctx    context.Context
+	cancel  context.CancelFunc
+	batches []*features.Batch
+
+	mu    sync.Mutex
+	open  map[*embedJob]bool // submitted and not yet written
+	fatal error              // the encoder runtime's failure
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewEmbedder starts the goroutines; enc stays owned by the caller (close
+// the Embedder first).
+func NewEmbedder(work Work, enc features.Encoder, opt EmbedOptions) (*Embedder, error) {
+	if err := opt.Validate(); err != nil {
+		return nil, err
+	}
 	const nBatches = 3 // one filling, one running, one spare
+	e := &Embedder{work: work, enc: enc, opt: opt, jobs: make(chan *embedJob), quit: make(chan struct{}), open: map[*embedJob]bool{}}
 	asm := &assembler{free: make(chan *embedBatch, nBatches), full: make(chan *embedBatch, nBatches)}
 	for i := 0; i < nBatches; i++ {
 		fb, err := enc.NewBatch(opt.Batch)
 		if err != nil {
-			return Summary{}, err
+			for _, b := range e.batches {
+				b.Close()
+			}
+			return nil, err
 		}
-		defer fb.Close()
+		e.batches = append(e.batches, fb)
 		asm.free <- &embedBatch{b: fb, slots: make([]slot, opt.Batch)}
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e.cancel = cancel
+	e.g, e.gctx = errgroup.WithContext(ctx)
+	e.start(asm)
+	return e, nil
+}
 
+func (e *Embedder) start(asm *assembler) {
+	g, gctx, opt, enc := e.g, e.gctx, e.opt, e.enc
 	type item struct {
 		job *embedJob
 		idx int
 	}
-	g, gctx := errgroup.WithContext(ctx)
 	items := make(chan item, 4*opt.Batch)
 	finished := make(chan *embedJob, opt.InFlight)
-	inFlight := make(chan struct{}, opt.InFlight)
-	var openMu sync.Mutex
-	open := map[*embedJob]int{} // job → input index, while its slide is open
 
 	// account marks n patches of j as handled; the last sends j on.
 	account := func(j *embedJob, n int64) error {
@@ -249,26 +261,26 @@ func EmbedAll(ctx context.Context, inputs []Input, work Work, enc features.Encod
 		}
 	}
 
-	// Feeder: opens each slide and streams its patch indices.
+	// Feeder: streams each submitted slide's patch indices.
 	g.Go(func() error {
 		defer close(items)
-		for i, in := range inputs {
+		for {
+			var j *embedJob
 			select {
-			case inFlight <- struct{}{}:
+			case j = <-e.jobs:
+			case <-e.quit:
+				return nil
 			case <-gctx.Done():
 				return gctx.Err()
 			}
-			j, err := prepareEmbedJob(in, work, enc)
-			if err != nil {
-				<-inFlight
-				report(i, Result{Stage: StageEmbed, ID: in.ID, Path: in.Path, Err: err})
-				continue
-			}
-			openMu.Lock()
-			open[j] = i
-			openMu.Unlock()
 			n := len(j.coords) / 2
 			j.pending.Store(int64(n))
+			if n == 0 {
+				j.pending.Store(1)
+				if err := account(j, 1); err != nil {
+					return err
+				}
+			}
 			for k := 0; k < n; k++ {
 				select {
 				case items <- item{j, k}:
@@ -277,7 +289,6 @@ func EmbedAll(ctx context.Context, inputs []Input, work Work, enc features.Encod
 				}
 			}
 		}
-		return nil
 	})
 
 	// Readers: read each patch and preprocess it into a batch slot.
@@ -373,6 +384,9 @@ func EmbedAll(ctx context.Context, inputs []Input, work Work, enc features.Encod
 			}
 			out, err := enc.Run(b.b)
 			if err != nil {
+				e.mu.Lock()
+				e.fatal = err
+				e.mu.Unlock()
 				return err
 			}
 			for s := 0; s < b.b.N; s++ {
@@ -394,7 +408,7 @@ func EmbedAll(ctx context.Context, inputs []Input, work Work, enc features.Encod
 		}
 	})
 
-	// Writer: saves each finished slide and frees its place.
+	// Writer: saves each finished slide and hands its result back.
 	g.Go(func() error {
 		for {
 			select {
@@ -402,35 +416,160 @@ func EmbedAll(ctx context.Context, inputs []Input, work Work, enc features.Encod
 				if !ok {
 					return nil
 				}
-				openMu.Lock()
-				i := open[j]
-				delete(open, j)
-				openMu.Unlock()
-				r := finishEmbedJob(j, work, enc)
-				<-inFlight
-				report(i, r)
+				r := finishEmbedJob(j, e.work, enc)
+				e.mu.Lock()
+				delete(e.open, j)
+				e.mu.Unlock()
+				j.done <- r // buffered: the caller may have gone
 			case <-gctx.Done():
 				return gctx.Err()
 			}
 		}
 	})
+}
 
-	err := g.Wait()
-	// After a cancellation or a runtime failure: close what is still open
-	// (nothing was written for it) and report the slides not finished.
-	for j, i := range open {
-		j.s.Close()
-		report(i, Result{Stage: StageEmbed, ID: j.in.ID, Path: j.in.Path, Err: fmt.Errorf("pipeline: %s: embedding interrupted: %w", j.in.ID, context.Cause(gctx))})
+// stopped is the error of a slide the Embedder can no longer take.
+func (e *Embedder) stopped(id string) error {
+	e.mu.Lock()
+	fatal := e.fatal
+	e.mu.Unlock()
+	if fatal != nil {
+		return fmt.Errorf("pipeline: %s: %w: %w", id, ErrEncoderRuntime, fatal)
 	}
-	for i, in := range inputs {
-		if !reported[i] {
-			results[i] = Result{Stage: StageEmbed, ID: in.ID, Path: in.Path, Err: fmt.Errorf("pipeline: %s: not started: %w", in.ID, context.Cause(gctx))}
+	return fmt.Errorf("pipeline: %s: the embed stage is closed", id)
+}
+
+// Embed embeds one tiled slide and writes its feature file (every slide:
+// the Runner decides what is up to date). It returns when the slide is
+// written or has failed, or when ctx is done (the slide's remaining
+// patches are then dropped and nothing is written for it).
+func (e *Embedder) Embed(ctx context.Context, in Input) Result {
+	start := time.Now()
+	res := Result{Stage: StageEmbed, ID: in.ID, Path: in.Path}
+	if e.gctx.Err() != nil {
+		res.Err = e.stopped(in.ID)
+		return res
+	}
+	if err := ctx.Err(); err != nil {
+		res.Err = fmt.Errorf("pipeline: %s: not started: %w", in.ID, context.Cause(ctx))
+		return res
+	}
+	j, err := prepareEmbedJob(in, e.work, e.enc)
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	j.done = make(chan Result, 1)
+	e.mu.Lock()
+	e.open[j] = true
+	e.mu.Unlock()
+	select {
+	case e.jobs <- j: // the Embedder owns the open slide now
+	case <-ctx.Done():
+		e.drop(j)
+		res.Err = fmt.Errorf("pipeline: %s: not started: %w", in.ID, context.Cause(ctx))
+		return res
+	case <-e.quit:
+		e.drop(j)
+		res.Err = e.stopped(in.ID)
+		return res
+	case <-e.gctx.Done():
+		e.drop(j)
+		res.Err = e.stopped(in.ID)
+		return res
+	}
+	select {
+	case r := <-j.done:
+		if r.Err == nil { // failures are logged by whoever reports them
+			slog.Info("embedded", "slide", in.ID, "stage", StageEmbed, "patches", r.NumPatches, "encoder", e.enc.Name(), "elapsed", time.Since(start).Round(time.Millisecond))
 		}
+		return r
+	case <-ctx.Done():
+		j.fail(context.Cause(ctx))
+		res.Err = fmt.Errorf("pipeline: %s: embedding interrupted: %w", in.ID, context.Cause(ctx))
+		return res
+	case <-e.gctx.Done():
+		res.Err = e.stopped(in.ID)
+		return res
 	}
-	if err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled) {
-		return NewSummary(StageEmbed, results), err
+}
+
+// drop closes a job that never reached the feeder.
+func (e *Embedder) drop(j *embedJob) {
+	e.mu.Lock()
+	delete(e.open, j)
+	e.mu.Unlock()
+	j.s.Close()
+}
+
+// Close stops the Embedder once the slides handed to it are through, and
+// frees its batches. Call it after every Embed has returned. It returns
+// the encoder runtime's failure, if there was one.
+func (e *Embedder) Close() error {
+	e.closeOnce.Do(func() {
+		close(e.quit)
+		err := e.g.Wait()
+		e.cancel()
+		e.mu.Lock()
+		for j := range e.open { // left by a runtime failure: nothing was written
+			j.s.Close()
+		}
+		e.open = nil
+		fatal := e.fatal
+		e.mu.Unlock()
+		for _, b := range e.batches {
+			b.Close()
+		}
+		if fatal != nil {
+			e.closeErr = fmt.Errorf("pipeline: embed: %w: %w", ErrEncoderRuntime, fatal)
+		} else if err != nil && !errors.Is(err, context.Canceled) {
+			e.closeErr = fmt.Errorf("pipeline: embed: %w", err)
+		}
+	})
+	return e.closeErr
+}
+
+// EmbedAll runs the embed stage over tiled slides with one Embedder,
+// opt.InFlight slides at once. It returns the encoder runtime's failure
+// (or ctx's error) beside the per-slide results.
+func EmbedAll(ctx context.Context, inputs []Input, work Work, enc features.Encoder, opt EmbedOptions, prog Progress) (Summary, error) {
+	e, err := NewEmbedder(work, enc, opt)
+	if err != nil {
+		return Summary{}, err
 	}
-	return NewSummary(StageEmbed, results), ctx.Err()
+	if prog != nil {
+		prog.Start(StageEmbed, len(inputs))
+	}
+	results := make([]Result, len(inputs))
+	var next atomic.Int64
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for w := 0; w < opt.InFlight; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(inputs) {
+					return
+				}
+				r := e.Embed(ctx, inputs[i])
+				mu.Lock()
+				results[i] = r
+				if prog != nil {
+					prog.Done(r)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	cerr := e.Close()
+	sum := NewSummary(StageEmbed, results)
+	if err := ctx.Err(); err != nil {
+		return sum, err
+	}
+	return sum, cerr
 }
 
 // prepareEmbedJob loads what the embed stage needs of a slide.
@@ -490,22 +629,4 @@ func finishEmbedJob(j *embedJob, work Work, enc features.Encoder) Result {
 	}
 	r.Elapsed = time.Since(j.start)
 	return r
-}
-
-// EmbedSlide embeds one slide with enc (owned by the caller's goroutine):
-// the streamed run's embed stage. A fatal encoder error is the slide's
-// error.
-func EmbedSlide(ctx context.Context, in Input, work Work, enc features.Encoder, opt EmbedOptions) Result {
-	start := time.Now()
-	sum, err := EmbedAll(ctx, []Input{in}, work, enc, opt, nil)
-	if err != nil {
-		if ctx.Err() == nil {
-			err = fmt.Errorf("pipeline: %s: %w: %w", in.ID, ErrEncoderRuntime, err)
-		}
-		return Result{Stage: StageEmbed, ID: in.ID, Path: in.Path, Err: err, Elapsed: time.Since(start)}
-	}
-	if len(sum.Results) != 1 {
-		return Result{Stage: StageEmbed, ID: in.ID, Path: in.Path, Err: fmt.Errorf("pipeline: %s: embed: no result", in.ID)}
-	}
-	return sum.Results[0]
 }

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -350,5 +351,51 @@ func TestPredictReportFailureLeavesNoRow(t *testing.T) {
 	}
 	if st, _ := work.ReadState(in.ID); st.Stages[StagePredict].Status != "failed" {
 		t.Fatalf("state.json: %+v", st.Stages[StagePredict])
+	}
+}
+
+// brokenEncoder's runtime fails on every batch.
+type brokenEncoder struct{ features.Encoder }
+
+func (e *brokenEncoder) Run(*features.Batch) ([]float32, error) {
+	return nil, errors.New("CUDA error: an illegal memory access was encountered")
+}
+
+// TestEmbedRuntimeFailure: a failure of the encoder's runtime fails every
+// slide with ErrEncoderRuntime (not as the slide's own fault), writes
+// nothing, and leaves no goroutine behind once the stage is closed.
+func TestEmbedRuntimeFailure(t *testing.T) {
+	work, ins := slideWork(t, "r1", 3, 3)
+	for _, id := range []string{"r2", "r3"} {
+		p := filepath.Join(filepath.Dir(ins[0].Path), id+".tif")
+		colourSlide(t, p, 3, 3)
+		ins = append(ins, Input{Path: p, ID: id})
+	}
+	tileAll(t, work, ins)
+	before := runtime.NumGoroutine()
+	st := NewEmbedStage(work, &brokenEncoder{Encoder: testEncoder(t, "tiny-clip.onnx")}, DefaultEmbedOptions())
+	r := testRunner(t, work, st)
+	rep := runAll(t, r, ins, false)
+	s, _ := rep.Summary(StageEmbed)
+	if s.Failed != len(ins) {
+		t.Fatalf("summary %+v", s)
+	}
+	for _, res := range s.Results {
+		if !errors.Is(res.Err, ErrEncoderRuntime) {
+			t.Errorf("%s: %v, want ErrEncoderRuntime", res.ID, res.Err)
+		}
+		if exists(work.FeaturesH5(res.ID, "tiny-clip")) {
+			t.Errorf("%s: feature file written", res.ID)
+		}
+	}
+	if err := r.Close(); !errors.Is(err, ErrEncoderRuntime) {
+		t.Errorf("Close: %v", err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Errorf("%d goroutines before, %d after", before, n)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 
 	"github.com/her2wsi/her2wsi/features"
 )
@@ -47,15 +48,21 @@ func (s *TileStage) Run(ctx context.Context, in Input) Result {
 	return TileSlide(ctx, in, s.work, s.opt)
 }
 
-// EmbedStage is the embed stage: one goroutine uses the encoder.
+// EmbedStage is the embed stage: one Embedder, created at the first
+// slide and kept until Close, takes opt.InFlight slides at once (one
+// goroutine uses the encoder).
 type EmbedStage struct {
 	work Work
 	enc  features.Encoder
 	opt  EmbedOptions
 	own  bool
+
+	mu  sync.Mutex
+	emb *Embedder
 }
 
-// NewEmbedStage embeds with enc, which the caller keeps and closes.
+// NewEmbedStage embeds with enc, which the caller keeps and closes after
+// the stage's Close.
 func NewEmbedStage(work Work, enc features.Encoder, opt EmbedOptions) *EmbedStage {
 	return &EmbedStage{work: work, enc: enc, opt: opt}
 }
@@ -76,7 +83,7 @@ func OpenEmbedStage(work Work, encoder string, eo features.Options, opt EmbedOpt
 func (s *EmbedStage) Encoder() features.Encoder { return s.enc }
 
 func (s *EmbedStage) Name() string { return StageEmbed }
-func (s *EmbedStage) Workers() int { return 1 }
+func (s *EmbedStage) Workers() int { return max(s.opt.InFlight, 1) }
 
 // Params are what state.json records: the encoder and the batch size.
 func (s *EmbedStage) Params() any {
@@ -84,10 +91,18 @@ func (s *EmbedStage) Params() any {
 }
 
 func (s *EmbedStage) Close() error {
+	s.mu.Lock()
+	emb := s.emb
+	s.emb = nil
+	s.mu.Unlock()
+	var err error
+	if emb != nil {
+		err = emb.Close()
+	}
 	if s.own {
 		s.enc.Close()
 	}
-	return nil
+	return err
 }
 
 // Plan: the slide file's content, the coordinates and the encoder's
@@ -129,7 +144,18 @@ func (s *EmbedStage) slideSource(in Input, rec SlideRecord, fingerprint func(str
 // Run embeds the slide. A failure of the encoder's runtime (not of the
 // slide) wraps ErrEncoderRuntime.
 func (s *EmbedStage) Run(ctx context.Context, in Input) Result {
-	return EmbedSlide(ctx, in, s.work, s.enc, s.opt)
+	s.mu.Lock()
+	if s.emb == nil {
+		emb, err := NewEmbedder(s.work, s.enc, s.opt)
+		if err != nil {
+			s.mu.Unlock()
+			return Result{Stage: StageEmbed, ID: in.ID, Path: in.Path, Err: fmt.Errorf("pipeline: %s: %w: %w", in.ID, ErrEncoderRuntime, err)}
+		}
+		s.emb = emb
+	}
+	emb := s.emb
+	s.mu.Unlock()
+	return emb.Embed(ctx, in)
 }
 
 // ErrEncoderRuntime marks an embed failure of the encoder itself (the ONNX

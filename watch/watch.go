@@ -380,6 +380,13 @@ func (w *Watcher) Run(ctx context.Context) error {
 	if w.opt.Status != nil {
 		defer w.opt.Status.Close()
 	}
+	// The stages' machinery (the embedder's goroutines) lives as long as
+	// Run; the caller's encoder and model outlive it.
+	defer func() {
+		if err := w.runner.Close(); err != nil {
+			slog.Warn("watch: closing the stages", "err", err)
+		}
+	}()
 	for _, d := range []string{JournalDir(work), filepath.Join(inbox, InboxDone), filepath.Join(inbox, InboxFailed)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return fmt.Errorf("watch: %w", err)
