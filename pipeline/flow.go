@@ -18,10 +18,16 @@ type FlowStage struct {
 	Name    string
 	Workers int
 	Run     func(ctx context.Context, in Input) Result
+	// OneEngine: the workers are places in front of one engine (the embed
+	// stage's encoder), so the stage is busy while any worker is, not in
+	// proportion to how many are.
+	OneEngine bool
 }
 
 // FlowReport says how busy each stage was: Busy is the summed time its
-// workers spent in Run, Share = Busy / (Wall × Workers).
+// workers spent in Run, Share = Busy / (Wall × Workers); for a OneEngine
+// stage Busy is the time at least one worker was in Run, Share = Busy /
+// Wall.
 type FlowReport struct {
 	Wall   time.Duration
 	Stages []FlowStageReport
@@ -70,7 +76,9 @@ func RunFlow(ctx context.Context, inputs []Input, stages []FlowStage, prog Progr
 		results[k] = make([]Result, n)
 	}
 	busy := make([]time.Duration, ns)
-	var mu sync.Mutex // results, busy, prog
+	active := make([]int, ns)      // workers in Run (OneEngine stages)
+	since := make([]time.Time, ns) // when active last rose from 0
+	var mu sync.Mutex              // results, busy, active, since, prog
 	if prog != nil && ns > 0 {
 		prog.Start(stages[ns-1].Name, n)
 	}
@@ -110,6 +118,13 @@ func RunFlow(ctx context.Context, inputs []Input, stages []FlowStage, prog Progr
 				defer wg.Done()
 				for it := range in {
 					t0 := time.Now()
+					if st.OneEngine {
+						mu.Lock()
+						if active[k]++; active[k] == 1 {
+							since[k] = t0
+						}
+						mu.Unlock()
+					}
 					r := st.Run(gctx, inputs[it.i])
 					d := time.Since(t0)
 					if r.Stage == "" {
@@ -119,7 +134,12 @@ func RunFlow(ctx context.Context, inputs []Input, stages []FlowStage, prog Progr
 						slog.Error(r.Err.Error(), "slide", r.ID, "stage", st.Name)
 					}
 					mu.Lock()
-					results[k][it.i], busy[k] = r, busy[k]+d
+					results[k][it.i] = r
+					if !st.OneEngine {
+						busy[k] += d
+					} else if active[k]--; active[k] == 0 {
+						busy[k] += time.Since(since[k])
+					}
 					if r.Err != nil || k == ns-1 {
 						leave(r)
 					}
@@ -160,8 +180,11 @@ func RunFlow(ctx context.Context, inputs []Input, stages []FlowStage, prog Progr
 		}
 		sums[k] = NewSummary(st.Name, results[k])
 		share := 0.0
-		if wall > 0 {
-			share = float64(busy[k]) / (float64(wall) * float64(max(st.Workers, 1)))
+		if slots := max(st.Workers, 1); wall > 0 {
+			if st.OneEngine {
+				slots = 1
+			}
+			share = float64(busy[k]) / (float64(wall) * float64(slots))
 		}
 		rep.Stages = append(rep.Stages, FlowStageReport{Name: st.Name, Workers: max(st.Workers, 1), Busy: busy[k], Share: share})
 	}

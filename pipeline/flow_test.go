@@ -67,3 +67,22 @@ func TestRunFlow(t *testing.T) {
 		t.Fatalf("after cancel: %+v", sums[0])
 	}
 }
+
+// A OneEngine stage is busy while any of its workers is: its busy time is
+// at most the wall time and at least the summed time over its workers.
+func TestRunFlowOneEngine(t *testing.T) {
+	var ins []Input
+	for i := 0; i < 6; i++ {
+		ins = append(ins, Input{ID: fmt.Sprintf("s%d", i)})
+	}
+	run := func(ctx context.Context, in Input) Result {
+		time.Sleep(5 * time.Millisecond)
+		return Result{ID: in.ID}
+	}
+	stages := []FlowStage{{Name: "feed", Workers: 1, Run: run}, {Name: "engine", Workers: 3, OneEngine: true, Run: run}}
+	_, rep := RunFlow(context.Background(), ins, stages, nil)
+	e := rep.Stages[1]
+	if e.Busy <= 0 || e.Busy > rep.Wall || e.Share > 1.0001 || e.Share < float64(6*5*time.Millisecond)/float64(3*rep.Wall) {
+		t.Fatalf("one-engine report %+v (wall %v)", e, rep.Wall)
+	}
+}

@@ -171,7 +171,8 @@ func (r *Runner) Run(ctx context.Context, inputs []Input, opt RunOptions) (RunRe
 // flowStage wraps a stage for RunFlow: plan, freshness, run, record.
 func (r *Runner) flowStage(st Stage, force bool) FlowStage {
 	name := st.Name()
-	return FlowStage{Name: name, Workers: max(st.Workers(), 1), Run: func(ctx context.Context, in Input) Result {
+	_, oneEngine := st.(interface{ OneEngine() })
+	return FlowStage{Name: name, Workers: max(st.Workers(), 1), OneEngine: oneEngine, Run: func(ctx context.Context, in Input) Result {
 		start := time.Now()
 		if r.OnStage != nil {
 			r.OnStage(in.ID, name)

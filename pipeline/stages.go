@@ -82,6 +82,9 @@ func OpenEmbedStage(work Work, encoder string, eo features.Options, opt EmbedOpt
 // Encoder is the stage's encoder.
 func (s *EmbedStage) Encoder() features.Encoder { return s.enc }
 
+// OneEngine: the stage's workers share one encoder (FlowStage.OneEngine).
+func (s *EmbedStage) OneEngine() {}
+
 func (s *EmbedStage) Name() string { return StageEmbed }
 func (s *EmbedStage) Workers() int { return max(s.opt.InFlight, 1) }
 
