@@ -68,7 +68,7 @@ func recordStage(work Work, r Result, params any, key string, outputs map[string
 		}
 	}
 	if rec, err := work.ReadSlideRecord(r.ID); err == nil {
-		s.Inputs = map[string]string{"coords_sha256": rec.CoordsSHA256, "source_size": fmt.Sprint(rec.Slide.SizeBytes), "source_mod_time": rec.SourceModTime.Format(time.RFC3339Nano)}
+		s.Inputs = map[string]string{"coords_sha256": rec.CoordsSHA256, "slide_fingerprint": rec.Fingerprint, "source_size": fmt.Sprint(rec.Slide.SizeBytes), "source_mod_time": rec.SourceModTime.Format(time.RFC3339Nano)}
 	}
 	if r.Err == nil {
 		s.Key, s.Outputs = key, outputs
