@@ -266,6 +266,31 @@ int her2_save_pyramid(VipsImage *im, const char *path, const char *description,
 	return r;
 }
 
+/* Defined in Go (slide/write.go). */
+extern int her2GoFill(uintptr_t handle, int x, int y, int w, int h, unsigned char *dst,
+		      int stride);
+
+static int her2_fill_gen(VipsRegion *out, void *seq, void *a, void *b, gboolean *stop)
+{
+	VipsRect *r = &out->valid;
+	return her2GoFill((uintptr_t) a, r->left, r->top, r->width, r->height,
+			  (unsigned char *) VIPS_REGION_ADDR(out, r->left, r->top),
+			  (int) VIPS_REGION_LSKIP(out));
+}
+
+VipsImage *her2_image_from_fill(int width, int height, uintptr_t handle)
+{
+	VipsImage *im = vips_image_new();
+	vips_image_init_fields(im, width, height, 3, VIPS_FORMAT_UCHAR, VIPS_CODING_NONE,
+			       VIPS_INTERPRETATION_sRGB, 1.0, 1.0);
+	if (vips_image_pipelinev(im, VIPS_DEMAND_STYLE_ANY, NULL) ||
+	    vips_image_generate(im, NULL, her2_fill_gen, NULL, (void *) handle, NULL)) {
+		g_object_unref(im);
+		return NULL;
+	}
+	return im;
+}
+
 void her2_unref(VipsImage *im)
 {
 	if (im)

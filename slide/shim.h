@@ -55,6 +55,10 @@ int her2_save_pyramid(VipsImage *im, const char *path, const char *description,
 		      double xres_ppmm, int tile, int quality, int bigtiff,
 		      int pyramid, int compression_jpeg);
 
+/* A width×height 3-band uchar image whose pixels come from the Go side,
+ * region by region (her2GoFill with handle), possibly from several threads. */
+VipsImage *her2_image_from_fill(int width, int height, uintptr_t handle);
+
 void her2_unref(VipsImage *im);
 
 

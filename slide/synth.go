@@ -118,13 +118,6 @@ func WriteSynthetic(path string, o SynthOptions) error {
 	return nil
 }
 
-func cbool(b bool) C.int {
-	if b {
-		return 1
-	}
-	return 0
-}
-
 // StainTexture draws an n×n tileable texture that looks like stained tissue
 // at 20×: for "he" (default) eosin-pink stroma with hematoxylin-purple
 // nuclei; for "ihc" pale blue counterstained cells with DAB-brown membranes.
@@ -169,35 +162,4 @@ func StainTexture(n int, stain string, seed uint64) *raster.RGB {
 		img.Pix[i] = uint8(math.Max(0, math.Min(255, v)))
 	}
 	return img
-}
-
-// WriteImage saves img as a tiled TIFF (deflate, lossless: pixels read back
-// exactly) with the given resolution, as a pyramid when pyramid is set. For
-// test fixtures whose pixel content must be known exactly.
-func WriteImage(path string, img *raster.RGB, mpp float64, pyramid bool) error {
-	if err := ensureInit(); err != nil {
-		return err
-	}
-	c, err := imageFromRGB(img)
-	if err != nil {
-		return fmt.Errorf("slide: write image: %w", err)
-	}
-	defer c.close()
-	ppmm := 72 / 25.4
-	if mpp > 0 {
-		ppmm = 1000 / mpp
-	}
-	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp-image.tif")
-	cp, cd := C.CString(tmp), C.CString("")
-	defer C.free(unsafe.Pointer(cp))
-	defer C.free(unsafe.Pointer(cd))
-	if C.her2_save_pyramid(c.p, cp, cd, C.double(ppmm), 256, 90, 0, cbool(pyramid), 0) != 0 {
-		os.Remove(tmp)
-		return fmt.Errorf("slide: write %s: %s", filepath.Base(path), takeError())
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("slide: write %s: %w", filepath.Base(path), err)
-	}
-	return nil
 }
