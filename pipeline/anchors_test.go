@@ -13,14 +13,14 @@ import (
 	"github.com/her2wsi/her2wsi/anchors"
 	"github.com/her2wsi/her2wsi/bundle"
 	"github.com/her2wsi/her2wsi/internal/store"
-	"github.com/her2wsi/her2wsi/slide"
+	"github.com/her2wsi/her2wsi/synth"
 )
 
 // tiledEmbedded makes a tiled and embedded synthetic slide.
 func tiledEmbedded(t *testing.T, dir, id string, tissue []image.Rectangle) (Work, Input) {
 	t.Helper()
 	p := filepath.Join(dir, id+".svs")
-	if err := slide.WriteSynthetic(p, slide.SynthOptions{Width: 6144, Height: 4096, MPP: 0.5, Aperio: true, Pyramid: true, Tissue: tissue}); err != nil {
+	if err := synth.WriteSlide(p, synth.SlideOptions{Width: 6144, Height: 4096, MPP: 0.5, Aperio: true, Pyramid: true, Tissue: tissue}); err != nil {
 		t.Fatal(err)
 	}
 	work := Work{Dir: filepath.Join(dir, "work")}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/her2wsi/her2wsi/features"
 	"github.com/her2wsi/her2wsi/internal/raster"
-	"github.com/her2wsi/her2wsi/slide"
+	"github.com/her2wsi/her2wsi/synth"
 )
 
 // BenchmarkEmbedStage measures the embed stage with a full-size encoder
@@ -47,7 +47,7 @@ func BenchmarkEmbedStage(b *testing.B) {
 	side := 512 * 16
 	rows := (want + 15) / 16
 	p := filepath.Join(dir, "bench-embed.svs")
-	if err := slide.WriteSynthetic(p, slide.SynthOptions{Width: side, Height: 512 * (rows + 2), MPP: 0.25, AppMag: 40, Aperio: true, Pyramid4: true,
+	if err := synth.WriteSlide(p, synth.SlideOptions{Width: side, Height: 512 * (rows + 2), MPP: 0.25, AppMag: 40, Aperio: true, Pyramid4: true,
 		Tissue: []image.Rectangle{image.Rect(0, 512, side, 512*(rows+1))}}); err != nil {
 		b.Fatal(err)
 	}

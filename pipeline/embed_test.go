@@ -19,6 +19,7 @@ import (
 	"github.com/her2wsi/her2wsi/internal/store"
 	"github.com/her2wsi/her2wsi/internal/testutil/fixture"
 	"github.com/her2wsi/her2wsi/slide"
+	"github.com/her2wsi/her2wsi/synth"
 	"github.com/her2wsi/her2wsi/tiling"
 )
 
@@ -108,7 +109,7 @@ func TestEmbedSkipsAndRecomputes(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "s.svs")
 	// Tissue edges mid-cell, so the keep threshold changes the patch set.
-	if err := slide.WriteSynthetic(p, slide.SynthOptions{Width: 4096, Height: 3072, MPP: 0.5, Aperio: true, Pyramid: true,
+	if err := synth.WriteSlide(p, synth.SlideOptions{Width: 4096, Height: 3072, MPP: 0.5, Aperio: true, Pyramid: true,
 		Tissue: []image.Rectangle{image.Rect(600, 600, 1700, 1500)}}); err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +173,7 @@ func TestEmbedCancelLeavesNothingPartial(t *testing.T) {
 	var ins []Input
 	for _, name := range []string{"a", "b"} {
 		p := filepath.Join(dir, name+".svs")
-		if err := slide.WriteSynthetic(p, slide.SynthOptions{Width: 8192, Height: 6144, MPP: 0.5, Aperio: true, Pyramid: true,
+		if err := synth.WriteSlide(p, synth.SlideOptions{Width: 8192, Height: 6144, MPP: 0.5, Aperio: true, Pyramid: true,
 			Tissue: []image.Rectangle{image.Rect(0, 0, 8192, 6144)}}); err != nil {
 			t.Fatal(err)
 		}
@@ -218,7 +219,7 @@ func TestEmbedFailingSlideDoesNotStopOthers(t *testing.T) {
 	var ins []Input
 	for _, name := range []string{"good1", "broken", "good2", "untiled"} {
 		p := filepath.Join(dir, name+".svs")
-		if err := slide.WriteSynthetic(p, slide.SynthOptions{Width: 4096, Height: 3072, MPP: 0.5, Aperio: true, Pyramid: true, Tissue: gridTissue20}); err != nil {
+		if err := synth.WriteSlide(p, synth.SlideOptions{Width: 4096, Height: 3072, MPP: 0.5, Aperio: true, Pyramid: true, Tissue: gridTissue20}); err != nil {
 			t.Fatal(err)
 		}
 		ins = append(ins, Input{Path: p, ID: name})
@@ -261,7 +262,7 @@ func TestEmbedFailingSlideDoesNotStopOthers(t *testing.T) {
 func TestImportFeatures(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "s.svs")
-	if err := slide.WriteSynthetic(p, slide.SynthOptions{Width: 4096, Height: 3072, MPP: 0.5, Aperio: true, Pyramid: true, Tissue: gridTissue20}); err != nil {
+	if err := synth.WriteSlide(p, synth.SlideOptions{Width: 4096, Height: 3072, MPP: 0.5, Aperio: true, Pyramid: true, Tissue: gridTissue20}); err != nil {
 		t.Fatal(err)
 	}
 	work := Work{Dir: filepath.Join(dir, "work")}

@@ -15,6 +15,7 @@ import (
 	"github.com/her2wsi/her2wsi/internal/store"
 	"github.com/her2wsi/her2wsi/internal/testutil"
 	"github.com/her2wsi/her2wsi/slide"
+	"github.com/her2wsi/her2wsi/synth"
 )
 
 // Tissue aligned to the 256-px grid at 20×: columns 2–5 × rows 2–4 and
@@ -73,23 +74,23 @@ func TestTileExactPatchSet(t *testing.T) {
 	dir := t.TempDir()
 	cases := []struct {
 		name  string
-		opt   slide.SynthOptions
+		opt   synth.SlideOptions
 		mpp   float64 // --mpp
 		step  int64   // patch size at level 0
 		level int64
 	}{
-		{"he20x.svs", slide.SynthOptions{Width: 4096, Height: 3072, MPP: 0.5, AppMag: 20, Aperio: true, Pyramid: true, Tissue: gridTissue20}, 0, 256, 0},
-		{"he40x.svs", slide.SynthOptions{Width: 8192, Height: 6144, MPP: 0.25, AppMag: 40, Aperio: true, Pyramid4: true, Tissue: scaled(gridTissue20, 2)}, 0, 512, 0},
-		{"he40x-with20x.svs", slide.SynthOptions{Width: 8192, Height: 6144, MPP: 0.25, AppMag: 40, Aperio: true, Pyramid: true, Tissue: scaled(gridTissue20, 2)}, 0, 512, 1},
-		{"nompp.svs", slide.SynthOptions{Width: 4096, Height: 3072, Aperio: true, Pyramid: true, Tissue: gridTissue20}, 0.5, 256, 0},
-		{"big.tif", slide.SynthOptions{Width: 4096, Height: 3072, MPP: 0.5, BigTIFF: true, Pyramid: true, Tissue: gridTissue20}, 0, 256, 0},
-		{"ihc20x.svs", slide.SynthOptions{Width: 4096, Height: 3072, MPP: 0.5, Aperio: true, Pyramid: true, Stain: "ihc", Tissue: gridTissue20}, 0, 256, 0},
+		{"he20x.svs", synth.SlideOptions{Width: 4096, Height: 3072, MPP: 0.5, AppMag: 20, Aperio: true, Pyramid: true, Tissue: gridTissue20}, 0, 256, 0},
+		{"he40x.svs", synth.SlideOptions{Width: 8192, Height: 6144, MPP: 0.25, AppMag: 40, Aperio: true, Pyramid4: true, Tissue: scaled(gridTissue20, 2)}, 0, 512, 0},
+		{"he40x-with20x.svs", synth.SlideOptions{Width: 8192, Height: 6144, MPP: 0.25, AppMag: 40, Aperio: true, Pyramid: true, Tissue: scaled(gridTissue20, 2)}, 0, 512, 1},
+		{"nompp.svs", synth.SlideOptions{Width: 4096, Height: 3072, Aperio: true, Pyramid: true, Tissue: gridTissue20}, 0.5, 256, 0},
+		{"big.tif", synth.SlideOptions{Width: 4096, Height: 3072, MPP: 0.5, BigTIFF: true, Pyramid: true, Tissue: gridTissue20}, 0, 256, 0},
+		{"ihc20x.svs", synth.SlideOptions{Width: 4096, Height: 3072, MPP: 0.5, Aperio: true, Pyramid: true, Stain: "ihc", Tissue: gridTissue20}, 0, 256, 0},
 	}
 	want := expectedCells()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			p := filepath.Join(dir, c.name)
-			if err := slide.WriteSynthetic(p, c.opt); err != nil {
+			if err := synth.WriteSlide(p, c.opt); err != nil {
 				t.Fatal(err)
 			}
 			work := Work{Dir: filepath.Join(dir, "work-"+c.name)}
@@ -154,16 +155,16 @@ func TestTileBatchWithBadInputs(t *testing.T) {
 	dir := t.TempDir()
 	in := filepath.Join(dir, "in")
 	os.MkdirAll(in, 0o755)
-	mk := func(name string, o slide.SynthOptions) string {
+	mk := func(name string, o synth.SlideOptions) string {
 		p := filepath.Join(in, name)
-		if err := slide.WriteSynthetic(p, o); err != nil {
+		if err := synth.WriteSlide(p, o); err != nil {
 			t.Fatal(err)
 		}
 		return p
 	}
-	good := mk("good slide #1 é.svs", slide.SynthOptions{Width: 4096, Height: 3072, MPP: 0.5, Aperio: true, Pyramid: true, Tissue: gridTissue20})
-	mk("blank.svs", slide.SynthOptions{Width: 4096, Height: 3072, MPP: 0.5, Aperio: true, Pyramid: true})
-	mk("nompp.svs", slide.SynthOptions{Width: 2048, Height: 2048, Aperio: true, Pyramid: true, Tissue: gridTissue20})
+	good := mk("good slide #1 é.svs", synth.SlideOptions{Width: 4096, Height: 3072, MPP: 0.5, Aperio: true, Pyramid: true, Tissue: gridTissue20})
+	mk("blank.svs", synth.SlideOptions{Width: 4096, Height: 3072, MPP: 0.5, Aperio: true, Pyramid: true})
+	mk("nompp.svs", synth.SlideOptions{Width: 2048, Height: 2048, Aperio: true, Pyramid: true, Tissue: gridTissue20})
 	data, _ := os.ReadFile(good)
 	os.WriteFile(filepath.Join(in, "truncated.svs"), data[:len(data)/3], 0o644)
 	os.WriteFile(filepath.Join(in, "empty.svs"), nil, 0o644)
@@ -219,7 +220,7 @@ func TestTileBatchWithBadInputs(t *testing.T) {
 func TestFailedRerunRemovesMarker(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "s.svs")
-	if err := slide.WriteSynthetic(p, slide.SynthOptions{Width: 2048, Height: 2048, MPP: 0.5, Aperio: true, Pyramid: true, Tissue: gridTissue20}); err != nil {
+	if err := synth.WriteSlide(p, synth.SlideOptions{Width: 2048, Height: 2048, MPP: 0.5, Aperio: true, Pyramid: true, Tissue: gridTissue20}); err != nil {
 		t.Fatal(err)
 	}
 	work := Work{Dir: filepath.Join(dir, "work")}
@@ -264,7 +265,7 @@ func TestCoordsReadableByH5py(t *testing.T) {
 	}
 	dir := t.TempDir()
 	p := filepath.Join(dir, "s.svs")
-	if err := slide.WriteSynthetic(p, slide.SynthOptions{Width: 4096, Height: 3072, MPP: 0.5, Aperio: true, Pyramid: true, Tissue: gridTissue20}); err != nil {
+	if err := synth.WriteSlide(p, synth.SlideOptions{Width: 4096, Height: 3072, MPP: 0.5, Aperio: true, Pyramid: true, Tissue: gridTissue20}); err != nil {
 		t.Fatal(err)
 	}
 	work := Work{Dir: filepath.Join(dir, "work")}

@@ -297,42 +297,6 @@ void her2_unref(VipsImage *im)
 		g_object_unref(im);
 }
 
-VipsImage *her2_compose(VipsImage *tex, int width, int height, double bg,
-			const int *rects, int n)
-{
-	VipsImage *b = NULL, *cur = NULL, *t = NULL;
-	if (vips_black(&b, width, height, "bands", 3, NULL))
-		return NULL;
-	if (vips_linear1(b, &t, 1.0, bg, "uchar", TRUE, NULL)) {
-		g_object_unref(b);
-		return NULL;
-	}
-	g_object_unref(b);
-	cur = t;
-	for (int i = 0; i < n; i++) {
-		int x = rects[4 * i], y = rects[4 * i + 1];
-		int w = rects[4 * i + 2], h = rects[4 * i + 3];
-		VipsImage *rep = NULL, *crop = NULL, *next = NULL;
-		int across = (w + tex->Xsize - 1) / tex->Xsize;
-		int down = (h + tex->Ysize - 1) / tex->Ysize;
-		if (vips_replicate(tex, &rep, across, down, NULL) ||
-		    vips_extract_area(rep, &crop, 0, 0, w, h, NULL) ||
-		    vips_insert(cur, crop, &next, x, y, NULL)) {
-			if (rep)
-				g_object_unref(rep);
-			if (crop)
-				g_object_unref(crop);
-			g_object_unref(cur);
-			return NULL;
-		}
-		g_object_unref(rep);
-		g_object_unref(crop);
-		g_object_unref(cur);
-		cur = next;
-	}
-	return cur;
-}
-
 int her2_error_pending(void)
 {
 	const char *s = vips_error_buffer();

@@ -49,7 +49,7 @@ int her2_resize_to(VipsImage *im, double hscale, double vscale, int dw, int dh, 
 char **her2_fields(VipsImage *im);
 char *her2_get_string(VipsImage *im, const char *name);
 
-/* Fixture writer: save im as a tiled pyramidal TIFF. */
+/* Writer (WriteTIFF, WriteImage): save im as a tiled, optionally pyramidal TIFF. */
 VipsImage *her2_image_from_rgb(const unsigned char *pix, int w, int h);
 int her2_save_pyramid(VipsImage *im, const char *path, const char *description,
 		      double xres_ppmm, int tile, int quality, int bigtiff,
@@ -61,10 +61,4 @@ VipsImage *her2_image_from_fill(int width, int height, uintptr_t handle);
 
 void her2_unref(VipsImage *im);
 
-
-
-/* Fixture composer: a bg-grey canvas with tex tiled into each rectangle
- * (rects: n × {x, y, w, h}). */
-VipsImage *her2_compose(VipsImage *tex, int width, int height, double bg,
-			const int *rects, int n);
 #endif

@@ -18,13 +18,14 @@ import (
 	"github.com/her2wsi/her2wsi/internal/raster"
 	"github.com/her2wsi/her2wsi/internal/testutil"
 	"github.com/her2wsi/her2wsi/slide"
+	"github.com/her2wsi/her2wsi/synth"
 )
 
 func dataDir(t testing.TB, sub string) string { return testutil.SharedData(t, sub) }
 
 type fixture struct {
 	name string
-	opt  slide.SynthOptions
+	opt  synth.SlideOptions
 }
 
 var tissue = []image.Rectangle{image.Rect(512, 512, 1536, 1280), image.Rect(2048, 1024, 3072, 2560)}
@@ -32,7 +33,7 @@ var tissue = []image.Rectangle{image.Rect(512, 512, 1536, 1280), image.Rect(2048
 func writeFixture(t testing.TB, dir string, f fixture) string {
 	t.Helper()
 	p := filepath.Join(dir, f.name)
-	if err := slide.WriteSynthetic(p, f.opt); err != nil {
+	if err := synth.WriteSlide(p, f.opt); err != nil {
 		t.Fatalf("write %s: %v", f.name, err)
 	}
 	return p
@@ -48,15 +49,15 @@ func TestOpenGeneratedFixtures(t *testing.T) {
 		mpp, power             float64
 		mppSource              string
 	}{
-		{fixture{"aperio20.svs", slide.SynthOptions{Width: 4096, Height: 3072, MPP: 0.5, AppMag: 20, Aperio: true, Pyramid: true, Tissue: tissue}},
+		{fixture{"aperio20.svs", synth.SlideOptions{Width: 4096, Height: 3072, MPP: 0.5, AppMag: 20, Aperio: true, Pyramid: true, Tissue: tissue}},
 			"tiff", "aperio", slide.ReaderTIFF, []int64{4096, 2048, 1024, 512, 256}, []float64{1, 2, 4, 8, 16}, 0.5, 20, "openslide.mpp-x/y"},
-		{fixture{"aperio40.svs", slide.SynthOptions{Width: 4096, Height: 3072, MPP: 0.25, AppMag: 40, Aperio: true, Pyramid4: true, Tissue: tissue}},
+		{fixture{"aperio40.svs", synth.SlideOptions{Width: 4096, Height: 3072, MPP: 0.25, AppMag: 40, Aperio: true, Pyramid4: true, Tissue: tissue}},
 			"tiff", "aperio", slide.ReaderTIFF, []int64{4096, 1024, 256}, []float64{1, 4, 16}, 0.25, 40, "openslide.mpp-x/y"},
-		{fixture{"nompp.svs", slide.SynthOptions{Width: 2048, Height: 2048, Aperio: true, Pyramid: true, Tissue: tissue}},
+		{fixture{"nompp.svs", synth.SlideOptions{Width: 2048, Height: 2048, Aperio: true, Pyramid: true, Tissue: tissue}},
 			"tiff", "aperio", slide.ReaderTIFF, []int64{2048, 1024, 512, 256}, []float64{1, 2, 4, 8}, 0, 0, ""},
-		{fixture{"big.tif", slide.SynthOptions{Width: 2048, Height: 1536, MPP: 0.5, BigTIFF: true, Pyramid: true, Tissue: tissue}},
+		{fixture{"big.tif", synth.SlideOptions{Width: 2048, Height: 1536, MPP: 0.5, BigTIFF: true, Pyramid: true, Tissue: tissue}},
 			"bigtiff", "generic-tiff", slide.ReaderTIFF, []int64{2048, 1024, 512, 256}, []float64{1, 2, 4, 8}, 0.5, 0, "tiff resolution"},
-		{fixture{"flat.tif", slide.SynthOptions{Width: 1024, Height: 768, MPP: 0.5, Tissue: tissue}},
+		{fixture{"flat.tif", synth.SlideOptions{Width: 1024, Height: 768, MPP: 0.5, Tissue: tissue}},
 			"tiff", "generic-tiff", slide.ReaderTIFF, []int64{1024}, []float64{1}, 0.5, 0, "tiff resolution"},
 	}
 	for _, c := range cases {
@@ -97,7 +98,7 @@ func TestOpenGeneratedFixtures(t *testing.T) {
 }
 
 func TestMPPOverride(t *testing.T) {
-	p := writeFixture(t, t.TempDir(), fixture{"nompp.svs", slide.SynthOptions{Width: 1024, Height: 1024, Aperio: true, Pyramid: true}})
+	p := writeFixture(t, t.TempDir(), fixture{"nompp.svs", synth.SlideOptions{Width: 1024, Height: 1024, Aperio: true, Pyramid: true}})
 	s, err := slide.Open(p, slide.Options{MPP: 0.4})
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +114,7 @@ func TestMPPOverride(t *testing.T) {
 
 // The fast tiffload path must give exactly OpenSlide's pixels.
 func TestTIFFReaderMatchesOpenSlide(t *testing.T) {
-	paths := []string{writeFixture(t, t.TempDir(), fixture{"a.svs", slide.SynthOptions{Width: 3000, Height: 2000, MPP: 0.25, AppMag: 40, Aperio: true, Pyramid4: true, Tissue: tissue}})}
+	paths := []string{writeFixture(t, t.TempDir(), fixture{"a.svs", synth.SlideOptions{Width: 3000, Height: 2000, MPP: 0.25, AppMag: 40, Aperio: true, Pyramid4: true, Tissue: tissue}})}
 	if testutil.SharedDataRoot() != "" {
 		paths = append(paths, filepath.Join(dataDir(t, "openslide-cmu-1-small-region-svs"), "CMU-1-Small-Region.svs"))
 	}
@@ -165,7 +166,7 @@ func maxDiff(a, b *raster.RGB) int {
 }
 
 func TestReadRegionContentAndEdges(t *testing.T) {
-	p := writeFixture(t, t.TempDir(), fixture{"c.svs", slide.SynthOptions{Width: 2048, Height: 1536, MPP: 0.5, Aperio: true, Pyramid: true, Tissue: tissue}})
+	p := writeFixture(t, t.TempDir(), fixture{"c.svs", synth.SlideOptions{Width: 2048, Height: 1536, MPP: 0.5, Aperio: true, Pyramid: true, Tissue: tissue}})
 	s, err := slide.Open(p, slide.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -209,7 +210,7 @@ func meanGreen(m *raster.RGB) float64 {
 
 // Many goroutines reading one slide get exactly what serial reads get.
 func TestConcurrentReads(t *testing.T) {
-	p := writeFixture(t, t.TempDir(), fixture{"conc.svs", slide.SynthOptions{Width: 4096, Height: 4096, MPP: 0.25, Aperio: true, Pyramid4: true, Tissue: tissue}})
+	p := writeFixture(t, t.TempDir(), fixture{"conc.svs", synth.SlideOptions{Width: 4096, Height: 4096, MPP: 0.25, Aperio: true, Pyramid4: true, Tissue: tissue}})
 	s, err := slide.Open(p, slide.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -255,7 +256,7 @@ func TestConcurrentReads(t *testing.T) {
 }
 
 func TestThumbnail(t *testing.T) {
-	p := writeFixture(t, t.TempDir(), fixture{"th.svs", slide.SynthOptions{Width: 8000, Height: 6000, MPP: 0.25, Aperio: true, Pyramid4: true, Tissue: []image.Rectangle{image.Rect(0, 0, 4000, 6000)}}})
+	p := writeFixture(t, t.TempDir(), fixture{"th.svs", synth.SlideOptions{Width: 8000, Height: 6000, MPP: 0.25, Aperio: true, Pyramid4: true, Tissue: []image.Rectangle{image.Rect(0, 0, 4000, 6000)}}})
 	s, err := slide.Open(p, slide.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -283,7 +284,7 @@ func TestThumbnail(t *testing.T) {
 
 func TestBadInputs(t *testing.T) {
 	dir := t.TempDir()
-	good := writeFixture(t, dir, fixture{"good.svs", slide.SynthOptions{Width: 2048, Height: 2048, MPP: 0.5, Aperio: true, Pyramid: true, Tissue: tissue}})
+	good := writeFixture(t, dir, fixture{"good.svs", synth.SlideOptions{Width: 2048, Height: 2048, MPP: 0.5, Aperio: true, Pyramid: true, Tissue: tissue}})
 	data, _ := os.ReadFile(good)
 	write := func(name string, b []byte) string {
 		p := filepath.Join(dir, name)
@@ -321,7 +322,7 @@ func TestBadInputs(t *testing.T) {
 // not hand out garbage, on the fast tiffload path as on OpenSlide.
 func TestCorruptTiles(t *testing.T) {
 	dir := t.TempDir()
-	p := writeFixture(t, dir, fixture{"bad.svs", slide.SynthOptions{Width: 4096, Height: 4096, MPP: 0.25, Aperio: true, Pyramid4: true,
+	p := writeFixture(t, dir, fixture{"bad.svs", synth.SlideOptions{Width: 4096, Height: 4096, MPP: 0.25, Aperio: true, Pyramid4: true,
 		Tissue: []image.Rectangle{image.Rect(0, 0, 4096, 4096)}}})
 	b, err := os.ReadFile(p)
 	if err != nil {

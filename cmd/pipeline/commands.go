@@ -6,16 +6,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"image"
 	"io"
 	"os"
 	"path/filepath"
 	"runtime/debug"
-	"sort"
 	"strings"
 
 	"github.com/her2wsi/her2wsi/pipeline"
 	"github.com/her2wsi/her2wsi/slide"
+	"github.com/her2wsi/her2wsi/synth"
 )
 
 func version() string {
@@ -136,7 +135,7 @@ func runSynth(ctx context.Context, args []string) error {
 	}
 	fs := newFlags("synth", "--out FILE.svs [flags]")
 	out := fs.String("out", "", "output file (required)")
-	o := slide.SynthOptions{Aperio: true, Pyramid4: true}
+	o := synth.SlideOptions{Aperio: true, Pyramid4: true}
 	fs.IntVar(&o.Width, "width", 16384, "level-0 width in pixels")
 	fs.IntVar(&o.Height, "height", 12288, "level-0 height in pixels")
 	fs.Float64Var(&o.MPP, "mpp", 0.25, "µm per pixel written to the header (0: none)")
@@ -152,32 +151,18 @@ func runSynth(ctx context.Context, args []string) error {
 		return usageError{errors.New("--out is required")}
 	}
 	o.Stain, o.Seed = *stain, *seed
-	o.Tissue = synthLayout(o.Width, o.Height, *blobs)
+	o.Tissue = synth.Layout(o.Width, o.Height, *blobs)
 	if o.MPP == 0 && o.AppMag == 0 {
 		o.Aperio = false
 	}
 	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
 		return err
 	}
-	if err := slide.WriteSynthetic(*out, o); err != nil {
+	if err := synth.WriteSlide(*out, o); err != nil {
 		return err
 	}
 	fmt.Printf("wrote %s (%dx%d, %g µm/px)\n", *out, o.Width, o.Height, o.MPP)
 	return nil
-}
-
-// synthLayout places n rectangular tissue pieces in a row across the slide.
-func synthLayout(w, h, n int) []image.Rectangle {
-	var r []image.Rectangle
-	if n <= 0 {
-		return r
-	}
-	cw := w / n
-	for i := 0; i < n; i++ {
-		r = append(r, image.Rect(i*cw+cw/8, h/6+(i%2)*h/12, (i+1)*cw-cw/8, h-h/6-(i%2)*h/12))
-	}
-	sort.Slice(r, func(i, j int) bool { return r[i].Min.X < r[j].Min.X })
-	return r
 }
 
 // logFlags choose the log format.

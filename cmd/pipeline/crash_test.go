@@ -25,7 +25,7 @@ import (
 	"github.com/her2wsi/her2wsi/features"
 	"github.com/her2wsi/her2wsi/features/featfile"
 	"github.com/her2wsi/her2wsi/pipeline"
-	"github.com/her2wsi/her2wsi/slide"
+	"github.com/her2wsi/her2wsi/synth"
 )
 
 // Crash-safety and rerun tests of `pipeline run`, driven through the real
@@ -71,12 +71,12 @@ func crashSlides(t *testing.T, n int) string {
 	t.Helper()
 	dir := t.TempDir()
 	for i := range n {
-		o := slide.SynthOptions{Width: 4096, Height: 3072, MPP: 0.5, AppMag: 20, Aperio: true, Pyramid: true, Seed: uint64(i + 1),
+		o := synth.SlideOptions{Width: 4096, Height: 3072, MPP: 0.5, AppMag: 20, Aperio: true, Pyramid: true, Seed: uint64(i + 1),
 			Tissue: []image.Rectangle{
 				image.Rect(640+64*i, 640, 1664+64*i, 1408),
 				image.Rect(2176, 1152-64*i, 3200, 2688-64*i),
 			}}
-		if err := slide.WriteSynthetic(filepath.Join(dir, "s"+string(rune('a'+i))+".svs"), o); err != nil {
+		if err := synth.WriteSlide(filepath.Join(dir, "s"+string(rune('a'+i))+".svs"), o); err != nil {
 			t.Fatal(err)
 		}
 	}

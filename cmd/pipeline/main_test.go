@@ -7,13 +7,13 @@ import (
 	"testing"
 
 	"github.com/her2wsi/her2wsi/pipeline"
-	"github.com/her2wsi/her2wsi/slide"
+	"github.com/her2wsi/her2wsi/synth"
 )
 
 func TestExitCodes(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.svs")
-	if err := slide.WriteSynthetic(good, slide.SynthOptions{Width: 2048, Height: 2048, MPP: 0.5, Aperio: true, Pyramid: true,
+	if err := synth.WriteSlide(good, synth.SlideOptions{Width: 2048, Height: 2048, MPP: 0.5, Aperio: true, Pyramid: true,
 		Tissue: []image.Rectangle{image.Rect(256, 256, 1280, 1280)}}); err != nil {
 		t.Fatal(err)
 	}
