@@ -82,7 +82,7 @@ func (m Manifest) Validate() error {
 		return fmt.Errorf("patch_size %d", m.PatchSize)
 	case m.Contract == ContractCLIP && m.InputSize <= 0:
 		return fmt.Errorf("input_size %d", m.InputSize)
-	case !validName(m.Name):
+	case !ValidName(m.Name):
 		return fmt.Errorf("name %q must be letters, digits, '-', '_' or '.'", m.Name)
 	}
 	for _, s := range m.Std {
@@ -93,7 +93,9 @@ func (m Manifest) Validate() error {
 	return nil
 }
 
-func validName(s string) bool {
+// ValidName reports whether s can name an encoder (and so a feature file,
+// features/<name>.h5): letters, digits, '-', '_' and '.', not "." or "..".
+func ValidName(s string) bool {
 	if s == "" || s == "." || s == ".." {
 		return false
 	}

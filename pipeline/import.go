@@ -44,7 +44,7 @@ func ImportFeatures(file string, work Work, opt ImportOptions) (Result, error) {
 	if err := ValidID(id); err != nil {
 		return fail("%v", err)
 	}
-	if !validEncoderName(opt.Encoder) {
+	if !features.ValidName(opt.Encoder) {
 		return fail("encoder name %q must be letters, digits, '-', '_' or '.' (it names features/<encoder>.h5)", opt.Encoder)
 	}
 	feats, coords, dim, err := featfile.Read(file)
@@ -106,11 +106,6 @@ func ImportFeatures(file string, work Work, opt ImportOptions) (Result, error) {
 	}
 	res.NumPatches = n
 	return res, nil
-}
-
-func validEncoderName(s string) bool {
-	m := features.Manifest{Name: s, Contract: features.ContractRaw, Input: "x", Output: "y", Dim: 1, PatchSize: 1}
-	return m.Validate() == nil
 }
 
 // importGeometry finds the grid step (level-0 px) and target resolution.
@@ -271,5 +266,5 @@ func writeImportedCoords(work Work, id, file, sum string, coords []int64, step i
 		NumPatches: len(coords) / 2, CoordsSHA256: CoordsChecksum(coords),
 	}
 	rec.Slide.ID = id
-	return writeSlideRecord(work, id, rec)
+	return work.WriteSlideRecord(id, rec)
 }

@@ -76,13 +76,14 @@ type SlideRecord struct {
 	Imported       string            `json:"imported,omitempty"` // features imported from this file; no slide here
 }
 
-// writeSlideRecord writes slide.json atomically.
-func writeSlideRecord(work Work, id string, rec SlideRecord) error {
+// WriteSlideRecord writes slide.json atomically (the tile stage's last
+// write: a slide is tiled exactly when its slide.json exists).
+func (w Work) WriteSlideRecord(id string, rec SlideRecord) error {
 	b, err := json.MarshalIndent(rec, "", "  ")
 	if err != nil {
 		return fmt.Errorf("pipeline: %s: slide.json: %w", id, err)
 	}
-	if err := store.WriteFileAtomic(work.SlideJSON(id), append(b, '\n'), 0o644); err != nil {
+	if err := store.WriteFileAtomic(w.SlideJSON(id), append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("pipeline: %s: slide.json: %w", id, err)
 	}
 	return nil
@@ -176,7 +177,7 @@ func TileSlide(ctx context.Context, in Input, work Work, opt TileOptions) (res R
 		return fail(fmt.Errorf("pipeline: %s: %w (tissue covers %.2f%% of the slide, no %dx%d patch reaches %.0f%% tissue; see %s)",
 			filepath.Base(in.Path), ErrNoTissue, 100*mask.TissueFraction(), opt.Grid.PatchSize, opt.Grid.PatchSize, 100*opt.Grid.MinTissue, work.QCPNG(in.ID)))
 	}
-	sum, err := writeCoords(work.CoordsH5(in.ID), in.ID, s.Meta, plan, patches, opt.Grid)
+	sum, err := WriteCoords(work.CoordsH5(in.ID), in.ID, s.Meta, plan, patches, opt.Grid)
 	if err != nil {
 		return fail(fmt.Errorf("pipeline: %s: coords.h5: %w", in.ID, err))
 	}
@@ -194,7 +195,7 @@ func TileSlide(ctx context.Context, in Input, work Work, opt TileOptions) (res R
 			"mask_and_grid": tMask.Round(time.Millisecond).String(), "write": tWrite.Round(time.Millisecond).String(),
 		},
 	}
-	if err := writeSlideRecord(work, in.ID, rec); err != nil {
+	if err := work.WriteSlideRecord(in.ID, rec); err != nil {
 		return fail(err)
 	}
 	log.Info("tiled", "patches", len(patches), "tissue", fmt.Sprintf("%.1f%%", 100*mask.TissueFraction()),
@@ -202,9 +203,9 @@ func TileSlide(ctx context.Context, in Input, work Work, opt TileOptions) (res R
 	return res
 }
 
-// writeCoords writes coords.h5 in the CLAM/TRIDENT layout and returns the
+// WriteCoords writes coords.h5 in the CLAM/TRIDENT layout and returns the
 // SHA-256 of the coordinates (the input checksum later stages record).
-func writeCoords(path, id string, meta slide.Metadata, plan tiling.ReadPlan, patches []tiling.Patch, g tiling.GridConfig) (string, error) {
+func WriteCoords(path, id string, meta slide.Metadata, plan tiling.ReadPlan, patches []tiling.Patch, g tiling.GridConfig) (string, error) {
 	coords := make([]int64, 2*len(patches))
 	tissue := make([]float32, len(patches))
 	for i, p := range patches {

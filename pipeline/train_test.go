@@ -1,4 +1,7 @@
-package pipeline
+package pipeline_test
+
+// Tests here build on generated case sets: synth/caseset imports pipeline,
+// so they live in the external test package.
 
 import (
 	"context"
@@ -12,19 +15,19 @@ import (
 	"github.com/her2wsi/her2wsi/internal/testutil/fixture"
 	"github.com/her2wsi/her2wsi/model"
 	"github.com/her2wsi/her2wsi/model/metrics"
+	"github.com/her2wsi/her2wsi/pipeline"
+	"github.com/her2wsi/her2wsi/synth/caseset"
 )
-
-var smallModel = fixture.SmallModel
 
 // The chain on generated cases: train with cross-validation (fold folders,
 // mean ± std, final model, test metrics, ROC picture), then H&E-only
 // prediction of slides from the run folder into predictions.csv with
 // heatmaps; a rerun replaces those slides' rows and keeps the others.
 func TestTrainCVAndPredict(t *testing.T) {
-	work := Work{Dir: t.TempDir()}
-	opt := DefaultSynthCasesOptions()
+	work := pipeline.Work{Dir: t.TempDir()}
+	opt := caseset.DefaultOptions()
 	opt.Cases, opt.Dim, opt.MinPatches, opt.MaxPatches, opt.Folds = 16, 16, 60, 120, 2
-	csv, err := SynthCases(context.Background(), work, opt)
+	csv, err := caseset.Generate(context.Background(), work, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +35,7 @@ func TestTrainCVAndPredict(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := smallModel(model.VariantIPCA)
+	c := fixture.SmallModel(model.VariantIPCA)
 	be, err := model.NewBackend("")
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +48,7 @@ func TestTrainCVAndPredict(t *testing.T) {
 	tc := model.DefaultTrainConfig()
 	tc.Epochs, tc.EffectiveBatch, tc.LR = 2, 4, 1e-3
 	out := filepath.Join(t.TempDir(), "run")
-	rep, err := Train(context.Background(), TrainOptions{Cases: cs, Work: work, Encoder: opt.Encoder, Model: c, Train: tc, Out: out, CV: 2, Sampling: "first", Runtime: rt})
+	rep, err := pipeline.Train(context.Background(), pipeline.TrainOptions{Cases: cs, Work: work, Encoder: opt.Encoder, Model: c, Train: tc, Out: out, CV: 2, Sampling: "first", Runtime: rt})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,16 +66,16 @@ func TestTrainCVAndPredict(t *testing.T) {
 		t.Fatalf("test/metrics.json: %v (n %d)", err, m.N)
 	}
 
-	lm, err := OpenModel(out, "", "", "")
+	lm, err := pipeline.OpenModel(out, "", "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer lm.Close()
-	var ins []Input
+	var ins []pipeline.Input
 	for _, c := range cs[:3] {
-		ins = append(ins, Input{ID: c.HE})
+		ins = append(ins, pipeline.Input{ID: c.HE})
 	}
-	sum := PredictAll(context.Background(), append(ins, Input{ID: "no-such-slide"}), work, opt.Encoder, lm, nil)
+	sum := pipeline.PredictAll(context.Background(), append(ins, pipeline.Input{ID: "no-such-slide"}), work, opt.Encoder, lm, nil)
 	if sum.Done != 3 || sum.Failed != 1 {
 		t.Fatalf("predict: %d done, %d failed; want 3 and 1", sum.Done, sum.Failed)
 	}
@@ -81,7 +84,7 @@ func TestTrainCVAndPredict(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) != 4 || lines[0] != predictionsHeader || !strings.Contains(lines[1], lm.ID) {
+	if len(lines) != 4 || lines[0] != fixture.PredictionsHeader || !strings.Contains(lines[1], lm.ID) {
 		t.Fatalf("predictions.csv:\n%s", b)
 	}
 	for _, in := range ins {
@@ -90,7 +93,7 @@ func TestTrainCVAndPredict(t *testing.T) {
 		}
 	}
 	// Rerun one slide: its row is replaced, the others kept.
-	if s := PredictAll(context.Background(), ins[:1], work, opt.Encoder, lm, nil); s.Done != 1 {
+	if s := pipeline.PredictAll(context.Background(), ins[:1], work, opt.Encoder, lm, nil); s.Done != 1 {
 		t.Fatal("rerun failed")
 	}
 	b, _ = os.ReadFile(work.PredictionsCSV())
@@ -98,7 +101,7 @@ func TestTrainCVAndPredict(t *testing.T) {
 		t.Fatalf("after rerun predictions.csv has %d lines, want 4", n)
 	}
 	// A weight file alone (with its embedded config) loads too.
-	if _, err := OpenModel("", filepath.Join(out, "model.safetensors"), "", ""); err != nil {
+	if _, err := pipeline.OpenModel("", filepath.Join(out, "model.safetensors"), "", ""); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/her2wsi/her2wsi/internal/cases"
 	"github.com/her2wsi/her2wsi/pipeline"
+	"github.com/her2wsi/her2wsi/synth/caseset"
 )
 
 // synthCasesRequested reports whether synth's arguments ask for a synthetic
@@ -32,7 +33,7 @@ func synthCasesRequested(args []string) bool {
 // and checking the model without private data.
 func runSynthCases(ctx context.Context, args []string) error {
 	fs := newFlags("synth", "--cases N --out WORK [flags]")
-	o := pipeline.DefaultSynthCasesOptions()
+	o := caseset.DefaultOptions()
 	fs.IntVar(&o.Cases, "cases", 0, "number of cases, each an H&E and an IHC slide (at least 4; required)")
 	out := fs.String("out", "", "work folder (required; reused if it exists)")
 	fs.Uint64Var(&o.Seed, "seed", o.Seed, "random seed (layouts, features, labels and the split)")
@@ -62,7 +63,7 @@ func runSynthCases(ctx context.Context, args []string) error {
 	}
 	setupLogging(logf, false)
 	start := time.Now()
-	csv, err := pipeline.SynthCases(ctx, pipeline.Work{Dir: *out}, o)
+	csv, err := caseset.Generate(ctx, pipeline.Work{Dir: *out}, o)
 	if err != nil {
 		return err
 	}

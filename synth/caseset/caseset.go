@@ -1,11 +1,19 @@
-package pipeline
+// Package caseset generates a synthetic set of paired H&E/IHC cases in a
+// work folder, as the tile, embed and anchors stages would leave it, with
+// cases.csv (`pipeline synth --cases N`): for training and checking the
+// model, the demo and tests, without private data. See Generate for the
+// recipe. It writes through the pipeline's work-folder layout, so unlike
+// synth (slides) it imports pipeline; pipeline must not import it.
+package caseset
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"image/png"
 	"math"
 	"math/bits"
 	"math/rand/v2"
@@ -17,19 +25,21 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/her2wsi/her2wsi/features"
 	"github.com/her2wsi/her2wsi/features/featfile"
 	"github.com/her2wsi/her2wsi/internal/cases"
 	"github.com/her2wsi/her2wsi/internal/raster"
 	"github.com/her2wsi/her2wsi/internal/store"
+	"github.com/her2wsi/her2wsi/pipeline"
 	"github.com/her2wsi/her2wsi/slide"
 	"github.com/her2wsi/her2wsi/tiling"
 )
 
-// SynthCasesOptions set what SynthCases generates. Start from
-// DefaultSynthCasesOptions: HESignal, IHCSignal, TestFrac and Seed are taken
+// Options set what Generate generates. Start from
+// DefaultOptions: HESignal, IHCSignal, TestFrac and Seed are taken
 // as given (zero is a meaningful value for each), while a zero Dim, Encoder,
 // MinPatches, MaxPatches or Folds takes its default.
-type SynthCasesOptions struct {
+type Options struct {
 	Cases                  int     // number of cases (at least 4)
 	Seed                   uint64  // drives everything, the split included
 	Dim                    int     // feature dimension (default 512, PLIP's)
@@ -41,15 +51,15 @@ type SynthCasesOptions struct {
 	Folds                  int     // cross-validation folds on the training cases (default 5)
 }
 
-// DefaultSynthCasesOptions are the defaults; set Cases.
-func DefaultSynthCasesOptions() SynthCasesOptions {
-	return SynthCasesOptions{
+// DefaultOptions are the defaults; set Cases.
+func DefaultOptions() Options {
+	return Options{
 		Seed: 2024, Dim: 512, Encoder: "synthetic", MinPatches: 300, MaxPatches: 1200,
 		HESignal: 0.35, IHCSignal: 2, TestFrac: 0.3, Folds: 5,
 	}
 }
 
-// Generator constants (see SynthCases for the recipe).
+// Generator constants (see Generate for the recipe).
 const (
 	synthVersion    = "synthcases/1" // bump when the recipe changes
 	synthStep       = 256            // grid step, level-0 px (20×, 0.5 µm/px)
@@ -86,7 +96,7 @@ const (
 	synthStreamCase   = 0x5e7d_1000_0000
 )
 
-// SynthCases writes a synthetic case set into the work folder: for each of
+// Generate writes a synthetic case set into the work folder: for each of
 // opt.Cases cases c<NNN> an H&E slide c<NNN>_he and an IHC slide c<NNN>_ihc,
 // each with slide.json, coords.h5 and qc.png as the tile stage writes them,
 // features/<encoder>.h5 as the embed stage writes them, and anchors.h5 made by
@@ -159,27 +169,27 @@ const (
 // about 0.12 between slides from the batch effect and noise). Every random draw but the
 // label's is made whatever the label, so with HESignal = 0 a case's H&E
 // features are the same for every label.
-func SynthCases(ctx context.Context, work Work, opt SynthCasesOptions) (csvPath string, err error) {
+func Generate(ctx context.Context, work pipeline.Work, opt Options) (csvPath string, err error) {
 	opt = opt.withDefaults()
 	if err := opt.validate(); err != nil {
 		return "", err
 	}
 	if work.Dir == "" {
-		return "", errors.New("pipeline: synth cases: no work folder")
+		return "", errors.New("caseset: no work folder")
 	}
 	cs := synthCaseList(opt)
 	// Split first: a bad test fraction or fold count fails before any work.
 	split, err := cases.Split(cs, opt.Seed, opt.TestFrac, opt.Folds)
 	if err != nil {
-		return "", fmt.Errorf("pipeline: synth cases: %w", err)
+		return "", fmt.Errorf("caseset: %w", err)
 	}
 	// cases.csv marks a complete set: removed first, written last.
 	csvPath = filepath.Join(work.Dir, cases.DefaultName)
 	if err := os.Remove(csvPath); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("pipeline: synth cases: %w", err)
+		return "", fmt.Errorf("caseset: %w", err)
 	}
 	gen := newSynthGen(opt)
-	aopt := DefaultAnchorOptions()
+	aopt := pipeline.DefaultAnchorOptions()
 	// Cases are independent (own PCG streams, own folders), so they run
 	// concurrently without changing a byte; the time goes to compressing the
 	// feature files (serialised by the HDF5 lock) and to fsync.
@@ -212,8 +222,8 @@ func SynthCases(ctx context.Context, work Work, opt SynthCasesOptions) (csvPath 
 	return csvPath, nil
 }
 
-func (o SynthCasesOptions) withDefaults() SynthCasesOptions {
-	d := DefaultSynthCasesOptions()
+func (o Options) withDefaults() Options {
+	d := DefaultOptions()
 	if o.Dim == 0 {
 		o.Dim = d.Dim
 	}
@@ -233,25 +243,25 @@ func (o SynthCasesOptions) withDefaults() SynthCasesOptions {
 	return o
 }
 
-func (o SynthCasesOptions) validate() error {
+func (o Options) validate() error {
 	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 	switch {
 	case o.Cases < 4 || o.Cases > 1_000_000:
-		return fmt.Errorf("pipeline: synth cases: %d cases (4 to 1000000)", o.Cases)
+		return fmt.Errorf("caseset: %d cases (4 to 1000000)", o.Cases)
 	case o.Dim < 4 || o.Dim > 1<<16:
-		return fmt.Errorf("pipeline: synth cases: feature dimension %d (4 to 65536)", o.Dim)
-	case !validEncoderName(o.Encoder):
-		return fmt.Errorf("pipeline: synth cases: encoder name %q must be letters, digits, '-', '_' or '.'", o.Encoder)
+		return fmt.Errorf("caseset: feature dimension %d (4 to 65536)", o.Dim)
+	case !features.ValidName(o.Encoder):
+		return fmt.Errorf("caseset: encoder name %q must be letters, digits, '-', '_' or '.'", o.Encoder)
 	case o.MinPatches < 32 || o.MaxPatches < o.MinPatches || o.MaxPatches > 200_000:
-		return fmt.Errorf("pipeline: synth cases: patches %d..%d (need 32 ≤ min ≤ max ≤ 200000)", o.MinPatches, o.MaxPatches)
+		return fmt.Errorf("caseset: patches %d..%d (need 32 ≤ min ≤ max ≤ 200000)", o.MinPatches, o.MaxPatches)
 	case !finite(o.HESignal) || o.HESignal < 0 || !finite(o.IHCSignal) || o.IHCSignal < 0:
-		return fmt.Errorf("pipeline: synth cases: signals H&E %g, IHC %g must be finite and ≥ 0", o.HESignal, o.IHCSignal)
+		return fmt.Errorf("caseset: signals H&E %g, IHC %g must be finite and ≥ 0", o.HESignal, o.IHCSignal)
 	}
 	return nil
 }
 
 // synthCaseList numbers the cases and gives them balanced, shuffled labels.
-func synthCaseList(opt SynthCasesOptions) []cases.Case {
+func synthCaseList(opt Options) []cases.Case {
 	labels := make([]int, opt.Cases)
 	for i := range labels {
 		labels[i] = i % cases.NumClasses
@@ -272,7 +282,7 @@ func synthCaseList(opt SynthCasesOptions) []cases.Case {
 
 // synthGen holds the shared directions.
 type synthGen struct {
-	opt    SynthCasesOptions
+	opt    Options
 	stain  []float64 // s
 	heDir  []float64 // h = (s + o)/√2
 	proto  [synthNumTypes][]float64
@@ -281,7 +291,7 @@ type synthGen struct {
 	info   featfile.Info
 }
 
-func newSynthGen(opt SynthCasesOptions) *synthGen {
+func newSynthGen(opt Options) *synthGen {
 	g := &synthGen{opt: opt}
 	norm := newSynthGauss(rand.NewPCG(opt.Seed, synthStreamGlobal))
 	basis := synthOrthonormal(norm, 4+synthNumTypes, opt.Dim)
@@ -300,7 +310,7 @@ func newSynthGen(opt SynthCasesOptions) *synthGen {
 	g.info = featfile.Info{
 		Encoder: opt.Encoder, EncoderSHA256: "synthetic:" + hex.EncodeToString(sum[:]),
 		TargetMPP: synthMPP, PatchSize: synthStep, PatchSizeLevel0: synthStep,
-		Source: "synthetic: her2wsi " + Version + " " + desc,
+		Source: "synthetic: her2wsi " + pipeline.Version + " " + desc,
 	}
 	return g
 }
@@ -627,8 +637,8 @@ func (g *synthGen) embed(s *synthSlide, src *rand.PCG, signal float64, dir, doma
 // writeSlide writes a slide's folder as the tile, embed and anchors stages
 // would: slide.json removed first and written after coords.h5 and qc.png,
 // then the features, then anchors.h5 through AnchorSlide.
-func (g *synthGen) writeSlide(ctx context.Context, work Work, s *synthSlide, aopt AnchorOptions) error {
-	fail := func(err error) error { return fmt.Errorf("pipeline: synth cases: %s: %w", s.id, err) }
+func (g *synthGen) writeSlide(ctx context.Context, work pipeline.Work, s *synthSlide, aopt pipeline.AnchorOptions) error {
+	fail := func(err error) error { return fmt.Errorf("caseset: %s: %w", s.id, err) }
 	dir := work.SlideDir(s.id)
 	if err := os.MkdirAll(filepath.Join(dir, "features"), 0o755); err != nil {
 		return fail(err)
@@ -642,8 +652,8 @@ func (g *synthGen) writeSlide(ctx context.Context, work Work, s *synthSlide, aop
 	if err != nil {
 		return fail(err)
 	}
-	grid := DefaultTileOptions().Grid
-	sum, err := writeCoords(work.CoordsH5(s.id), s.id, meta, plan, s.patches, grid)
+	grid := pipeline.DefaultTileOptions().Grid
+	sum, err := pipeline.WriteCoords(work.CoordsH5(s.id), s.id, meta, plan, s.patches, grid)
 	if err != nil {
 		return fail(fmt.Errorf("coords.h5: %w", err))
 	}
@@ -657,15 +667,15 @@ func (g *synthGen) writeSlide(ctx context.Context, work Work, s *synthSlide, aop
 			maskLevel = i
 		}
 	}
-	rec := SlideRecord{
-		Version: Version, Slide: meta, Plan: plan, Params: DefaultTileOptions(),
+	rec := pipeline.SlideRecord{
+		Version: pipeline.Version, Slide: meta, Plan: plan, Params: pipeline.DefaultTileOptions(),
 		MaskWidth: mw, MaskHeight: mh, MaskMPP: maskMPP, MaskLevel: maskLevel,
 		TissueFraction: float64(len(s.patches)) * synthStep * synthStep / float64(s.w0*s.h0),
 		GridCols:       s.w0 / synthStep, GridRows: s.h0 / synthStep,
 		NumPatches: len(s.patches), CoordsSHA256: sum,
 		Timings: map[string]string{},
 	}
-	if err := writeSlideRecord(work, s.id, rec); err != nil {
+	if err := work.WriteSlideRecord(s.id, rec); err != nil {
 		return err
 	}
 	coords := make([]int64, 2*len(s.patches))
@@ -677,7 +687,7 @@ func (g *synthGen) writeSlide(ctx context.Context, work Work, s *synthSlide, aop
 	if err := featfile.Write(work.FeaturesH5(s.id, g.opt.Encoder), s.features, coords, g.opt.Dim, info); err != nil {
 		return fail(err)
 	}
-	if r := AnchorSlide(ctx, Input{ID: s.id}, work, aopt); r.Err != nil {
+	if r := pipeline.AnchorSlide(ctx, pipeline.Input{ID: s.id}, work, aopt); r.Err != nil {
 		return r.Err
 	}
 	return nil
@@ -706,7 +716,7 @@ func synthMetadata(s *synthSlide) (slide.Metadata, tiling.ReadPlan, error) {
 			break
 		}
 	}
-	plan, err := tiling.PlanRead(infos, synthMPP, DefaultTileOptions().Grid)
+	plan, err := tiling.PlanRead(infos, synthMPP, pipeline.DefaultTileOptions().Grid)
 	return meta, plan, err
 }
 
@@ -790,4 +800,14 @@ func synthIntN(src *rand.PCG, n int) int {
 		}
 	}
 	return int(hi)
+}
+
+// writePNG writes img as a PNG atomically (as the tile stage writes qc.png).
+func writePNG(path string, img *raster.RGB) error {
+	var buf bytes.Buffer
+	enc := png.Encoder{CompressionLevel: png.BestSpeed}
+	if err := enc.Encode(&buf, img.ToImage()); err != nil {
+		return err
+	}
+	return store.WriteFileAtomic(path, buf.Bytes(), 0o644)
 }

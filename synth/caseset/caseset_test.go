@@ -1,4 +1,4 @@
-package pipeline
+package caseset
 
 import (
 	"bytes"
@@ -12,18 +12,19 @@ import (
 
 	"github.com/her2wsi/her2wsi/bundle"
 	"github.com/her2wsi/her2wsi/internal/cases"
+	"github.com/her2wsi/her2wsi/pipeline"
 )
 
-func synthTestOptions(n int) SynthCasesOptions {
-	o := DefaultSynthCasesOptions()
+func synthTestOptions(n int) Options {
+	o := DefaultOptions()
 	o.Cases, o.Seed, o.Dim, o.MinPatches, o.MaxPatches = n, 7, 64, 200, 400
 	return o
 }
 
-func synthGenerate(t *testing.T, dir string, opt SynthCasesOptions) (Work, []cases.Case) {
+func synthGenerate(t *testing.T, dir string, opt Options) (pipeline.Work, []cases.Case) {
 	t.Helper()
-	work := Work{Dir: dir}
-	p, err := SynthCases(context.Background(), work, opt)
+	work := pipeline.Work{Dir: dir}
+	p, err := Generate(context.Background(), work, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +64,7 @@ func TestSynthCasesWork(t *testing.T) {
 	for _, c := range cs {
 		he[c.HE] = true
 	}
-	chk := SlideChecker{Work: work, Encoder: opt.Encoder, PPK: 18, NeedAnchors: func(id string) bool { return he[id] }}
+	chk := pipeline.SlideChecker{Work: work, Encoder: opt.Encoder, PPK: 18, NeedAnchors: func(id string) bool { return he[id] }}
 	if ps := cases.Check(cs, cases.DefaultName, chk); len(ps) > 0 {
 		t.Fatalf("cases check: %v", cases.Problems(ps))
 	}
@@ -124,7 +125,7 @@ func TestSynthCasesWork(t *testing.T) {
 
 func TestSynthCasesLabelsBalanced(t *testing.T) {
 	for _, n := range []int{4, 13, 102} {
-		cs := synthCaseList(SynthCasesOptions{Cases: n, Seed: 3})
+		cs := synthCaseList(Options{Cases: n, Seed: 3})
 		var per [cases.NumClasses]int
 		for _, c := range cs {
 			per[c.Label]++
@@ -133,7 +134,7 @@ func TestSynthCasesLabelsBalanced(t *testing.T) {
 			t.Errorf("%d cases: %v per label", n, per)
 		}
 	}
-	if cs := synthCaseList(SynthCasesOptions{Cases: 1001}); cs[1000].ID != "c1000" || cs[7].ID != "c0007" {
+	if cs := synthCaseList(Options{Cases: 1001}); cs[1000].ID != "c1000" || cs[7].ID != "c0007" {
 		t.Errorf("ids %s %s", cs[7].ID, cs[1000].ID)
 	}
 }
@@ -188,21 +189,21 @@ func TestSynthCasesDeterministic(t *testing.T) {
 }
 
 func TestSynthCasesOptions(t *testing.T) {
-	bad := []func(*SynthCasesOptions){
-		func(o *SynthCasesOptions) { o.Cases = 3 },
-		func(o *SynthCasesOptions) { o.Dim = 3 },
-		func(o *SynthCasesOptions) { o.Encoder = "a/b" },
-		func(o *SynthCasesOptions) { o.MinPatches, o.MaxPatches = 500, 400 },
-		func(o *SynthCasesOptions) { o.HESignal = math.NaN() },
-		func(o *SynthCasesOptions) { o.IHCSignal = -1 },
-		func(o *SynthCasesOptions) { o.TestFrac = 1 },
-		func(o *SynthCasesOptions) { o.Cases, o.Folds = 4, 5 }, // 4 training cases for 5 folds
+	bad := []func(*Options){
+		func(o *Options) { o.Cases = 3 },
+		func(o *Options) { o.Dim = 3 },
+		func(o *Options) { o.Encoder = "a/b" },
+		func(o *Options) { o.MinPatches, o.MaxPatches = 500, 400 },
+		func(o *Options) { o.HESignal = math.NaN() },
+		func(o *Options) { o.IHCSignal = -1 },
+		func(o *Options) { o.TestFrac = 1 },
+		func(o *Options) { o.Cases, o.Folds = 4, 5 }, // 4 training cases for 5 folds
 	}
 	for i, f := range bad {
 		o := synthTestOptions(12)
 		f(&o)
 		dir := t.TempDir()
-		if _, err := SynthCases(context.Background(), Work{Dir: dir}, o); err == nil {
+		if _, err := Generate(context.Background(), pipeline.Work{Dir: dir}, o); err == nil {
 			t.Errorf("case %d: no error for %+v", i, o)
 		} else if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 			t.Errorf("case %d: wrote %d entries before failing", i, len(ents))
@@ -264,12 +265,12 @@ func synthFisher(stat []float64, labels []int) float64 {
 	return (between / (cases.NumClasses - 1)) / (within / float64(len(stat)-cases.NumClasses))
 }
 
-// synthStats generates the cases in memory (as SynthCases does, without the
+// synthStats generates the cases in memory (as Generate does, without the
 // files) and returns per case: the slide means of the H&E projection on h and
 // of the IHC projection on s, and the same projections averaged over the
 // patches that look like tumour (a blind read-out: projection on the tumour
 // prototype above half its norm).
-func synthStats(opt SynthCasesOptions) (heMean, heTumour, ihcMean, ihcTumour []float64, labels []int) {
+func synthStats(opt Options) (heMean, heTumour, ihcMean, ihcTumour []float64, labels []int) {
 	opt = opt.withDefaults()
 	g := newSynthGen(opt)
 	d := opt.Dim

@@ -1,4 +1,4 @@
-package pipeline
+package caseset
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/her2wsi/her2wsi/internal/testutil"
+	"github.com/her2wsi/her2wsi/pipeline"
 )
 
 var updatePinned = flag.Bool("update-pinned", false, "rewrite testdata/pinned-cases.sha256 from the case set generated now")
@@ -16,10 +17,10 @@ var updatePinned = flag.Bool("update-pinned", false, "rewrite testdata/pinned-ca
 // cases.csv). Pinned on amd64 with Debian 12's HDF5; rewrite the pins with
 // -update-pinned only when a change of output is intended.
 func TestSynthCasesPinned(t *testing.T) {
-	opt := DefaultSynthCasesOptions()
+	opt := DefaultOptions()
 	opt.Cases, opt.Seed, opt.Dim, opt.MinPatches, opt.MaxPatches, opt.Folds = 5, 11, 16, 40, 90, 2
 	dir := t.TempDir()
-	if _, err := SynthCases(context.Background(), Work{Dir: dir}, opt); err != nil {
+	if _, err := Generate(context.Background(), pipeline.Work{Dir: dir}, opt); err != nil {
 		t.Fatal(err)
 	}
 	testutil.CheckPinned(t, filepath.Join("testdata", "pinned-cases.sha256"), testutil.TreeSHA256(t, dir), *updatePinned)
