@@ -3,7 +3,6 @@ package pipeline
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"image"
@@ -74,19 +73,6 @@ type SlideRecord struct {
 	CoordsSHA256   string            `json:"coords_sha256"`
 	Timings        map[string]string `json:"timings"`
 	Imported       string            `json:"imported,omitempty"` // features imported from this file; no slide here
-}
-
-// WriteSlideRecord writes slide.json atomically (the tile stage's last
-// write: a slide is tiled exactly when its slide.json exists).
-func (w Work) WriteSlideRecord(id string, rec SlideRecord) error {
-	b, err := json.MarshalIndent(rec, "", "  ")
-	if err != nil {
-		return fmt.Errorf("pipeline: %s: slide.json: %w", id, err)
-	}
-	if err := store.WriteFileAtomic(w.SlideJSON(id), append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("pipeline: %s: slide.json: %w", id, err)
-	}
-	return nil
 }
 
 // ErrNoTissue is wrapped when a slide has no patch with enough tissue.

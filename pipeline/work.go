@@ -90,6 +90,19 @@ func (w Work) ReadSlideRecord(id string) (SlideRecord, error) {
 	return rec, nil
 }
 
+// WriteSlideRecord writes slide.json atomically (the tile stage's last
+// write: a slide is tiled exactly when its slide.json exists).
+func (w Work) WriteSlideRecord(id string, rec SlideRecord) error {
+	b, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return fmt.Errorf("pipeline: %s: slide.json: %w", id, err)
+	}
+	if err := store.WriteFileAtomic(w.SlideJSON(id), append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("pipeline: %s: slide.json: %w", id, err)
+	}
+	return nil
+}
+
 // ReadCoords loads coords.h5 and checks it against slide.json's checksum.
 func (w Work) ReadCoords(id string, rec SlideRecord) ([]int64, error) {
 	r, err := store.OpenH5(w.CoordsH5(id))
