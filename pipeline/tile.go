@@ -156,7 +156,7 @@ func TileSlide(ctx context.Context, in Input, work Work, opt TileOptions) (res R
 
 	t0 = time.Now()
 	qc := qcPicture(low, mask, patches, l0.Width, l0.Height, step, opt.QCMaxSide)
-	if err := writePNG(work.QCPNG(in.ID), qc); err != nil {
+	if err := WritePNG(work.QCPNG(in.ID), qc); err != nil {
 		return fail(fmt.Errorf("pipeline: %s: qc.png: %w", in.ID, err))
 	}
 	if len(patches) == 0 {
@@ -266,7 +266,8 @@ func qcPicture(low *raster.RGB, mask *tiling.Mask, patches []tiling.Patch, w0, h
 	return tiling.DrawQC(thumb, mask, boxes)
 }
 
-func writePNG(path string, img *raster.RGB) error {
+// WritePNG writes img as a PNG atomically (fast compression).
+func WritePNG(path string, img *raster.RGB) error {
 	var buf bytes.Buffer
 	enc := png.Encoder{CompressionLevel: png.BestSpeed}
 	if err := enc.Encode(&buf, img.ToImage()); err != nil {

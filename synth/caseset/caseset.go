@@ -7,13 +7,11 @@
 package caseset
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"image/png"
 	"math"
 	"math/bits"
 	"math/rand/v2"
@@ -657,7 +655,7 @@ func (g *synthGen) writeSlide(ctx context.Context, work pipeline.Work, s *synthS
 	if err != nil {
 		return fail(fmt.Errorf("coords.h5: %w", err))
 	}
-	if err := writePNG(work.QCPNG(s.id), synthQC(s)); err != nil {
+	if err := pipeline.WritePNG(work.QCPNG(s.id), synthQC(s)); err != nil {
 		return fail(fmt.Errorf("qc.png: %w", err))
 	}
 	mw, mh, maskMPP := tiling.MaskSize(s.w0, s.h0, synthMPP, grid)
@@ -802,12 +800,3 @@ func synthIntN(src *rand.PCG, n int) int {
 	return int(hi)
 }
 
-// writePNG writes img as a PNG atomically (as the tile stage writes qc.png).
-func writePNG(path string, img *raster.RGB) error {
-	var buf bytes.Buffer
-	enc := png.Encoder{CompressionLevel: png.BestSpeed}
-	if err := enc.Encode(&buf, img.ToImage()); err != nil {
-		return err
-	}
-	return store.WriteFileAtomic(path, buf.Bytes(), 0o644)
-}
