@@ -40,15 +40,15 @@ demo: build
 	@mkdir -p $(DEMO)
 	$(BIN) synth --out $(DEMO)/demo-slide.svs --width 16384 --height 12288 --mpp 0.25 --mag 40
 	$(BIN) info $(DEMO)/demo-slide.svs
-	$(BIN) run --input $(DEMO)/demo-slide.svs --out $(DEMO)/work --stage tile,embed,anchors \
+	$(BIN) run --input $(DEMO)/demo-slide.svs --work $(DEMO)/work --stage tile,embed,anchors \
 	  --encoder features/testdata/encoders/tiny-clip.onnx
 	@# A small IPCA model trained on generated paired H&E/IHC cases with the
 	@# test encoder's 8 dimensions (real PLIP weights and cohorts cannot be
 	@# downloaded here), then H&E-only prediction of the demo slide.
-	$(BIN) synth --cases 24 --out $(DEMO)/cases --dim 8 --encoder tiny-clip --min-patches 150 --max-patches 400 -log-format json 2>/dev/null
-	$(BIN) train --cases $(DEMO)/cases/cases.csv --work $(DEMO)/cases --encoder tiny-clip --out $(DEMO)/model \
-	  --config scripts/demo-model.json --epochs 4 --val-fold 0
-	$(BIN) run --input $(DEMO)/demo-slide.svs --out $(DEMO)/work --stage predict --model $(DEMO)/model --encoder tiny-clip
+	$(BIN) synth --cases 24 --out $(DEMO)/cases --dim 8 --features tiny-clip --min-patches 150 --max-patches 400 -log-format json 2>/dev/null
+	$(BIN) train --cases $(DEMO)/cases/cases.csv --work $(DEMO)/cases --features tiny-clip --out $(DEMO)/model \
+	  --model-config scripts/demo-model.json --epochs 4 --val-fold 0
+	$(BIN) run --input $(DEMO)/demo-slide.svs --work $(DEMO)/work --stage predict --model $(DEMO)/model --features tiny-clip
 	@echo
 	@echo "demo results: $(DEMO)/work/predictions.csv; report $(DEMO)/work/slides/demo-slide/report.html (with qc.png, heatmap.png; features/tiny-clip.h5, anchors.h5, state.json beside them)"
 	@cat $(DEMO)/work/predictions.csv

@@ -59,12 +59,12 @@ func ReadManifest(model string) (m Manifest, found bool, err error) {
 		return m, false, nil
 	}
 	if err != nil {
-		return m, false, fmt.Errorf("features: %s: %w", filepath.Base(ManifestPath(model)), err)
+		return m, false, fmt.Errorf("features: %s: %w", ManifestPath(model), err)
 	}
 	dec := json.NewDecoder(strings.NewReader(string(b)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&m); err != nil {
-		return m, false, fmt.Errorf("features: %s: %w", filepath.Base(ManifestPath(model)), err)
+		return m, false, fmt.Errorf("features: %s: %w", ManifestPath(model), err)
 	}
 	return m, true, nil
 }

@@ -35,7 +35,7 @@ var nameSanitizer = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 // 256-px patches), a uint8 [N,P,P,3] input the raw one. Names, types and
 // shapes are checked before the session is made.
 func OpenONNX(path string, opt Options) (*ONNXEncoder, error) {
-	base := filepath.Base(path)
+	base := path // the whole path: messages name the file as the user gave it
 	fail := func(format string, a ...any) error {
 		return fmt.Errorf("features: %s: "+format, append([]any{base}, a...)...)
 	}

@@ -316,7 +316,7 @@ func (p *Predictor) Slide(ctx context.Context, in Input) Result {
 	p.mu.Lock()
 	p.rows = append(p.rows, row)
 	p.mu.Unlock()
-	slog.Info("predicted", "slide", in.ID, "stage", StagePredict, "her2", cases.LabelName(row.Predicted), "p", fmt.Sprintf("%.3f", row.Probs[row.Predicted]), "s", time.Since(start).Seconds())
+	slog.Info("predicted", "slide", in.ID, "stage", StagePredict, "her2", cases.LabelName(row.Predicted), "p", fmt.Sprintf("%.3f", row.Probs[row.Predicted]), "elapsed", time.Since(start).Round(time.Millisecond))
 	return Result{Stage: StagePredict, ID: in.ID, Path: in.Path, Elapsed: time.Since(start)}
 }
 

@@ -18,6 +18,6 @@ cat >"$dir/train.json" <<JSON
 {"optimizer":"adam","lr":5e-4,"min_lr":1e-5,"epochs":$epochs,"patience":0,"effective_batch":8,"class_balanced":true,"seed":2024}
 JSON
 for m in ipca pama abmil; do
-  "$bin" train --cases "$dir/work/cases.csv" --work "$dir/work" --encoder synthetic --model "$m" \
-    --config "$dir/model.json" --train-config "$dir/train.json" --out "$dir/$m" -log-format json 2>"$dir/$m.log" | grep -E "^(validation|test)" | sed "s/^/$m /"
+  "$bin" train --cases "$dir/work/cases.csv" --work "$dir/work" --features synthetic --variant "$m" \
+    --model-config "$dir/model.json" --train-config "$dir/train.json" --out "$dir/$m" -log-format json 2>"$dir/$m.log" | grep -E "^(validation|test)" | sed "s/^/$m /"
 done

@@ -15,7 +15,7 @@ done
 for enc in features/testdata/encoders/tiny-clip.onnx .cache/models/vit-b32-random.onnx; do
   if [ ! -f "$enc" ]; then echo "($enc missing: make vit-model)"; continue; fi
   echo "== $n slides, encoder $(basename "$enc"), $(nproc) CPUs"
-  "$bin" run --input "$dir/in" --out "$dir/work-$(basename "$enc" .onnx)" --stage tile,embed,anchors \
+  "$bin" run --input "$dir/in" --work "$dir/work-$(basename "$enc" .onnx)" --stage tile,embed,anchors \
     --encoder "$enc" -log-format json 2>&1 >/dev/null | grep -E "^stage |slides/hour"
 done
 rm -rf "$dir"

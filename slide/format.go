@@ -190,7 +190,7 @@ func formatOf(path string) (Format, os.FileInfo, error) {
 	if err := ensureInit(); err != nil {
 		return Format{}, nil, err
 	}
-	name := filepath.Base(path)
+	name := path
 	fail := func(format string, a ...any) error {
 		return fmt.Errorf("slide: %s: "+format, append([]any{name}, a...)...)
 	}

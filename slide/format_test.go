@@ -296,7 +296,7 @@ func TestUnknownFormatError(t *testing.T) {
 			if !errors.Is(err, ErrUnknownFormat) {
 				t.Fatalf("%s: %v, want ErrUnknownFormat", name, err)
 			}
-			want := "slide: " + name + ": unknown format, not a slide or image this build can read (known formats: " +
+			want := "slide: " + p + ": unknown format, not a slide or image this build can read (known formats: " +
 				"bif (.bif), dicom (.dcm), image, mrxs (.mrxs), ndpi (.ndpi), scn (.scn), svslide (.svslide), " +
 				"tiff (.btf .svs .tif .tiff), vms (.vms .vmu))"
 			if err.Error() != want {

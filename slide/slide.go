@@ -142,7 +142,7 @@ func Open(path string, opt Options) (*Slide, error) {
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("slide: %s: %w", filepath.Base(path), err)
+		return nil, fmt.Errorf("slide: %s: %w", path, err)
 	}
 	if err := finishMetadata(&s.Meta, path, fi.Size(), opt); err != nil {
 		s.Close()
@@ -168,7 +168,7 @@ func ReadMetadata(path string, opt Options) (Metadata, error) {
 	}
 	meta, err := f.ReadMetadata(path, opt)
 	if err != nil {
-		return Metadata{}, fmt.Errorf("slide: %s: %w", filepath.Base(path), err)
+		return Metadata{}, fmt.Errorf("slide: %s: %w", path, err)
 	}
 	if err := finishMetadata(&meta, path, fi.Size(), opt); err != nil {
 		return Metadata{}, err
@@ -191,7 +191,7 @@ func newSlide(meta Metadata) *Slide {
 // read: the file's identity, the reader option, the --mpp override, the
 // resolution derived from the objective power and each level's resolution.
 func finishMetadata(meta *Metadata, path string, size int64, opt Options) error {
-	name := filepath.Base(path)
+	name := path
 	meta.Path, meta.ID, meta.SizeBytes = path, ID(path), size
 	if meta.Properties == nil {
 		meta.Properties = map[string]string{}
@@ -263,7 +263,7 @@ func tiffResolutionMPP(res, unit string) (float64, bool) {
 // ErrNoMPP naming the slide.
 func (s *Slide) MPP() (x, y float64, err error) {
 	if s.Meta.MPPX <= 0 || s.Meta.MPPY <= 0 {
-		return 0, 0, fmt.Errorf("slide: %s: %w", filepath.Base(s.Meta.Path), ErrNoMPP)
+		return 0, 0, fmt.Errorf("slide: %s: %w", s.Meta.Path, ErrNoMPP)
 	}
 	return s.Meta.MPPX, s.Meta.MPPY, nil
 }
@@ -272,7 +272,7 @@ func (s *Slide) MPP() (x, y float64, err error) {
 // use; strict selects the OpenSlide handle of a tiffload slide.
 func (s *Slide) level(i int, strict bool) (*vipsImage, error) {
 	if i < 0 || i >= len(s.levels) {
-		return nil, fmt.Errorf("slide: %s: level %d out of range (0..%d)", filepath.Base(s.Meta.Path), i, len(s.levels)-1)
+		return nil, fmt.Errorf("slide: %s: level %d out of range (0..%d)", s.Meta.Path, i, len(s.levels)-1)
 	}
 	h, reader := s.levels[i], s.Meta.Reader
 	if strict && reader == ReaderTIFF {
@@ -291,11 +291,11 @@ func (s *Slide) level(i int, strict bool) (*vipsImage, error) {
 			h.img, err = openGeneric(s.Meta.Path)
 		}
 		if err != nil {
-			h.err = fmt.Errorf("slide: %s: open level %d: %s", filepath.Base(s.Meta.Path), i, firstLine(err.Error()))
+			h.err = fmt.Errorf("slide: %s: open level %d: %s", s.Meta.Path, i, firstLine(err.Error()))
 			return
 		}
 		if w, hh := h.img.size(); int64(w) != s.Meta.Levels[i].Width || int64(hh) != s.Meta.Levels[i].Height {
-			h.err = fmt.Errorf("slide: %s: level %d decodes as %dx%d, header says %dx%d", filepath.Base(s.Meta.Path), i, w, hh, s.Meta.Levels[i].Width, s.Meta.Levels[i].Height)
+			h.err = fmt.Errorf("slide: %s: level %d decodes as %dx%d, header says %dx%d", s.Meta.Path, i, w, hh, s.Meta.Levels[i].Width, s.Meta.Levels[i].Height)
 			h.img.close()
 			h.img = nil
 		}
@@ -315,16 +315,16 @@ func (s *Slide) ReadRegion(level, x, y, w, h int) (*raster.RGB, error) {
 // ReadRegionInto reads into dst (dst.W×dst.H at (x, y)), reusing its buffer.
 func (s *Slide) ReadRegionInto(level, x, y int, dst *raster.RGB) error {
 	if err := dst.Valid(); err != nil {
-		return fmt.Errorf("slide: %s: %w", filepath.Base(s.Meta.Path), err)
+		return fmt.Errorf("slide: %s: %w", s.Meta.Path, err)
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
-		return fmt.Errorf("slide: %s: %w", filepath.Base(s.Meta.Path), errClosed)
+		return fmt.Errorf("slide: %s: %w", s.Meta.Path, errClosed)
 	}
 	err := s.checked(level, func(img *vipsImage) error { return img.read(x, y, dst.W, dst.H, dst.Pix) })
 	if err != nil {
-		return fmt.Errorf("slide: %s: read level %d region (%d,%d %dx%d): %s", filepath.Base(s.Meta.Path), level, x, y, dst.W, dst.H, firstLine(err.Error()))
+		return fmt.Errorf("slide: %s: read level %d region (%d,%d %dx%d): %s", s.Meta.Path, level, x, y, dst.W, dst.H, firstLine(err.Error()))
 	}
 	return nil
 }
@@ -335,19 +335,19 @@ func (s *Slide) ReadRegionInto(level, x, y int, dst *raster.RGB) error {
 // 40× → 20× patch read is factor 2). factor 1 is ReadRegionInto.
 func (s *Slide) ReadRegionBoxInto(level, x, y, factor int, dst *raster.RGB) error {
 	if factor < 1 || factor > 64 {
-		return fmt.Errorf("slide: %s: box factor %d outside 1..64", filepath.Base(s.Meta.Path), factor)
+		return fmt.Errorf("slide: %s: box factor %d outside 1..64", s.Meta.Path, factor)
 	}
 	if err := dst.Valid(); err != nil {
-		return fmt.Errorf("slide: %s: %w", filepath.Base(s.Meta.Path), err)
+		return fmt.Errorf("slide: %s: %w", s.Meta.Path, err)
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
-		return fmt.Errorf("slide: %s: %w", filepath.Base(s.Meta.Path), errClosed)
+		return fmt.Errorf("slide: %s: %w", s.Meta.Path, errClosed)
 	}
 	err := s.checked(level, func(img *vipsImage) error { return img.readBox(x, y, dst.W, dst.H, factor, dst.Pix) })
 	if err != nil {
-		return fmt.Errorf("slide: %s: read level %d region (%d,%d %dx%d): %s", filepath.Base(s.Meta.Path), level, x, y, factor*dst.W, factor*dst.H, firstLine(err.Error()))
+		return fmt.Errorf("slide: %s: read level %d region (%d,%d %dx%d): %s", s.Meta.Path, level, x, y, factor*dst.W, factor*dst.H, firstLine(err.Error()))
 	}
 	return nil
 }
@@ -432,7 +432,7 @@ func (s *Slide) ThumbnailLevel(maxSide int) int {
 // streams the reduction, so a full-resolution level is never held in memory.
 func (s *Slide) Thumbnail(maxSide int) (*raster.RGB, [2]float64, error) {
 	if maxSide <= 0 {
-		return nil, [2]float64{}, fmt.Errorf("slide: %s: thumbnail size %d", filepath.Base(s.Meta.Path), maxSide)
+		return nil, [2]float64{}, fmt.Errorf("slide: %s: thumbnail size %d", s.Meta.Path, maxSide)
 	}
 	l0 := s.Meta.Levels[0]
 	scale := float64(maxSide) / float64(max(l0.Width, l0.Height))
@@ -453,7 +453,7 @@ func (s *Slide) ScaledLevelImage(level, w, h int) (*raster.RGB, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
-		return nil, fmt.Errorf("slide: %s: %w", filepath.Base(s.Meta.Path), errClosed)
+		return nil, fmt.Errorf("slide: %s: %w", s.Meta.Path, errClosed)
 	}
 	out := raster.New(w, h)
 	err := s.checked(level, func(img *vipsImage) error {
@@ -463,7 +463,7 @@ func (s *Slide) ScaledLevelImage(level, w, h int) (*raster.RGB, error) {
 		return img.resizeTo(w, h, out.Pix)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("slide: %s: scale level %d to %dx%d: %s", filepath.Base(s.Meta.Path), level, w, h, firstLine(err.Error()))
+		return nil, fmt.Errorf("slide: %s: scale level %d to %dx%d: %s", s.Meta.Path, level, w, h, firstLine(err.Error()))
 	}
 	return out, nil
 }
@@ -472,7 +472,7 @@ func (s *Slide) ScaledLevelImage(level, w, h int) (*raster.RGB, error) {
 func (s *Slide) Associated(name string) (*raster.RGB, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	base := filepath.Base(s.Meta.Path)
+	base := s.Meta.Path
 	if s.closed {
 		return nil, fmt.Errorf("slide: %s: %w", base, errClosed)
 	}

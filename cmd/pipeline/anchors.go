@@ -8,9 +8,15 @@ import (
 	"github.com/her2wsi/her2wsi/pipeline"
 )
 
+const anchorsUsage = "usage: pipeline anchors bins --work WORK --slide ID --ppk V --out FILE.h5  ('pipeline anchors bins -h' lists the flags)"
+
 func runAnchors(ctx context.Context, args []string) error {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		fmt.Println(anchorsUsage)
+		return nil
+	}
 	if len(args) == 0 || args[0] != "bins" {
-		return usageError{errors.New("usage: pipeline anchors bins --work WORK --slide ID --ppk V --out FILE.h5")}
+		return usageError{errors.New(anchorsUsage)}
 	}
 	fs := newFlags("anchors bins", "--work WORK --slide ID --ppk V --out FILE.h5")
 	work := fs.String("work", "", "work folder (required)")

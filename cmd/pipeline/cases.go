@@ -11,15 +11,21 @@ import (
 	"github.com/her2wsi/her2wsi/pipeline"
 )
 
+const casesUsage = "usage: pipeline cases check|split --cases FILE.csv [flags]  ('pipeline cases check -h' lists the flags)"
+
 func runCases(ctx context.Context, args []string) error {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		fmt.Println(casesUsage)
+		return nil
+	}
 	if len(args) == 0 || (args[0] != "check" && args[0] != "split") {
-		return usageError{errors.New("usage: pipeline cases check|split --cases FILE.csv ...")}
+		return usageError{errors.New(casesUsage)}
 	}
 	sub := args[0]
 	fs := newFlags("cases "+sub, "--cases FILE.csv [flags]")
 	file := fs.String("cases", "", "case set CSV (required)")
 	work := fs.String("work", "", "check: work folder (required)")
-	encoder := fs.String("encoder", "", "check: encoder name whose features the model reads (required)")
+	encoder := featuresFlag(fs, "check: features name (features/<NAME>.h5) the model reads (required)", true)
 	ppk := fs.Int("ppk", 18, "check: patches-per-anchor group the model reads")
 	seed := fs.Uint64("seed", 2024, "split: random seed")
 	testFrac := fs.Float64("test-frac", 0.3, "split: fraction of each label held out for test (7:3 → 0.3)")
@@ -38,8 +44,9 @@ func runCases(ctx context.Context, args []string) error {
 	switch sub {
 	case "check":
 		if *work == "" || *encoder == "" {
-			return usageError{errors.New("check needs --work and --encoder")}
+			return usageError{errors.New("check needs --work and --features")}
 		}
+		*encoder = featuresOf(*encoder)
 		he := map[string]bool{}
 		for _, c := range cs {
 			he[c.HE] = true

@@ -34,29 +34,9 @@ type stringList []string
 func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
-func newFlags(name, args string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: pipeline %s %s\n\nflags:\n", name, args)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-// parse parses flags, turning flag errors into usage errors.
-func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(exitOK)
-		}
-		return usageError{err}
-	}
-	return nil
-}
-
 func runInfo(ctx context.Context, args []string) error {
 	fs := newFlags("info", "[--json] [--mpp X] SLIDE...")
-	asJSON := fs.Bool("json", false, "print JSON (all properties included)")
+	asJSON := fs.Bool("json", false, "print JSON lines: one object per slide and line, all properties included")
 	mpp := fs.Float64("mpp", 0, "microns per pixel at level 0, overriding the metadata")
 	logf := addLogFlags(fs)
 	if err := parse(fs, args); err != nil {
@@ -75,7 +55,7 @@ func runInfo(ctx context.Context, args []string) error {
 			continue
 		}
 		if *asJSON {
-			b, _ := json.MarshalIndent(meta, "", "  ")
+			b, _ := json.Marshal(meta)
 			fmt.Println(string(b))
 		} else {
 			printInfo(os.Stdout, meta)
@@ -122,7 +102,7 @@ func printInfo(w io.Writer, m slide.Metadata) {
 }
 
 func runTile(ctx context.Context, args []string) error {
-	return runStages(ctx, "tile", append([]string{"--stage", "tile"}, args...))
+	return runStages(ctx, "tile", args)
 }
 
 func runRun(ctx context.Context, args []string) error {
@@ -145,6 +125,10 @@ func runSynth(ctx context.Context, args []string) error {
 	blobs := fs.Int("blobs", 3, "number of tissue pieces")
 	seed := fs.Uint64("seed", 1, "random seed")
 	if err := parse(fs, args); err != nil {
+		if errors.Is(err, errHelp) { // and the case-set form's flags
+			fmt.Println()
+			_ = runSynthCases(ctx, []string{"-h"})
+		}
 		return err
 	}
 	if *out == "" {

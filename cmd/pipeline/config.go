@@ -85,7 +85,7 @@ func applyConfigFile(fs *flag.FlagSet, path string) error {
 func writeEffectiveConfig(fs *flag.FlagSet, path string) error {
 	m := map[string]any{}
 	fs.VisitAll(func(f *flag.Flag) {
-		if f.Name == "config" {
+		if f.Name == "config" || isHidden(fs, f.Name) {
 			return
 		}
 		if l, ok := f.Value.(*stringList); ok {

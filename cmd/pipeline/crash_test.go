@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"image"
 	"io/fs"
@@ -85,7 +86,7 @@ func crashSlides(t *testing.T, n int) string {
 
 // pipelineCmd is `pipeline run --stage tile,embed,anchors` over input into work.
 func pipelineCmd(bin string, env []string, input, work, encoder string, extra ...string) *exec.Cmd {
-	args := append([]string{"run", "--input", input, "--out", work, "--stage", strings.Join(crashStages, ","),
+	args := append([]string{"run", "--input", input, "--work", work, "--stage", strings.Join(crashStages, ","),
 		"--encoder", encoder, "--log-format", "json"}, extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Env = env
@@ -201,6 +202,9 @@ func checkNothingHalfDone(t *testing.T, work string) {
 func outputFiles(t *testing.T, work string, withState bool) (files []string, temps int) {
 	t.Helper()
 	root := filepath.Join(work, "slides")
+	if _, err := os.Stat(root); errors.Is(err, fs.ErrNotExist) {
+		return nil, 0 // killed before any slide was locked (while the encoder loaded)
+	}
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err

@@ -10,10 +10,11 @@ import (
 )
 
 func runImport(ctx context.Context, args []string) error {
-	fs := newFlags("import-features", "--work WORK --encoder NAME [--slide ID] FILE.h5...")
+	fs := newFlags("import-features", "--work WORK --features NAME [--slide ID] FILE.h5...")
 	work := fs.String("work", "", "work folder (required)")
 	var opt pipeline.ImportOptions
-	fs.StringVar(&opt.Encoder, "encoder", "", "name to store the features under, e.g. uni or conch (required)")
+	fs.StringVar(&opt.Encoder, "features", "", "features name to store them under (features/<NAME>.h5), e.g. uni or conch (required)")
+	alias(fs, "encoder", "features")
 	fs.StringVar(&opt.SlideID, "slide", "", "slide id (default: each file's name without extension; only with one file)")
 	fs.IntVar(&opt.PatchSizeLevel0, "patch-size-level0", 0, "grid step in level-0 pixels, for files that do not record it")
 	fs.Float64Var(&opt.TargetMPP, "target-mpp", 0, "µm/px of the patches, for files that do not record it (default 0.5)")
@@ -23,7 +24,7 @@ func runImport(ctx context.Context, args []string) error {
 	}
 	setupLogging(logf, false)
 	if *work == "" || opt.Encoder == "" || fs.NArg() == 0 {
-		return usageError{errors.New("--work, --encoder and at least one FILE.h5 are required")}
+		return usageError{errors.New("--work, --features and at least one FILE.h5 are required")}
 	}
 	if opt.SlideID != "" && fs.NArg() > 1 {
 		return usageError{errors.New("--slide names one slide: give one file with it")}

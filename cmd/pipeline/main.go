@@ -17,8 +17,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -38,23 +40,23 @@ var commands = map[string]struct {
 	help string
 }{
 	"info":            {runInfo, "print the metadata of slides"},
-	"run":             {runRun, "run stages (tile, embed, anchors) over slides, skipping what is up to date"},
+	"run":             {runRun, "run stages (tile, embed, anchors, predict) over slides, skipping what is up to date"},
 	"tile":            {runTile, "the tile stage alone (= run --stage tile)"},
 	"synth":           {runSynth, "generate a synthetic pyramidal test slide, or (--cases N) a synthetic case set"},
 	"cases":           {runCases, "cases check|split: validate the case set against the work folder; stratified train/test split and folds"},
 	"anchors":         {runAnchors, "anchors bins: write one ppk group's distance and polar bins over all patches"},
 	"train":           {runTrain, "train (and cross-validate) a model on a case set; test on the held-out cases"},
-	"predict":         {runPredict, "H&E-only prediction of embedded, anchored slides with a trained model"},
+	"predict":         {runPredict, "H&E-only prediction of embedded, anchored slides with a trained model (= run --stage predict by slide id)"},
 	"watch":           {runWatch, "watch a folder: process each slide once fully copied (tile, embed, anchors, predict), write a report, move it to done/ or failed/; optional status page"},
 	"import-features": {runImport, "place CLAM/TRIDENT feature files made elsewhere into the work folder"},
 }
 
-func usage() {
-	fmt.Fprintf(os.Stderr, "usage: pipeline COMMAND [flags]\n\ncommands:\n")
+func usage(w io.Writer) {
+	fmt.Fprintf(w, "usage: pipeline COMMAND [flags]\n\ncommands:\n")
 	for _, name := range []string{"info", "run", "tile", "import-features", "anchors", "cases", "train", "predict", "watch", "synth"} {
-		fmt.Fprintf(os.Stderr, "  %-16s %s\n", name, commands[name].help)
+		fmt.Fprintf(w, "  %-16s %s\n", name, commands[name].help)
 	}
-	fmt.Fprintf(os.Stderr, "\n'pipeline COMMAND -h' lists a command's flags.\n")
+	fmt.Fprintf(w, "\n'pipeline COMMAND -h' lists a command's flags.\n")
 }
 
 func main() {
@@ -62,11 +64,12 @@ func main() {
 }
 
 func run(args []string) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage()
-		if len(args) == 0 {
-			return exitUsage
-		}
+	if len(args) == 0 {
+		usage(os.Stderr)
+		return exitUsage
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(os.Stdout)
 		return exitOK
 	}
 	if args[0] == "version" || args[0] == "--version" {
@@ -75,8 +78,7 @@ func run(args []string) int {
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "pipeline: unknown command %q\n", args[0])
-		usage()
+		fmt.Fprintf(os.Stderr, "pipeline: unknown command %q (see pipeline -h)\n", args[0])
 		return exitUsage
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -85,19 +87,36 @@ func run(args []string) int {
 	var ue usageError
 	var le lockedError
 	switch {
-	case err == nil:
+	case err == nil || errors.Is(err, errHelp):
 		return exitOK
 	case errors.As(err, &ue):
-		fmt.Fprintf(os.Stderr, "pipeline %s: %v\n", args[0], err)
+		fmt.Fprintln(os.Stderr, message(args[0], err))
 		return exitUsage
 	case errors.As(err, &le):
-		fmt.Fprintf(os.Stderr, "pipeline %s: %v\n", args[0], err)
+		fmt.Fprintln(os.Stderr, message(args[0], err))
 		return exitLocked
 	case ctx.Err() != nil:
 		fmt.Fprintf(os.Stderr, "pipeline %s: interrupted\n", args[0])
 		return exitInterrupted
 	default:
-		fmt.Fprintf(os.Stderr, "pipeline %s: %v\n", args[0], err)
+		fmt.Fprintln(os.Stderr, message(args[0], err))
 		return exitFailed
+	}
+}
+
+// message is the one line main prints for a command's error: one
+// "pipeline CMD:" prefix, without the "pipeline:" or "CMD:" the error may
+// already start with.
+func message(cmd string, err error) string {
+	m := err.Error()
+	for {
+		switch {
+		case strings.HasPrefix(m, "pipeline: "):
+			m = m[len("pipeline: "):]
+		case strings.HasPrefix(m, cmd+": "):
+			m = m[len(cmd)+2:]
+		default:
+			return "pipeline " + cmd + ": " + m
+		}
 	}
 }

@@ -6,10 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"math"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/term"
 
@@ -27,12 +27,15 @@ type modelFlags struct {
 }
 
 func addModelFlags(fs *flag.FlagSet) modelFlags {
-	return modelFlags{
-		config:    fs.String("config", "", "model-config JSON (keys as README; missing keys take the defaults)"),
-		variant:   fs.String("model", "", "variant: "+strings.Join(model.Variants, ", ")+" (overrides the config file)"),
+	m := modelFlags{
+		config:    fs.String("model-config", "", "model-config JSON (keys as README; missing keys take the defaults)"),
+		variant:   fs.String("variant", "", "model variant: "+strings.Join(model.Variants, ", ")+" (overrides the model config)"),
 		backend:   fs.String("backend", "", "GoMLX backend (default $GOMLX_BACKEND, else "+model.DefaultBackend+"; xla:/abs/path/plugin.so on a GPU)"),
 		reference: fs.Bool("reference", false, "the reference code's settings (128 prompts, no kernel masking, reference padding and evaluation, AdamW 1e-5, batch 1)"),
 	}
+	alias(fs, "config", "model-config") // before the vocabulary was one
+	alias(fs, "model", "variant")
+	return m
 }
 
 func (m modelFlags) resolve() (model.Config, error) {
@@ -53,11 +56,11 @@ func (m modelFlags) resolve() (model.Config, error) {
 }
 
 func runTrain(ctx context.Context, args []string) error {
-	fs := newFlags("train", "--cases cases.csv --work WORK --out RUNDIR [flags]")
+	fs := newFlags("train", "--cases cases.csv --work WORK --features NAME --out RUNDIR [flags]")
 	file := fs.String("cases", "", "case set CSV with split and folds (pipeline cases split)")
 	work := fs.String("work", "", "work folder holding the cases' features and anchors")
 	out := fs.String("out", "", "run folder (resumed when it holds a checkpoint of the same settings)")
-	encoder := fs.String("encoder", "", "features name (features/<name>.h5) the model reads")
+	encoder := featuresFlag(fs, "features name (features/<NAME>.h5) the model reads; an encoder .onnx file names its features", true)
 	mf := addModelFlags(fs)
 	trainCfg := fs.String("train-config", "", "training-config JSON (optimizer, lr, min_lr, weight_decay, warmup_epochs, epochs, patience, effective_batch, class_balanced, seed)")
 	cv := fs.Int("cv", 0, "cross-validate over this many folds, then train on every training case and test")
@@ -71,8 +74,9 @@ func runTrain(ctx context.Context, args []string) error {
 		return err
 	}
 	if *file == "" || *work == "" || *out == "" || *encoder == "" {
-		return usageError{errors.New("--cases, --work, --out and --encoder are required")}
+		return usageError{errors.New("--cases, --work, --out and --features are required")}
 	}
+	*encoder = featuresOf(*encoder)
 	c, err := mf.resolve()
 	if err != nil {
 		return usageError{err}
@@ -124,7 +128,7 @@ func runTrain(ctx context.Context, args []string) error {
 			if tty {
 				fmt.Fprint(os.Stderr, "\r\033[K")
 			}
-			attrs := []any{"run", run, "epoch", l.Epoch, "loss", fmt.Sprintf("%.4f", l.TrainLoss), "lr", fmt.Sprintf("%.2g", l.LR), "s", fmt.Sprintf("%.1f", l.Seconds)}
+			attrs := []any{"run", run, "epoch", l.Epoch, "loss", fmt.Sprintf("%.4f", l.TrainLoss), "lr", fmt.Sprintf("%.2g", l.LR), "elapsed", (time.Duration(l.Seconds * float64(time.Second))).Round(100 * time.Millisecond)}
 			if l.ValAUC != nil {
 				attrs = append(attrs, "val_macro_auc", fmt.Sprintf("%.3f", *l.ValAUC), "val_acc", fmt.Sprintf("%.3f", *l.ValAcc))
 			}
@@ -152,13 +156,11 @@ func runTrain(ctx context.Context, args []string) error {
 }
 
 func runPredict(ctx context.Context, args []string) error {
-	fs := newFlags("predict", "(--model RUNDIR | --weights W.safetensors [--model-config C.json]) --work WORK --encoder NAME --input SLIDE...")
-	runDir := fs.String("model", "", "run folder of `pipeline train`")
-	weights := fs.String("weights", "", "weight file (reference state_dict names)")
-	cfg := fs.String("model-config", "", "model-config JSON for --weights")
-	work := fs.String("work", "", "work folder holding the slides' features and anchors")
-	encoder := fs.String("encoder", "", "features name (features/<name>.h5); default: the slide's only features file")
-	backend := fs.String("backend", "", "GoMLX backend")
+	fs := newFlags("predict", "(--model RUNDIR | --weights W.safetensors [--model-config C.json]) --work WORK [--features NAME] --input SLIDE...")
+	var mo modelOptions
+	mo.addFlags(fs, "")
+	work := workFlag(fs, "work folder holding the slides' features and anchors (required)")
+	encoder := featuresFlag(fs, "features name (features/<NAME>.h5; default: the slide's only features file)", true)
 	var inputs stringList
 	fs.Var(&inputs, "input", "slide file or id (repeatable; positional arguments too)")
 	logf := addLogFlags(fs)
@@ -166,11 +168,11 @@ func runPredict(ctx context.Context, args []string) error {
 		return err
 	}
 	inputs = append(inputs, fs.Args()...)
-	if (*runDir == "") == (*weights == "") || *work == "" || len(inputs) == 0 {
+	if (mo.runDir == "") == (mo.weights == "") || *work == "" || len(inputs) == 0 {
 		return usageError{errors.New("one of --model or --weights, and --work and --input are required")}
 	}
 	setupLogging(logf, false).Finish()
-	ps, err := pipeline.OpenPredictStage(pipeline.Work{Dir: *work}, *encoder, *runDir, *weights, *cfg, *backend)
+	ps, err := pipeline.OpenPredictStage(pipeline.Work{Dir: *work}, featuresOf(*encoder), mo.runDir, mo.weights, mo.config, mo.backend)
 	if err != nil {
 		return err
 	}
@@ -250,4 +252,18 @@ func featuresName(flagVal, encoder string) string {
 	return strings.TrimSuffix(base, filepath.Ext(base))
 }
 
-var _ = math.NaN
+// featuresOf maps a --features value to the features name: an encoder
+// file (.onnx, or one with a manifest) names its features as run does;
+// anything else is the name itself.
+func featuresOf(v string) string {
+	if v == "" {
+		return ""
+	}
+	if strings.HasSuffix(strings.ToLower(v), ".onnx") {
+		return featuresName("", v)
+	}
+	if m, ok, err := features.ReadManifest(v); err == nil && ok && m.Name != "" {
+		return m.Name
+	}
+	return v
+}

@@ -47,7 +47,7 @@ func setupLogging(f logFlags, withBar bool) *barProgress {
 	if *f.verbose {
 		level = slog.LevelDebug
 	}
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: durationText}
 	var h slog.Handler
 	w := io.Writer(os.Stderr)
 	if p.tty {
@@ -96,4 +96,13 @@ func (p *barProgress) Finish() {
 		p.bar.Finish()
 		p.bar = nil
 	}
+}
+
+// durationText writes durations with their unit ("1.5s", "84ms") in every
+// log format; JSON would otherwise write bare nanoseconds.
+func durationText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.String(a.Key, a.Value.Duration().String())
+	}
+	return a
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/her2wsi/her2wsi/model"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -13,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/her2wsi/her2wsi/features"
 	"github.com/her2wsi/her2wsi/pipeline"
 )
 
@@ -62,19 +60,30 @@ func unknownStage(s string) error {
 	return fmt.Errorf("unknown stage %q (stages: %s, or all)", s, strings.Join(allStages, ", "))
 }
 
+// runStages is `pipeline run` (every stage's flags) and `pipeline tile`
+// (the tile stage's alone).
 func runStages(ctx context.Context, name string, args []string) error {
-	fs := newFlags(name, "--input FILE|DIR [--input ...] --out WORK [--stage tile,embed|all] [flags]")
+	tileOnly := name == "tile"
+	synopsis := "--input FILE|DIR [--input ...] --work WORK [--stage tile,embed,anchors,predict|all] [flags]"
+	if tileOnly {
+		synopsis = "--input FILE|DIR [--input ...] --work WORK [flags]"
+	}
+	fs := newFlags(name, synopsis)
 	var inputs stringList
 	fs.Var(&inputs, "input", "slide file or directory of slides (repeatable; extra arguments are inputs too)")
-	out := fs.String("out", "", "work folder (required)")
-	stage := fs.String("stage", "all", "stages to run: "+strings.Join(allStages, ", ")+", a comma-separated list, or all")
-	from := fs.String("from", "", "run this stage and every later one")
+	work := workFlag(fs, "work folder (required)", "out")
+	stage, from := new(string), new(string)
+	*stage = pipeline.StageTile
+	if !tileOnly {
+		stage = fs.String("stage", "all", "stages to run: "+strings.Join(allStages, ", ")+", a comma-separated list, or all")
+		from = fs.String("from", "", "run this stage and every later one")
+	}
 	force := fs.Bool("force", false, "redo work that is up to date")
 	recursive := fs.Bool("recursive", false, "descend into sub-directories of input directories")
 	var shard pipeline.Shard
 	fs.Var(&shard, "shard", "run only share `i/n` of the slides (0-based, 0 ≤ i < n; a hash of the slide id decides), for array jobs")
 	lockStale := fs.Duration("lock-stale", pipeline.DefaultStaleAfter, "take over a slide lock whose heartbeat is older than this")
-	lockWait := fs.Duration("lock-wait", -1, "wait this long for slides locked by other processes (default: 0, with --shard the stale time + 1m)")
+	lockWait := fs.String("lock-wait", "auto", "wait this long for slides locked by other processes (auto: 0, with --shard the lock-stale time + 1m)")
 	// tile
 	opt := pipeline.DefaultTileOptions()
 	fs.Float64Var(&opt.MPP, "mpp", 0, "microns per pixel at level 0 for slides whose metadata has none (overrides the metadata)")
@@ -84,27 +93,32 @@ func runStages(ctx context.Context, name string, args []string) error {
 	fs.Float64Var(&opt.Grid.MPPTolerance, "mpp-tolerance", opt.Grid.MPPTolerance, "relative tolerance for reading a level as an exact multiple of the target")
 	fs.Float64Var(&opt.Grid.MaskMPP, "mask-mpp", opt.Grid.MaskMPP, "resolution of the tissue mask in µm/px")
 	fs.StringVar(&opt.Reader, "reader", "", "force a loader: tiffload or openslideload (default: fastest correct one)")
-	workers := fs.Int("workers", 0, "tile and anchors stages: slides processed at once (default: tile min(CPUs, 4), anchors CPUs)")
-	// embed
+	workersHelp := "tile and anchors stages: slides processed at once (0: tile min(CPUs, 4), anchors CPUs)"
+	if tileOnly {
+		workersHelp = "slides tiled at once (0: min(CPUs, 4))"
+	}
+	workers := fs.Int("workers", 0, workersHelp)
 	eopt := pipeline.DefaultEmbedOptions()
-	encoder := fs.String("encoder", "", "embed stage: encoder .onnx file or name (see $"+features.ModelsEnv+")")
-	device := fs.String("device", "cpu", "embed stage: cpu, cuda, cuda:N, or auto (CUDA when it loads, else CPU)")
-	ortLib := fs.String("ort-lib", "", "ONNX Runtime library (default: $"+features.LibraryEnv+", else the one scripts/fetch-onnxruntime.sh fetched)")
-	threads := fs.Int("threads", 0, "embed stage: ONNX Runtime intra-op threads (0: its default)")
-	fs.IntVar(&eopt.Batch, "batch", eopt.Batch, "embed stage: patches per inference call")
-	fs.IntVar(&eopt.Readers, "readers", eopt.Readers, "embed stage: goroutines reading and preprocessing patches")
-	fs.IntVar(&eopt.InFlight, "in-flight", eopt.InFlight, "embed stage: slides open at once")
-	// anchors
 	aopt := pipeline.DefaultAnchorOptions()
-	ppkList := fs.String("ppk", joinInts(aopt.PPK), "anchors stage: patches-per-anchor values")
-	fs.IntVar(&aopt.MaxIter, "kmeans-iter", aopt.MaxIter, "anchors stage: k-means iterations")
-	fs.Uint64Var(&aopt.Seed, "seed", aopt.Seed, "anchors stage: k-means seed")
-	// predict
-	modelDir := fs.String("model", "", "predict stage: run folder of `pipeline train` (model.safetensors + config.json)")
-	weights := fs.String("weights", "", "predict stage: weight file in the reference names (instead of --model)")
-	modelCfg := fs.String("model-config", "", "predict stage: model-config JSON for --weights")
-	featName := fs.String("features", "", "predict stage: features name to read (default: the encoder's name)")
-	backend := fs.String("backend", "", "predict stage: GoMLX backend (default $GOMLX_BACKEND, else "+model.DefaultBackend+")")
+	var enc encoderOptions
+	var mo modelOptions
+	ppkList, featName := new(string), new(string)
+	*ppkList = joinInts(aopt.PPK)
+	if !tileOnly {
+		// embed
+		enc.addFlags(fs, "embed stage: ")
+		fs.IntVar(&eopt.Batch, "batch", eopt.Batch, "embed stage: patches per inference call")
+		fs.IntVar(&eopt.Readers, "readers", eopt.Readers, "embed stage: goroutines reading and preprocessing patches")
+		fs.IntVar(&eopt.InFlight, "in-flight", eopt.InFlight, "embed stage: slides open at once")
+		// anchors
+		ppkList = fs.String("ppk", joinInts(aopt.PPK), "anchors stage: patches-per-anchor values")
+		fs.IntVar(&aopt.MaxIter, "kmeans-iter", aopt.MaxIter, "anchors stage: k-means iterations")
+		fs.Uint64Var(&aopt.Seed, "seed", aopt.Seed, "anchors stage: k-means seed")
+		// predict
+		mo.addFlags(fs, "predict stage: ")
+		featName = featuresFlag(fs, "predict stage: features name to read (default: the encoder's name)", false)
+	}
+	enc.device = "cpu"
 	cfgFile := fs.String("config", "", "settings file (YAML or TOML) whose keys are these flags' names; flags given here win")
 	logf := addLogFlags(fs)
 	if err := parse(fs, args); err != nil {
@@ -116,8 +130,8 @@ func runStages(ctx context.Context, name string, args []string) error {
 		}
 	}
 	inputs = append(inputs, fs.Args()...)
-	if len(inputs) == 0 || *out == "" {
-		return usageError{errors.New("--input and --out are required")}
+	if len(inputs) == 0 || *work == "" {
+		return usageError{errors.New("--input and --work are required")}
 	}
 	stages, err := parseStages(*stage, *from)
 	if err != nil {
@@ -129,17 +143,23 @@ func runStages(ctx context.Context, name string, args []string) error {
 	if err := opt.Validate(); err != nil {
 		return usageError{err}
 	}
-	if slices.Contains(stages, pipeline.StageEmbed) && *encoder == "" {
+	if slices.Contains(stages, pipeline.StageEmbed) && enc.encoder == "" {
 		return usageError{errors.New("the embed stage needs --encoder FILE.onnx (or a name)")}
 	}
+	lockWaitD := time.Duration(-1)
+	if *lockWait != "auto" {
+		if lockWaitD, err = time.ParseDuration(*lockWait); err != nil || lockWaitD < 0 {
+			return usageError{fmt.Errorf("--lock-wait %q: want auto or a duration such as 30m", *lockWait)}
+		}
+	}
 	predicting := slices.Contains(stages, pipeline.StagePredict)
-	if predicting && *modelDir == "" && *weights == "" {
+	if predicting && !mo.set() {
 		return usageError{errors.New("the predict stage needs --model RUNDIR (or --weights W.safetensors)")}
 	}
-	if predicting && *encoder == "" && *featName == "" {
+	if predicting && enc.encoder == "" && *featName == "" {
 		return usageError{errors.New("the predict stage needs --encoder or --features (the features name it reads)")}
 	}
-	if _, _, err := features.ParseDevice(*device); err != nil {
+	if err := enc.validate(); err != nil {
 		return usageError{err}
 	}
 	slides, err := pipeline.FindSlides(inputs, *recursive)
@@ -152,20 +172,20 @@ func runStages(ctx context.Context, name string, args []string) error {
 	if err := eopt.Validate(); err != nil {
 		return usageError{err}
 	}
-	if *workers < 0 || *threads < 0 {
-		return usageError{fmt.Errorf("--workers %d and --threads %d must not be negative", *workers, *threads)}
+	if *workers < 0 {
+		return usageError{fmt.Errorf("--workers %d must not be negative", *workers)}
 	}
 	bar := setupLogging(logf, true)
 	defer bar.Finish()
-	work := pipeline.Work{Dir: *out}
-	if err := writeEffectiveConfig(fs, filepath.Join(*out, "run-config.yaml")); err != nil {
+	wd := pipeline.Work{Dir: *work}
+	if err := writeEffectiveConfig(fs, filepath.Join(*work, "run-config.yaml")); err != nil {
 		return err
 	}
 	if total := len(slides); !shard.All() {
 		slides = pipeline.ShardInputs(shard, slides)
 		fmt.Fprintf(os.Stderr, "shard %s: %d of %d slides\n", shard, len(slides), total)
 	}
-	lopt := pipeline.LockOptions{StaleAfter: *lockStale, Wait: *lockWait}
+	lopt := pipeline.LockOptions{StaleAfter: *lockStale, Wait: lockWaitD}
 	if lopt.Wait < 0 {
 		lopt.Wait = 0
 		if !shard.All() {
@@ -173,15 +193,15 @@ func runStages(ctx context.Context, name string, args []string) error {
 		}
 	}
 	// The stages asked for, in order; each opens what it owns.
-	runner := &pipeline.Runner{Work: work, Lock: lopt, Progress: bar}
+	runner := &pipeline.Runner{Work: wd, Lock: lopt, Progress: bar}
 	defer runner.Close()
-	featuresUsed := featuresName(*featName, *encoder)
+	featuresUsed := featuresName(*featName, enc.encoder)
 	for _, st := range stages {
 		switch st {
 		case pipeline.StageTile:
-			runner.Stages = append(runner.Stages, pipeline.NewTileStage(work, opt, tileWorkers(*workers)))
+			runner.Stages = append(runner.Stages, pipeline.NewTileStage(wd, opt, tileWorkers(*workers)))
 		case pipeline.StageEmbed:
-			es, err := pipeline.OpenEmbedStage(work, *encoder, features.Options{Device: *device, Threads: *threads, Library: *ortLib}, eopt)
+			es, err := pipeline.OpenEmbedStage(wd, enc.encoder, enc.options(), eopt)
 			if err != nil {
 				return err
 			}
@@ -190,9 +210,9 @@ func runStages(ctx context.Context, name string, args []string) error {
 				featuresUsed = es.Encoder().Name()
 			}
 		case pipeline.StageAnchors:
-			runner.Stages = append(runner.Stages, pipeline.NewAnchorStage(work, aopt, anchorWorkers(*workers)))
+			runner.Stages = append(runner.Stages, pipeline.NewAnchorStage(wd, aopt, anchorWorkers(*workers)))
 		case pipeline.StagePredict:
-			ps, err := pipeline.OpenPredictStage(work, featuresUsed, *modelDir, *weights, *modelCfg, *backend)
+			ps, err := pipeline.OpenPredictStage(wd, featuresUsed, mo.runDir, mo.weights, mo.config, mo.backend)
 			if err != nil {
 				return err
 			}
@@ -210,9 +230,11 @@ func runStages(ctx context.Context, name string, args []string) error {
 		fmt.Fprintf(os.Stderr, "%d slides in %s (%.0f slides/hour); slowest stage %s busy %.0f%% of the time\n",
 			rep.Slides, rep.Flow.Wall.Round(time.Millisecond), float64(rep.Slides)/rep.Flow.Wall.Hours(), sl.Name, 100*sl.Share)
 	}
-	fmt.Printf("results: %s/slides/<slide_id>/\n", strings.TrimRight(*out, "/"))
-	if predicting {
-		fmt.Printf("predictions: %s\n", work.PredictionsCSV())
+	if rep.Slides > 0 {
+		fmt.Printf("results: %s\n", filepath.Join(*work, "slides", "<slide_id>"))
+		if predicting {
+			fmt.Printf("predictions: %s\n", wd.PredictionsCSV())
+		}
 	}
 	if stopped != nil {
 		return stopped

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/her2wsi/her2wsi/features"
-	"github.com/her2wsi/her2wsi/model"
 	"github.com/her2wsi/her2wsi/pipeline"
 	"github.com/her2wsi/her2wsi/watch"
 )
@@ -21,9 +20,9 @@ import (
 // complete slide is tiled, embedded, anchored and predicted, reported, and
 // moved to done/ (or, with a reason file, failed/).
 func runWatch(ctx context.Context, args []string) error {
-	fs := newFlags("watch", "--inbox DIR --out WORK --model RUNDIR --encoder M.onnx [--http 127.0.0.1:8080] [flags]")
+	fs := newFlags("watch", "--inbox DIR --work WORK --model RUNDIR --encoder M.onnx [--http 127.0.0.1:8080] [flags]")
 	inbox := fs.String("inbox", "", "folder slides are copied into (required); finished slides go to its done/ and failed/")
-	out := fs.String("out", "", "work folder (required): stage outputs, predictions.csv, reports, watch/ journals")
+	out := workFlag(fs, "work folder (required): stage outputs, predictions.csv, reports, watch/ journals", "out")
 	stable := fs.Duration("stable", watch.DefaultStable, "a slide is complete when its size and modification time stay unchanged this long")
 	poll := fs.Duration("poll", watch.DefaultPoll, "scan interval (file events, where they arrive, scan sooner)")
 	once := fs.Bool("once", false, "process the slides complete now, then exit (for cron and tests)")
@@ -31,10 +30,8 @@ func runWatch(ctx context.Context, args []string) error {
 	httpf := addStatusFlags(fs)
 	// embed
 	eopt := pipeline.DefaultEmbedOptions()
-	encoder := fs.String("encoder", "", "encoder .onnx file or name (see $"+features.ModelsEnv+") (required)")
-	device := fs.String("device", "cpu", "cpu, cuda, cuda:N, or auto (CUDA when it loads, else CPU)")
-	ortLib := fs.String("ort-lib", "", "ONNX Runtime library (default: $"+features.LibraryEnv+", else the one scripts/fetch-onnxruntime.sh fetched)")
-	threads := fs.Int("threads", 0, "ONNX Runtime intra-op threads (0: its default)")
+	var eo encoderOptions
+	eo.addFlags(fs, "")
 	fs.IntVar(&eopt.Batch, "batch", eopt.Batch, "patches per inference call")
 	fs.IntVar(&eopt.Readers, "readers", eopt.Readers, "goroutines reading and preprocessing patches")
 	// tile
@@ -42,10 +39,8 @@ func runWatch(ctx context.Context, args []string) error {
 	fs.Float64Var(&topt.MPP, "mpp", 0, "microns per pixel at level 0 for slides whose metadata has none")
 	fs.StringVar(&topt.Reader, "reader", "", "force a loader: tiffload or openslideload")
 	// predict
-	modelDir := fs.String("model", "", "run folder of 'pipeline train' (model.safetensors + config.json)")
-	weights := fs.String("weights", "", "weight file in the reference names (instead of --model)")
-	modelCfg := fs.String("model-config", "", "model-config JSON for --weights")
-	backend := fs.String("backend", "", "GoMLX backend (default $GOMLX_BACKEND, else "+model.DefaultBackend+")")
+	var mo modelOptions
+	mo.addFlags(fs, "")
 	logf := addLogFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -54,10 +49,10 @@ func runWatch(ctx context.Context, args []string) error {
 	case fs.NArg() > 0:
 		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
 	case *inbox == "" || *out == "":
-		return usageError{errors.New("--inbox and --out are required")}
-	case *encoder == "":
+		return usageError{errors.New("--inbox and --work are required")}
+	case eo.encoder == "":
 		return usageError{errors.New("--encoder FILE.onnx (or a name) is required")}
-	case (*modelDir == "") == (*weights == ""):
+	case (mo.runDir == "") == (mo.weights == ""):
 		return usageError{errors.New("one of --model RUNDIR or --weights W.safetensors is required")}
 	case *stable <= 0 || *poll <= 0:
 		return usageError{errors.New("--stable and --poll must be positive")}
@@ -68,10 +63,7 @@ func runWatch(ctx context.Context, args []string) error {
 	if err := eopt.Validate(); err != nil {
 		return usageError{err}
 	}
-	if *threads < 0 {
-		return usageError{fmt.Errorf("--threads %d must not be negative", *threads)}
-	}
-	if _, _, err := features.ParseDevice(*device); err != nil {
+	if err := eo.validate(); err != nil {
 		return usageError{err}
 	}
 	opt := watch.Options{
@@ -97,13 +89,13 @@ func runWatch(ctx context.Context, args []string) error {
 			opt.Status.Close()
 		}
 	}
-	m, err := pipeline.OpenModel(*modelDir, *weights, *modelCfg, *backend)
+	m, err := pipeline.OpenModel(mo.runDir, mo.weights, mo.config, mo.backend)
 	if err != nil {
 		closeListener()
 		return err
 	}
 	defer m.Close()
-	enc, err := features.Open(*encoder, features.Options{Device: *device, Threads: *threads, Library: *ortLib})
+	enc, err := features.Open(eo.encoder, eo.options())
 	if err != nil {
 		closeListener()
 		return err
