@@ -46,6 +46,98 @@ func TestFindSlidesImageFolder(t *testing.T) {
 	}
 }
 
+// Ids: the file name without extension unless another file of the run has
+// the same name; then the folder names in front, the fewest that tell the
+// files apart, whatever the order of the inputs.
+func TestFindSlidesIDs(t *testing.T) {
+	cases := []struct {
+		name      string
+		files     []string
+		inputs    []string // relative to the temporary folder; "." is the folder itself
+		recursive bool
+		want      map[string]string // file → id
+		wantErr   []string          // substrings of the error
+	}{
+		{name: "one folder keeps file names",
+			files: []string{"HE/00345_test_0.png", "HE/00672_test_3+.jpg"}, inputs: []string{"HE"},
+			want: map[string]string{"HE/00345_test_0.png": "00345_test_0", "HE/00672_test_3+.jpg": "00672_test_3+"}},
+		{name: "paired folders",
+			files: []string{"HE/00345_test_0.png", "IHC/00345_test_0.png", "HE/only_he.png"}, inputs: []string{"HE", "IHC"},
+			want: map[string]string{"HE/00345_test_0.png": "HE-00345_test_0", "IHC/00345_test_0.png": "IHC-00345_test_0", "HE/only_he.png": "only_he"}},
+		{name: "paired folders, other order",
+			files: []string{"HE/00345_test_0.png", "IHC/00345_test_0.png"}, inputs: []string{"IHC", "HE"},
+			want: map[string]string{"HE/00345_test_0.png": "HE-00345_test_0", "IHC/00345_test_0.png": "IHC-00345_test_0"}},
+		{name: "paired folders through their parent",
+			files: []string{"data/HE/00345_test_0.png", "data/IHC/00345_test_0.png"}, inputs: []string{"data"}, recursive: true,
+			want: map[string]string{"data/HE/00345_test_0.png": "HE-00345_test_0", "data/IHC/00345_test_0.png": "IHC-00345_test_0"}},
+		{name: "explicit files",
+			files: []string{"HE/x.png", "IHC/x.png"}, inputs: []string{"IHC/x.png", "HE/x.png"},
+			want: map[string]string{"HE/x.png": "HE-x", "IHC/x.png": "IHC-x"}},
+		{name: "one folder name is not enough",
+			files: []string{"a/HE/x.svs", "b/HE/x.svs"}, inputs: []string{"a/HE", "b/HE"},
+			want: map[string]string{"a/HE/x.svs": "a-HE-x", "b/HE/x.svs": "b-HE-x"}},
+		{name: "qualified id taken by a file name",
+			files: []string{"top/HE-x.png", "top/HE/x.png", "top/IHC/x.png"}, inputs: []string{"top"}, recursive: true,
+			want: map[string]string{"top/HE-x.png": "HE-x", "top/HE/x.png": "top-HE-x", "top/IHC/x.png": "top-IHC-x"}},
+		{name: "three folders",
+			files: []string{"HE/x.png", "IHC/x.png", "PR/x.jpg"}, inputs: []string{"PR", "HE", "IHC"},
+			want: map[string]string{"HE/x.png": "HE-x", "IHC/x.png": "IHC-x", "PR/x.jpg": "PR-x"}},
+		{name: "same file twice",
+			files: []string{"HE/x.png"}, inputs: []string{"HE", "HE/x.png"},
+			want: map[string]string{"HE/x.png": "x"}},
+		{name: "two extensions in one folder",
+			files: []string{"HE/x.jpg", "HE/x.png", "IHC/x.png"}, inputs: []string{"HE", "IHC"},
+			wantErr: []string{`slide id "x"`, "HE/x.jpg", "HE/x.png", "rename"}},
+		{name: "hidden file named",
+			files: []string{"HE/.x.png"}, inputs: []string{"HE/.x.png"},
+			wantErr: []string{".x.png", "hidden"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			touch(t, dir, c.files...)
+			var inputs []string
+			for _, in := range c.inputs {
+				inputs = append(inputs, filepath.Join(dir, filepath.FromSlash(in)))
+			}
+			got, err := FindSlides(inputs, c.recursive)
+			if c.wantErr != nil {
+				if err == nil {
+					t.Fatalf("no error; slides %+v", got)
+				}
+				for _, w := range c.wantErr {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error %q does not say %q", err, w)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids := map[string]string{}
+			for i, in := range got {
+				rel, _ := filepath.Rel(dir, in.Path)
+				ids[filepath.ToSlash(rel)] = in.ID
+				if err := ValidID(in.ID); err != nil {
+					t.Error(err)
+				}
+				if i > 0 && got[i-1].ID >= in.ID {
+					t.Errorf("not sorted by id: %q before %q", got[i-1].ID, in.ID)
+				}
+			}
+			if len(ids) != len(c.want) {
+				t.Errorf("found %v, want %v", ids, c.want)
+			}
+			for f, id := range c.want {
+				if ids[f] != id {
+					t.Errorf("%s: id %q, want %q", f, ids[f], id)
+				}
+			}
+		})
+	}
+}
+
 // The tile stage on plain images found in a folder: without --mpp each
 // fails with the error that names the file and --mpp; with --mpp 0.5 each
 // is tiled into the patches its tissue covers.
