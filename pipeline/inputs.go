@@ -51,8 +51,8 @@ const IDSeparator = "-"
 // are the same whether the folders are given one by one (--input HE --input
 // IHC) or through their parent (--input data --recursive). They do depend
 // on that set: a run over HE alone names the same file 00345_test_0, so
-// give a work folder the same inputs each time. Files that no folder name
-// tells apart (x.jpg and x.png in one folder) are an error naming both.
+// give a work folder the same inputs each time. Two files of one name in
+// one folder (x.jpg and x.png) are an error naming both.
 func FindSlides(inputs []string, recursive bool) ([]Input, error) {
 	var files []string
 	seen := map[string]bool{}
@@ -144,38 +144,38 @@ func assignIDs(files []string) (map[string]string, error) {
 	for _, base := range shared {
 		paths := groups[base]
 		sort.Strings(paths)
+		for i := 1; i < len(paths); i++ {
+			if filepath.Dir(paths[i]) == filepath.Dir(paths[i-1]) {
+				return nil, fmt.Errorf("pipeline: %s and %s: two files of one name in one folder, both slide %q: rename or leave out one",
+					paths[i-1], paths[i], base)
+			}
+		}
 		depth := 0
 		for _, p := range paths {
 			depth = max(depth, len(folderNames(p)))
 		}
 		done := false
 		for k := 1; k <= depth && !done; k++ {
-			cand := make(map[string]string, len(paths))
-			ok := true
-			for _, p := range paths {
-				id, fits := qualifiedID(p, base, k)
-				if !fits || ValidID(id) != nil || taken[id] {
-					ok = false
+			cand := make([]string, len(paths))
+			fresh := map[string]bool{}
+			done = true
+			for i, p := range paths {
+				cand[i] = qualifiedID(p, base, k)
+				if ValidID(cand[i]) != nil || taken[cand[i]] || fresh[cand[i]] {
+					done = false
 					break
 				}
-				for _, other := range cand {
-					if other == id {
-						ok = false
-					}
+				fresh[cand[i]] = true
+			}
+			if done {
+				for i, p := range paths {
+					ids[p] = cand[i]
+					taken[cand[i]] = true
 				}
-				cand[p] = id
 			}
-			if !ok {
-				continue
-			}
-			for p, id := range cand {
-				ids[p] = id
-				taken[id] = true
-			}
-			done = true
 		}
 		if !done {
-			return nil, fmt.Errorf("pipeline: slide id %q is used by %d files that their folder names do not tell apart: %s (the same name with two extensions in one folder?): rename or leave out all but one",
+			return nil, fmt.Errorf("pipeline: files named %q in %d folders, which their folder names do not tell apart as slide ids: %s: rename them",
 				base, len(paths), strings.Join(paths, ", "))
 		}
 	}
@@ -193,15 +193,12 @@ func folderNames(path string) []string {
 	return names
 }
 
-// qualifiedID is base preceded by the names of the k folders path is in,
-// innermost last, joined by IDSeparator; fits is false when path is in
-// fewer than k folders.
-func qualifiedID(path, base string, k int) (id string, fits bool) {
+// qualifiedID is base preceded by the names of the last k folders path is
+// in (all of them when there are fewer), joined by IDSeparator.
+func qualifiedID(path, base string, k int) string {
 	names := folderNames(path)
-	if len(names) < k {
-		return "", false
-	}
-	return strings.Join(append(names[len(names)-k:], base), IDSeparator), true
+	names = names[len(names)-min(k, len(names)):]
+	return strings.Join(append(names, base), IDSeparator)
 }
 
 // HasSlideExtension reports whether name ends in one of SlideExtensions.

@@ -55,7 +55,7 @@ func TestFindSlidesIDs(t *testing.T) {
 		files     []string
 		inputs    []string // relative to the temporary folder; "." is the folder itself
 		recursive bool
-		want      map[string]string // file → id
+		want      map[string]string // file → id; $DIR is the name of the temporary folder
 		wantErr   []string          // substrings of the error
 	}{
 		{name: "one folder keeps file names",
@@ -85,9 +85,12 @@ func TestFindSlidesIDs(t *testing.T) {
 		{name: "same file twice",
 			files: []string{"HE/x.png"}, inputs: []string{"HE", "HE/x.png"},
 			want: map[string]string{"HE/x.png": "x"}},
+		{name: "folders of different depth",
+			files: []string{"a/x.png", "b/a/x.png"}, inputs: []string{"."}, recursive: true,
+			want: map[string]string{"a/x.png": "$DIR-a-x", "b/a/x.png": "b-a-x"}},
 		{name: "two extensions in one folder",
 			files: []string{"HE/x.jpg", "HE/x.png", "IHC/x.png"}, inputs: []string{"HE", "IHC"},
-			wantErr: []string{`slide id "x"`, "HE/x.jpg", "HE/x.png", "rename"}},
+			wantErr: []string{`slide "x"`, "HE/x.jpg and ", "HE/x.png: two files of one name in one folder", "rename"}},
 		{name: "hidden file named",
 			files: []string{"HE/.x.png"}, inputs: []string{"HE/.x.png"},
 			wantErr: []string{".x.png", "hidden"}},
@@ -130,6 +133,7 @@ func TestFindSlidesIDs(t *testing.T) {
 				t.Errorf("found %v, want %v", ids, c.want)
 			}
 			for f, id := range c.want {
+				id = strings.ReplaceAll(id, "$DIR", filepath.Base(dir))
 				if ids[f] != id {
 					t.Errorf("%s: id %q, want %q", f, ids[f], id)
 				}
