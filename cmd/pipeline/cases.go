@@ -93,7 +93,7 @@ func runCasesPair(args []string) error {
 	heDir := fs.String("he", "", "folder of H&E slides or images (required)")
 	ihcDir := fs.String("ihc", "", "folder of IHC slides or images with the same file names (required)")
 	labels := fs.String("labels", "", "CSV with the columns name,label[,split]: each case's HER2 label by name (file name with or without extension)")
-	pattern := fs.String("label-pattern", cases.DefaultLabelPattern, "regular expression finding the label in a file name without extension: the group named label (else the first group) and, optionally, one named split; used without --labels (the default reads BCI's names, 00345_test_2+)")
+	pattern := fs.String("label-pattern", cases.DefaultLabelPattern, "regular expression finding the label in a file name without extension: the group named label (else the first group) and, optionally, one named split; used without --labels (the default reads BCI's names: 00672_test_3+ is 3+, test)")
 	out := fs.String("out", "", "case set CSV to write (default: WORK/cases.csv with --work)")
 	work := fs.String("work", "", "work folder: --out defaults to its cases.csv")
 	recursive := fs.Bool("recursive", false, "descend into sub-folders (a file's path below its folder pairs it); give the run --recursive too")
