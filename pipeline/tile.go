@@ -170,6 +170,7 @@ func TileSlide(ctx context.Context, in Input, work Work, opt TileOptions) (res R
 	tWrite := time.Since(t0)
 
 	meta := s.Meta
+	meta.ID = in.ID // the run's id (FindSlides), which may name the folder too
 	rec := SlideRecord{
 		Version: Version, Slide: meta, SourceModTime: fi.ModTime().UTC(), Fingerprint: fp, Plan: plan, Params: opt,
 		MaskWidth: mask.W, MaskHeight: mask.H, MaskMPP: maskMPP, MaskLevel: maskLevel,

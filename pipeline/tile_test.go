@@ -243,15 +243,20 @@ func TestFindSlidesDuplicateIDs(t *testing.T) {
 		os.MkdirAll(filepath.Join(dir, sub), 0o755)
 		os.WriteFile(filepath.Join(dir, sub, "x.svs"), []byte("x"), 0o644)
 	}
-	_, err := FindSlides([]string{filepath.Join(dir, "a"), filepath.Join(dir, "b")}, false)
-	if err == nil || !strings.Contains(err.Error(), `"x"`) {
+	// The same name in two folders: the folder names tell them apart.
+	for _, args := range [][]string{{filepath.Join(dir, "a"), filepath.Join(dir, "b")}, {dir}} {
+		got, err := FindSlides(args, len(args) == 1)
+		if err != nil || len(got) != 2 || got[0].ID != "a-x" || got[1].ID != "b-x" {
+			t.Errorf("FindSlides(%v): %+v %v, want ids a-x and b-x", args, got, err)
+		}
+	}
+	// Two extensions in one folder: nothing tells them apart.
+	os.WriteFile(filepath.Join(dir, "a", "x.tif"), []byte("x"), 0o644)
+	_, err := FindSlides([]string{filepath.Join(dir, "a")}, false)
+	if err == nil || !strings.Contains(err.Error(), `"x"`) || !strings.Contains(err.Error(), "x.svs") || !strings.Contains(err.Error(), "x.tif") {
 		t.Errorf("duplicate id not reported: %v", err)
 	}
-	got, err := FindSlides([]string{dir}, true)
-	if err == nil {
-		t.Errorf("recursive scan with duplicate ids: %v %v", got, err)
-	}
-	got, err = FindSlides([]string{dir}, false)
+	got, err := FindSlides([]string{dir}, false)
 	if err != nil || len(got) != 0 {
 		t.Errorf("non-recursive scan of a folder with only sub-folders: %v %v", got, err)
 	}

@@ -7,11 +7,16 @@ import (
 )
 
 // Plain images (JPEG, PNG, GIF, WebP) open as one-level slides, read by
-// libvips' own loader for the file. They have no slide extension: a
-// directory scan does not pick them up; named explicitly, they open.
+// libvips' own loader for the file. JPEG's and PNG's extensions are
+// registered, so a directory scan picks up folders of image patches (as
+// datasets such as BCI ship them); TIFF images are the TIFF family's
+// (format_tiff.go). GIF and WebP are not histology formats: they open when
+// named explicitly but a scan passes them by. Images carry no resolution
+// the pipeline trusts: they need --mpp.
 func init() {
 	RegisterFormat(Format{
 		Name:         "image",
+		Extensions:   []string{".jpg", ".jpeg", ".png"},
 		Sniff:        isPlainImage,
 		ReadMetadata: readImageMetadata,
 	})

@@ -82,6 +82,11 @@ func TestSniffHeaders(t *testing.T) {
 		{"PNG", hdrPNG, "a.png", "image"},
 		{"GIF", hdrGIF, "a.gif", "image"},
 		{"WebP", hdrWebP, "a.webp", "image"},
+		{"JPEG named .png", hdrJPEG, "a.png", "image"},
+		{"PNG named .JPG", hdrPNG, "a.JPG", "image"},
+		{"TIFF named .png", hdrTIFFLE, "a.png", "tiff"},
+		{"text named .png", hdrText, "a.png", ""},
+		{"JPEG named .svs", hdrJPEG, "a.svs", "image"},
 		{"JPEG named .mrxs", hdrJPEG, "a.mrxs", "mrxs"},
 		{"text named .mrxs", hdrText, "a.mrxs", "mrxs"},
 		{"text named .vms", hdrText, "a.vms", "vms"},
@@ -108,10 +113,10 @@ func TestSniffHeaders(t *testing.T) {
 	}
 }
 
-// The registered extensions are exactly the ones the pipeline scanned for
-// before formats were a registry.
+// The registered extensions are the ones the pipeline scanned for before
+// formats were a registry, and JPEG's and PNG's (folders of image patches).
 func TestExtensions(t *testing.T) {
-	want := []string{".bif", ".btf", ".dcm", ".mrxs", ".ndpi", ".scn", ".svs", ".svslide", ".tif", ".tiff", ".vms", ".vmu"}
+	want := []string{".bif", ".btf", ".dcm", ".jpeg", ".jpg", ".mrxs", ".ndpi", ".png", ".scn", ".svs", ".svslide", ".tif", ".tiff", ".vms", ".vmu"}
 	if got := Extensions(); !slices.Equal(got, want) {
 		t.Errorf("Extensions() = %v, want %v", got, want)
 	}
@@ -297,7 +302,7 @@ func TestUnknownFormatError(t *testing.T) {
 				t.Fatalf("%s: %v, want ErrUnknownFormat", name, err)
 			}
 			want := "slide: " + p + ": unknown format, not a slide or image this build can read (known formats: " +
-				"bif (.bif), dicom (.dcm), image, mrxs (.mrxs), ndpi (.ndpi), scn (.scn), svslide (.svslide), " +
+				"bif (.bif), dicom (.dcm), image (.jpeg .jpg .png), mrxs (.mrxs), ndpi (.ndpi), scn (.scn), svslide (.svslide), " +
 				"tiff (.btf .svs .tif .tiff), vms (.vms .vmu))"
 			if err.Error() != want {
 				t.Errorf("error\n %q\nwant\n %q", err, want)

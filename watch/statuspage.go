@@ -511,9 +511,12 @@ func loopbackHost(hostport string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// servedKind: a WORK output the page shows, never a slide.
+// servedKind: a WORK output the page shows, never a slide. PNG is both:
+// the work folder's pictures (qc.png, heatmap.png) are PNG, and so are
+// image inputs; those are in the inbox, which is never served.
 func servedKind(rel string) bool {
-	return statusServedExts[strings.ToLower(path.Ext(rel))] && !pipeline.HasSlideExtension(rel)
+	ext := strings.ToLower(path.Ext(rel))
+	return statusServedExts[ext] && (ext == ".png" || !pipeline.HasSlideExtension(rel))
 }
 
 // underInbox says whether rel lies in the inbox (case folded, for

@@ -5,6 +5,7 @@
 //	pipeline tile --input FILE|DIR --out WORK  tissue mask + 20× patch grid
 //	pipeline synth --out FILE.svs              generate a synthetic test slide
 //	pipeline synth --cases N --out WORK        generate a synthetic case set (paired H&E/IHC bundles)
+//	pipeline cases pair --he DIR --ihc DIR --out C.csv  case set from paired H&E/IHC folders
 //	pipeline train --cases C.csv --work WORK --out RUNDIR --encoder NAME
 //	pipeline predict --model RUNDIR --work WORK --encoder NAME --input SLIDE...
 //	pipeline watch --inbox DIR --out WORK --model RUNDIR --encoder M.onnx [--http :8080] [--once]
@@ -43,7 +44,7 @@ var commands = map[string]struct {
 	"run":             {runRun, "run stages (tile, embed, anchors, predict) over slides, skipping what is up to date"},
 	"tile":            {runTile, "the tile stage alone (= run --stage tile)"},
 	"synth":           {runSynth, "generate a synthetic pyramidal test slide, or (--cases N) a synthetic case set"},
-	"cases":           {runCases, "cases check|split: validate the case set against the work folder; stratified train/test split and folds"},
+	"cases":           {runCases, "cases check|split|pair: validate the case set against the work folder; stratified train/test split and folds; pair an H&E folder with an IHC folder into a case set"},
 	"anchors":         {runAnchors, "anchors bins: write one ppk group's distance and polar bins over all patches"},
 	"train":           {runTrain, "train (and cross-validate) a model on a case set; test on the held-out cases"},
 	"predict":         {runPredict, "H&E-only prediction of embedded, anchored slides with a trained model (= run --stage predict by slide id)"},

@@ -5,14 +5,20 @@
 //
 // (WORK/cases.csv by default). Columns may come in any order; their names are
 // matched without regard to case or surrounding spaces, and split and fold may
-// be left out. Slides are named by their slide id: the slide's file name
-// without extension, as in WORK/slides/<slide_id>. label is the HER2 score:
-// 0, 1, 2, 3 or 0, 1+, 2+, 3+. ihc_slide is empty for H&E-only cases. split is
+// be left out. Slides are named by their slide id, as in
+// WORK/slides/<slide_id>: the slide's file name without extension, with the
+// name of its folder in front when another file of the run has the same name
+// (HE-00345_test_0; see pipeline.FindSlides). label is the HER2 score: 0, 1,
+// 2, 3 or 0, 1+, 2+, 3+. ihc_slide is empty for H&E-only cases. split is
 // train, test or empty; fold is empty or, for train cases only, 0..F-1.
 // Fields may be quoted as in RFC 4180, so ids may hold commas, quotes, spaces
 // and non-ASCII letters; surrounding spaces of every field are trimmed. Lines
 // starting with '#' and blank lines are ignored and not written back. A UTF-8
 // byte order mark (as spreadsheet programs write) is skipped.
+//
+// Pair builds a case set from an H&E folder and an IHC folder whose files
+// are paired by name, with labels from a labels file (ReadLabels) or from
+// the names themselves (DefaultLabelPattern, BCI's naming).
 //
 // Parse and Read report every problem of a file, each on its line; a file with
 // problems yields no cases. Callers check those problems first and never split

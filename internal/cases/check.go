@@ -15,7 +15,7 @@ type WorkChecker interface {
 
 // slideExts are slide file extensions; a slide id that ends in one was most
 // likely written as a file name, and Check says so.
-var slideExts = []string{".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide"}
+var slideExts = []string{".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide", ".jpg", ".jpeg", ".png"}
 
 // Check asks the work folder about every slide of every case: one problem per
 // slide that is not ready, on the case's line, naming the case, the role (H&E

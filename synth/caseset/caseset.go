@@ -799,4 +799,3 @@ func synthIntN(src *rand.PCG, n int) int {
 	}
 	return int(hi)
 }
-
