@@ -8,6 +8,8 @@ import (
 	"math"
 	"os"
 	"strconv"
+
+	"github.com/her2wsi/her2wsi/internal/raster"
 )
 
 // Plot geometry, in pixels.
@@ -63,7 +65,7 @@ func PlotROC(labels []int, probs [][]float64, classNames []string, title string)
 		return nil, err
 	}
 	img := image.NewRGBA(image.Rect(0, 0, plotW, plotH))
-	fillRect(img, 0, 0, plotW, plotH, white)
+	raster.FillRect(img, xywh(0, 0, plotW, plotH), white)
 	drawAxes(img)
 	dashedLine(img, toPixel(ROCPoint{0, 0}), toPixel(ROCPoint{1, 1}), 1, 7, 5, chanceGry)
 
@@ -94,32 +96,32 @@ func PlotROC(labels []int, probs [][]float64, classNames []string, title string)
 	legend = append(legend, undefined...)
 
 	// Title, centred over the axes (left-aligned when too wide).
-	tw := textWidth(title, textScale)
+	tw := raster.TextWidth(title, textScale)
 	tx := (plotLeft + plotRight - tw) / 2
 	if tx < 4 || tx+tw > plotW-4 {
 		tx = 4
 	}
-	drawText(img, tx, 14, title, textScale, black, true)
+	raster.DrawText(img, tx, 14, title, textScale, black, true)
 
 	// Legend box in the lower right corner of the axes.
 	const pad, swatch, gap = 8, 28, 8
-	lineH := lineStep * textScale
+	lineH := raster.LineStep * textScale
 	maxW := 0
 	for _, e := range legend {
-		maxW = max(maxW, textWidth(e.text, textScale))
+		maxW = max(maxW, raster.TextWidth(e.text, textScale))
 	}
 	boxW := pad + swatch + gap + maxW + pad
-	boxH := pad + len(legend)*lineH - (lineStep-glyphH)*textScale + pad
+	boxH := pad + len(legend)*lineH - (raster.LineStep-raster.GlyphH)*textScale + pad
 	bx, by := plotRight-10-boxW, plotBottom-10-boxH
-	fillRect(img, bx, by, boxW, boxH, white)
-	strokeRect(img, bx, by, boxW, boxH, chanceGry)
+	raster.FillRect(img, xywh(bx, by, boxW, boxH), white)
+	raster.StrokeRect(img, xywh(bx, by, boxW, boxH), chanceGry)
 	for i, e := range legend {
 		y := by + pad + i*lineH
 		if e.width > 0 {
 			h := int(math.Round(e.width))
-			fillRect(img, bx+pad, y+(glyphH-1)*textScale/2-h/2, swatch, h, e.col)
+			raster.FillRect(img, xywh(bx+pad, y+(raster.GlyphH-1)*textScale/2-h/2, swatch, h), e.col)
 		}
-		drawText(img, bx+pad+swatch+gap, y, e.text, textScale, e.col, false)
+		raster.DrawText(img, bx+pad+swatch+gap, y, e.text, textScale, e.col, false)
 	}
 	return img, nil
 }
@@ -136,63 +138,32 @@ func toPixel(p ROCPoint) [2]float64 {
 // the axis titles.
 func drawAxes(img *image.RGBA) {
 	const tickLen = 6
-	glyphPix := glyphH * textScale
+	glyphPix := raster.GlyphH * textScale
 	for k := 0; k <= 5; k++ {
 		v := float64(k) / 5
 		p := toPixel(ROCPoint{v, v})
 		x, y := int(math.Round(p[0])), int(math.Round(p[1]))
 		label := strconv.FormatFloat(v, 'f', 1, 64)
-		lw := textWidth(label, textScale)
+		lw := raster.TextWidth(label, textScale)
 		if k > 0 && k < 5 {
-			fillRect(img, x, plotTop, 1, plotBottom-plotTop, gridGrey)
-			fillRect(img, plotLeft, y, plotRight-plotLeft, 1, gridGrey)
+			raster.FillRect(img, xywh(x, plotTop, 1, plotBottom-plotTop), gridGrey)
+			raster.FillRect(img, xywh(plotLeft, y, plotRight-plotLeft, 1), gridGrey)
 		}
-		fillRect(img, x, plotBottom, 1, tickLen, black)
-		drawText(img, x-lw/2, plotBottom+tickLen+4, label, textScale, black, false)
-		fillRect(img, plotLeft-tickLen, y, tickLen, 1, black)
-		drawText(img, plotLeft-tickLen-4-lw, y-(glyphH-1)*textScale/2, label, textScale, black, false)
+		raster.FillRect(img, xywh(x, plotBottom, 1, tickLen), black)
+		raster.DrawText(img, x-lw/2, plotBottom+tickLen+4, label, textScale, black, false)
+		raster.FillRect(img, xywh(plotLeft-tickLen, y, tickLen, 1), black)
+		raster.DrawText(img, plotLeft-tickLen-4-lw, y-(raster.GlyphH-1)*textScale/2, label, textScale, black, false)
 	}
-	strokeRect(img, plotLeft, plotTop, plotRight-plotLeft+1, plotBottom-plotTop+1, black)
+	raster.StrokeRect(img, xywh(plotLeft, plotTop, plotRight-plotLeft+1, plotBottom-plotTop+1), black)
 
 	xl := "False positive rate"
-	drawText(img, (plotLeft+plotRight-textWidth(xl, textScale))/2, plotBottom+tickLen+4+glyphPix+10, xl, textScale, black, false)
+	raster.DrawText(img, (plotLeft+plotRight-raster.TextWidth(xl, textScale))/2, plotBottom+tickLen+4+glyphPix+10, xl, textScale, black, false)
 	yl := "True positive rate"
-	drawTextUp(img, 8, (plotTop+plotBottom+textWidth(yl, textScale))/2, yl, textScale, black)
+	raster.DrawTextUp(img, 8, (plotTop+plotBottom+raster.TextWidth(yl, textScale))/2, yl, textScale, black)
 }
 
-// blend paints colour col over the pixel (x, y) with coverage a in [0,1].
-func blend(img *image.RGBA, x, y int, col color.RGBA, a float64) {
-	if !(image.Point{x, y}).In(img.Rect) || a <= 0 {
-		return
-	}
-	if a > 1 {
-		a = 1
-	}
-	i := img.PixOffset(x, y)
-	px := img.Pix[i : i+4 : i+4]
-	mix := func(dst, src uint8) uint8 {
-		return uint8(math.Round(float64(dst) + (float64(src)-float64(dst))*a))
-	}
-	px[0], px[1], px[2], px[3] = mix(px[0], col.R), mix(px[1], col.G), mix(px[2], col.B), 255
-}
-
-// fillRect fills the w×h rectangle with top-left corner (x, y), clipped.
-func fillRect(img *image.RGBA, x, y, w, h int, col color.RGBA) {
-	r := image.Rect(x, y, x+w, y+h).Intersect(img.Rect)
-	for py := r.Min.Y; py < r.Max.Y; py++ {
-		for px := r.Min.X; px < r.Max.X; px++ {
-			img.SetRGBA(px, py, col)
-		}
-	}
-}
-
-// strokeRect draws the one-pixel outline of the w×h rectangle at (x, y).
-func strokeRect(img *image.RGBA, x, y, w, h int, col color.RGBA) {
-	fillRect(img, x, y, w, 1, col)
-	fillRect(img, x, y+h-1, w, 1, col)
-	fillRect(img, x, y, 1, h, col)
-	fillRect(img, x+w-1, y, 1, h, col)
-}
+// xywh is the w×h rectangle with top-left corner (x, y).
+func xywh(x, y, w, h int) image.Rectangle { return image.Rect(x, y, x+w, y+h) }
 
 // line draws an anti-aliased segment of the given width from a to b (pixel
 // centres at integer coordinates). It generalises Xiaolin Wu's algorithm:
@@ -221,9 +192,9 @@ func line(img *image.RGBA, a, b [2]float64, width float64, col color.RGBA) {
 		for j := int(math.Floor(lo + 0.5)); j <= int(math.Floor(hi+0.5)); j++ {
 			cov := math.Min(hi, float64(j)+0.5) - math.Max(lo, float64(j)-0.5)
 			if steep {
-				blend(img, j, xi, col, cov)
+				raster.Blend(img, j, xi, col, cov)
 			} else {
-				blend(img, xi, j, col, cov)
+				raster.Blend(img, xi, j, col, cov)
 			}
 		}
 	}

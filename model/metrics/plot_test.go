@@ -147,23 +147,6 @@ func TestPlotROCNoDefinedCurve(t *testing.T) {
 	}
 }
 
-func TestFont(t *testing.T) {
-	for r := ' '; r <= '~'; r++ {
-		if _, ok := glyphSrc[r]; !ok {
-			t.Errorf("no glyph for %q", r)
-		}
-		if r != ' ' && *glyphOf(r) == (glyph{}) {
-			t.Errorf("glyph %q is empty", r)
-		}
-	}
-	if *glyphOf('é') != *glyphOf('?') {
-		t.Error("non-ASCII is not drawn as '?'")
-	}
-	if got := textWidth("AUC", 2); got != (3*advance-1)*2 {
-		t.Errorf("textWidth = %d", got)
-	}
-}
-
 func TestLineCoverage(t *testing.T) {
 	img := image.NewRGBA(image.Rect(0, 0, 20, 20))
 	red := color.RGBA{255, 0, 0, 255}
