@@ -121,8 +121,8 @@ func drawHeatmap(img *raster.RGB, w0, h0, step int64, coords, rows []int64, attn
 			}
 		}
 	}
-	leg := heatmapLegend(img.W, img.H, umPerPx)
-	leg.Place(img, max(4, img.W/100), func(r image.Rectangle) float64 {
+	leg, fallback := heatmapLegend(img.W, img.H, umPerPx)
+	leg.PlaceOr(img, fallback, max(4, img.W/100), func(r image.Rectangle) float64 {
 		n := 0
 		for _, p := range patches {
 			n += area(p.Intersect(r))
@@ -131,8 +131,9 @@ func drawHeatmap(img *raster.RGB, w0, h0, step int64, coords, rows []int64, attn
 	})
 }
 
-// heatmapLegend is the heatmap's legend for a w×h picture.
-func heatmapLegend(w, h int, umPerPx float64) raster.Legend {
+// heatmapLegend is the heatmap's legend for a w×h picture, and the
+// colour bar alone for a picture too small for it.
+func heatmapLegend(w, h int, umPerPx float64) (leg, fallback raster.Legend) {
 	scale := raster.PictureTextScale(w, h)
 	rows := []raster.LegendRow{
 		{Text: "attention, this slide's min to max"},
@@ -141,7 +142,7 @@ func heatmapLegend(w, h int, umPerPx float64) raster.Legend {
 	if bar, ok := raster.ScaleBarRow(umPerPx, w, scale); ok {
 		rows = append(rows, bar)
 	}
-	return raster.Legend{Rows: rows, Scale: scale}
+	return raster.Legend{Rows: rows, Scale: scale}, raster.Legend{Rows: rows[1:2], Scale: scale}
 }
 
 func area(r image.Rectangle) int { return r.Dx() * r.Dy() }

@@ -108,8 +108,9 @@ type QCLabels struct {
 // QCLegend is the QC picture's legend for a picture w×h pixels: the
 // outline's and the boxes' colours with what they mean (the patch count,
 // size and resolution; the mask's resolution when mask is not nil) and a
-// scale bar when UMPerPixel is known.
-func QCLegend(w, h int, mask *Mask, l QCLabels) raster.Legend {
+// scale bar when UMPerPixel is known; and the scale bar alone, the
+// fallback for a picture too small for the whole legend.
+func QCLegend(w, h int, mask *Mask, l QCLabels) (leg, fallback raster.Legend) {
 	scale := raster.PictureTextScale(w, h)
 	outline := "tissue outline"
 	if mask != nil && mask.MPP > 0 {
@@ -129,18 +130,20 @@ func QCLegend(w, h int, mask *Mask, l QCLabels) raster.Legend {
 	}
 	if bar, ok := raster.ScaleBarRow(l.UMPerPixel, w, scale); ok {
 		rows = append(rows, bar)
+		fallback.Rows, fallback.Scale = []raster.LegendRow{bar}, scale
 	}
-	return raster.Legend{Rows: rows, Scale: scale}
+	return raster.Legend{Rows: rows, Scale: scale}, fallback
 }
 
 // DrawQCLegend draws QCLegend onto img (a QC picture) in place, in the
-// corner where the mask, scaled to the picture, shows least tissue. It
-// reports whether the legend fitted (a tiny picture gets none).
+// corner where the mask, scaled to the picture, shows least tissue (the
+// scale bar alone when the whole legend does not fit). It reports whether
+// the whole legend fitted.
 func DrawQCLegend(img *raster.RGB, mask *Mask, l QCLabels) bool {
 	if img.Valid() != nil {
 		return false
 	}
-	leg := QCLegend(img.W, img.H, mask, l)
+	leg, fallback := QCLegend(img.W, img.H, mask, l)
 	var cost func(image.Rectangle) float64
 	if mask != nil && mask.W > 0 && mask.H > 0 && len(mask.Tissue) == mask.W*mask.H {
 		sx, sy := float64(mask.W)/float64(img.W), float64(mask.H)/float64(img.H)
@@ -148,8 +151,8 @@ func DrawQCLegend(img *raster.RGB, mask *Mask, l QCLabels) bool {
 			return mask.Fraction(float64(r.Min.X)*sx, float64(r.Min.Y)*sy, float64(r.Max.X)*sx, float64(r.Max.Y)*sy)
 		}
 	}
-	_, ok := leg.Place(img, max(4, img.W/100), cost)
-	return ok
+	_, full := leg.PlaceOr(img, fallback, max(4, img.W/100), cost)
+	return full
 }
 
 func rgba(c [3]uint8) color.RGBA { return color.RGBA{c[0], c[1], c[2], 255} }

@@ -264,7 +264,35 @@ func TestDrawQCLegendContent(t *testing.T) {
 	if best != 50 {
 		t.Errorf("scale bar %d px; want 50 (100 µm at 2 µm/px)", best)
 	}
-	if leg := QCLegend(320, 240, m, QCLabels{Patches: 1}); len(leg.Rows) != 2 {
-		t.Errorf("legend without a resolution has %d rows; want 2 (no scale bar)", len(leg.Rows))
+	if leg, fallback := QCLegend(320, 240, m, QCLabels{Patches: 1}); len(leg.Rows) != 2 || len(fallback.Rows) != 0 {
+		t.Errorf("legend without a resolution has %d rows and a fallback of %d; want 2 and none (no scale bar)", len(leg.Rows), len(fallback.Rows))
+	}
+}
+
+// A picture too small for the legend gets the scale bar alone.
+func TestDrawQCLegendSmallPicture(t *testing.T) {
+	pic := raster.New(150, 150)
+	for i := range pic.Pix {
+		pic.Pix[i] = 230
+	}
+	if DrawQCLegend(pic, nil, QCLabels{UMPerPixel: 0.5, Patches: 0, PatchSize: 256, PatchMPP: 0.5}) {
+		t.Fatal("the whole legend fitted a 150-px picture")
+	}
+	// A fifth of 150 px at 0.5 µm/px is 15 µm: a 10 µm bar, 20 px.
+	best, n := 0, 0
+	for y := 0; y < pic.H; y++ {
+		run := 0
+		for x := 0; x < pic.W; x++ {
+			if r, g, b := pic.At(x, y); r == 0 && g == 0 && b == 0 {
+				run++
+				n++
+				best = max(best, run)
+			} else {
+				run = 0
+			}
+		}
+	}
+	if best != 20 || n > 400 {
+		t.Errorf("scale bar %d px, %d black pixels; want a 20-px bar and its label only", best, n)
 	}
 }

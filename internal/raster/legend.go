@@ -186,6 +186,18 @@ func (l Legend) Place(c Canvas, margin int, cost func(image.Rectangle) float64) 
 	return image.Rectangle{}, false
 }
 
+// PlaceOr places l as Place does; when it does not fit, it places the
+// smaller fallback instead (e.g. the scale bar alone on a tiny picture).
+// It returns the panel's rectangle (empty when neither fits) and whether
+// it is l's.
+func (l Legend) PlaceOr(c Canvas, fallback Legend, margin int, cost func(image.Rectangle) float64) (r image.Rectangle, full bool) {
+	if r, ok := l.Place(c, margin, cost); ok {
+		return r, true
+	}
+	r, _ = fallback.Place(c, margin, cost)
+	return r, false
+}
+
 // LineKey draws a horizontal line of the given width across the key box.
 func LineKey(col color.RGBA, width int) func(Canvas, image.Rectangle) {
 	return func(c Canvas, r image.Rectangle) {

@@ -126,3 +126,19 @@ func longestRun(img *RGB, r image.Rectangle, col color.RGBA) int {
 	}
 	return best
 }
+
+func TestLegendPlaceOr(t *testing.T) {
+	big := Legend{Scale: 1, Rows: []LegendRow{{Text: "a legend far too wide for the picture"}}}
+	small := Legend{Scale: 1, Rows: []LegendRow{{Key: ScaleBarKey(2), KeyW: 20, Text: "10 µm"}}}
+	img := New(80, 40)
+	r, full := big.PlaceOr(img, small, 2, nil)
+	if full || r.Size() != small.Size() {
+		t.Errorf("PlaceOr = %v, %v; want the fallback's %v", r, full, small.Size())
+	}
+	if r, full := small.PlaceOr(New(80, 40), big, 2, nil); !full || r.Empty() {
+		t.Errorf("a legend that fits: %v, %v", r, full)
+	}
+	if r, full := big.PlaceOr(New(10, 10), small, 2, nil); full || !r.Empty() {
+		t.Errorf("neither fits: %v, %v", r, full)
+	}
+}
