@@ -266,9 +266,9 @@ func CoordsChecksum(coords []int64) string { return store.ChecksumInt64(coords) 
 // qcBase returns the plain picture of the whole slide that the QC picture
 // and the heatmap are drawn on: maxSide pixels on its long side, or level
 // 0's size when that is smaller (never enlarged). The mask's image low
-// serves when it is at least that large (scaled down to maxSide); a
-// smaller one (a slide under maxSide·4 µm/px wide) is replaced by the
-// slide's thumbnail, read from the pyramid level nearest above that size
+// serves when it is at least that large (scaled down to maxSide: a slide
+// over maxSide mask pixels across, 8 mm at the defaults); a smaller one is
+// replaced by the slide's thumbnail, read from the pyramid level nearest above that size
 // and streamed, never a whole level into memory. On a read error qcBase
 // returns the mask's image scaled up to that size, and the error.
 func qcBase(s *slide.Slide, low *raster.RGB, maxSide int) (*raster.RGB, error) {
