@@ -1,13 +1,8 @@
 package pipeline
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"image"
-	"image/color"
-	"image/draw"
-	"image/png"
 	"log/slog"
 	"math"
 	"os"
@@ -186,90 +181,6 @@ func csvFirstField(line string) string {
 		b.WriteByte(line[i])
 	}
 	return b.String()
-}
-
-// writeHeatmap draws the [CLS]→patch attention over the slide's QC picture
-// (or a blank canvas when there is none): each patch square coloured from
-// blue (low) to red (high), min–max normalised over the slide.
-func writeHeatmap(work Work, id string, sd *bundle.SlideData, attn []float32) error {
-	rec, err := work.ReadSlideRecord(id)
-	if err != nil {
-		return fmt.Errorf("pipeline: slide %s: heatmap: %w", id, err)
-	}
-	coords, err := work.ReadCoords(id, rec)
-	if err != nil {
-		return fmt.Errorf("pipeline: slide %s: heatmap: %w", id, err)
-	}
-	var base image.Image
-	if f, err := os.Open(work.QCPNG(id)); err == nil {
-		base, _ = png.Decode(f)
-		f.Close()
-	}
-	var W, H int64
-	if len(rec.Slide.Levels) > 0 {
-		W, H = rec.Slide.Levels[0].Width, rec.Slide.Levels[0].Height
-	}
-	if W <= 0 || H <= 0 {
-		for i := 0; i+1 < len(coords); i += 2 {
-			W, H = max(W, coords[i]+256), max(H, coords[i+1]+256)
-		}
-	}
-	if base == nil {
-		s := 1024 / math.Max(float64(W), float64(H))
-		base = image.NewRGBA(image.Rect(0, 0, max(1, int(float64(W)*s)), max(1, int(float64(H)*s))))
-		draw.Draw(base.(*image.RGBA), base.Bounds(), image.NewUniform(color.White), image.Point{}, draw.Src)
-	}
-	img := image.NewRGBA(base.Bounds())
-	draw.Draw(img, img.Bounds(), base, base.Bounds().Min, draw.Src)
-	sx := float64(img.Bounds().Dx()) / float64(W)
-	sy := float64(img.Bounds().Dy()) / float64(H)
-	step := float64(rec.Plan.PatchSizeLevel0)
-	if step <= 0 {
-		step = 256
-	}
-	lo, hi := float32(math.Inf(1)), float32(math.Inf(-1))
-	for _, a := range attn {
-		lo, hi = min(lo, a), max(hi, a)
-	}
-	for i, row := range sd.Rows {
-		if i >= len(attn) || int(2*row+1) >= len(coords) {
-			break
-		}
-		t := 0.5
-		if hi > lo {
-			t = float64((attn[i] - lo) / (hi - lo))
-		}
-		col := heatColor(t)
-		x0, y0 := float64(coords[2*row])*sx, float64(coords[2*row+1])*sy
-		r := image.Rect(int(x0), int(y0), int(math.Ceil(x0+step*sx)), int(math.Ceil(y0+step*sy))).Intersect(img.Bounds())
-		for y := r.Min.Y; y < r.Max.Y; y++ {
-			for x := r.Min.X; x < r.Max.X; x++ {
-				o := img.RGBAAt(x, y)
-				img.SetRGBA(x, y, color.RGBA{uint8((int(o.R) + 2*int(col.R)) / 3), uint8((int(o.G) + 2*int(col.G)) / 3), uint8((int(o.B) + 2*int(col.B)) / 3), 255})
-			}
-		}
-	}
-	if err := writeRGBA(work.HeatmapPNG(id), img); err != nil {
-		return fmt.Errorf("pipeline: slide %s: heatmap: %w", id, err)
-	}
-	return nil
-}
-
-// heatColor maps t in [0,1] to blue → cyan → yellow → red.
-func heatColor(t float64) color.RGBA {
-	t = math.Max(0, math.Min(1, t))
-	r := math.Min(1, math.Max(0, 2*t-0.5))
-	g := math.Min(1, math.Max(0, 1.5-math.Abs(2*t-1)*1.5))
-	b := math.Min(1, math.Max(0, 1-2*t+0.5))
-	return color.RGBA{uint8(255 * r), uint8(255 * g), uint8(255 * b), 255}
-}
-
-func writeRGBA(path string, img *image.RGBA) error {
-	var buf bytes.Buffer
-	if err := (&png.Encoder{CompressionLevel: png.BestSpeed}).Encode(&buf, img); err != nil {
-		return err
-	}
-	return store.WriteFileAtomic(path, buf.Bytes(), 0o644)
 }
 
 // StagePredict is the H&E-only prediction stage.

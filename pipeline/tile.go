@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"image/jpeg"
 	"image/png"
 	"log/slog"
 	"math"
@@ -155,7 +156,21 @@ func TileSlide(ctx context.Context, in Input, work Work, opt TileOptions) (res R
 	res.NumPatches, res.Tissue = len(patches), mask.TissueFraction()
 
 	t0 = time.Now()
-	qc := qcPicture(low, mask, patches, l0.Width, l0.Height, step, opt.QCMaxSide)
+	pic, err := qcBase(s, low, opt.QCMaxSide)
+	if err != nil {
+		// The picture is for people: a slide whose finer level cannot be
+		// read still gets one, from the mask's image.
+		log.Warn("QC picture from the mask's image", "err", err)
+	}
+	tPicture := time.Since(t0)
+	t0 = time.Now()
+	if err := WriteJPEG(work.ThumbnailJPG(in.ID), pic); err != nil {
+		return fail(fmt.Errorf("pipeline: %s: thumbnail.jpg: %w", in.ID, err))
+	}
+	qc := qcPicture(pic, mask, patches, l0.Width, l0.Height, step, tiling.QCLabels{
+		UMPerPixel: mpp * float64(l0.Width) / float64(pic.W),
+		Patches:    len(patches), PatchSize: plan.PatchSize, PatchMPP: plan.TargetMPP,
+	})
 	if err := WritePNG(work.QCPNG(in.ID), qc); err != nil {
 		return fail(fmt.Errorf("pipeline: %s: qc.png: %w", in.ID, err))
 	}
@@ -179,7 +194,8 @@ func TileSlide(ctx context.Context, in Input, work Work, opt TileOptions) (res R
 		NumPatches: len(patches), CoordsSHA256: sum,
 		Timings: map[string]string{
 			"open": tOpen.Round(time.Millisecond).String(), "read_low_res": tRead.Round(time.Millisecond).String(),
-			"mask_and_grid": tMask.Round(time.Millisecond).String(), "write": tWrite.Round(time.Millisecond).String(),
+			"mask_and_grid": tMask.Round(time.Millisecond).String(), "read_picture": tPicture.Round(time.Millisecond).String(),
+			"write": tWrite.Round(time.Millisecond).String(),
 		},
 	}
 	if err := work.WriteSlideRecord(in.ID, rec); err != nil {
@@ -248,23 +264,60 @@ func WriteCoords(path, id string, meta slide.Metadata, plan tiling.ReadPlan, pat
 // CoordsChecksum is the hex SHA-256 of the little-endian coordinates.
 func CoordsChecksum(coords []int64) string { return store.ChecksumInt64(coords) }
 
-// qcPicture scales the low-resolution image to at most maxSide and draws the
-// tissue outline and the kept patches on it.
-func qcPicture(low *raster.RGB, mask *tiling.Mask, patches []tiling.Patch, w0, h0 int64, step, maxSide int) *raster.RGB {
-	thumb := low
-	if long := max(low.W, low.H); long > maxSide {
-		s := float64(maxSide) / float64(long)
-		if r, err := raster.Resize(low, max(1, int(float64(low.W)*s)), max(1, int(float64(low.H)*s))); err == nil {
-			thumb = r
+// qcBase returns the plain picture of the whole slide that the QC picture
+// and the heatmap are drawn on: maxSide pixels on its long side, or level
+// 0's size when that is smaller (never enlarged). The mask's image low
+// serves when it is at least that large (scaled down to maxSide: a slide
+// over maxSide mask pixels across, 8 mm at the defaults); a smaller one is
+// replaced by the slide's thumbnail, read from the pyramid level nearest above that size
+// and streamed, never a whole level into memory. On a read error qcBase
+// returns the mask's image scaled up to that size, and the error.
+func qcBase(s *slide.Slide, low *raster.RGB, maxSide int) (*raster.RGB, error) {
+	l0 := s.Meta.Levels[0]
+	long0 := max(l0.Width, l0.Height)
+	target := int(min(int64(maxSide), long0))
+	long := max(low.W, low.H)
+	fit := func() *raster.RGB {
+		sc := float64(target) / float64(long)
+		if r, err := raster.Resize(low, max(1, int(math.Round(float64(low.W)*sc))), max(1, int(math.Round(float64(low.H)*sc)))); err == nil {
+			return r
 		}
+		return low
 	}
-	sx, sy := float64(thumb.W)/float64(w0), float64(thumb.H)/float64(h0)
+	switch {
+	case long == target:
+		return low, nil
+	case long > target:
+		return fit(), nil
+	}
+	pic, _, err := s.Thumbnail(target)
+	if err != nil {
+		return fit(), err
+	}
+	return pic, nil
+}
+
+// qcPicture draws the tissue outline, the kept patches and the legend
+// (with a scale bar) on a copy of pic, the whole w0×h0 slide.
+func qcPicture(pic *raster.RGB, mask *tiling.Mask, patches []tiling.Patch, w0, h0 int64, step int, labels tiling.QCLabels) *raster.RGB {
+	sx, sy := float64(pic.W)/float64(w0), float64(pic.H)/float64(h0)
 	boxes := make([]image.Rectangle, len(patches))
 	for i, p := range patches {
 		boxes[i] = image.Rect(int(float64(p.X)*sx), int(float64(p.Y)*sy),
 			int(float64(p.X+int64(step))*sx), int(float64(p.Y+int64(step))*sy))
 	}
-	return tiling.DrawQC(thumb, mask, boxes)
+	qc := tiling.DrawQC(pic, mask, boxes)
+	tiling.DrawQCLegend(qc, mask, labels)
+	return qc
+}
+
+// WriteJPEG writes img as a JPEG (quality 90) atomically.
+func WriteJPEG(path string, img *raster.RGB) error {
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, img.ToImage(), &jpeg.Options{Quality: 90}); err != nil {
+		return err
+	}
+	return store.WriteFileAtomic(path, buf.Bytes(), 0o644)
 }
 
 // WritePNG writes img as a PNG atomically (fast compression).

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"image"
+	_ "image/jpeg"
+	_ "image/png"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/her2wsi/her2wsi/internal/raster"
 	"github.com/her2wsi/her2wsi/internal/store"
 	"github.com/her2wsi/her2wsi/internal/testutil"
 	"github.com/her2wsi/her2wsi/slide"
@@ -352,4 +355,89 @@ func TestTileRealData(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The QC picture is read finer than the tissue mask: level 0's size for a
+// slide smaller than the cap, the cap (QCMaxSide) on the long side for a
+// larger one (≥ 1024 px, from the pyramid or streamed from a single
+// level); thumbnail.jpg is the same picture without the drawing; the
+// scale bar is as long as its length at the picture's µm/px.
+func TestTileQCPicture(t *testing.T) {
+	dir := t.TempDir()
+	tissue := []image.Rectangle{image.Rect(200, 150, 600, 500)}
+	cases := []struct {
+		name   string
+		opt    synth.SlideOptions
+		cap    int
+		w, h   int
+		barPx  int // the scale bar: 200 µm at 1 µm/px; 50 µm at 0.5 (a fifth of 900 px is 90 µm)
+		barTxt string
+	}{
+		{"small.svs", synth.SlideOptions{Width: 900, Height: 700, MPP: 0.5, Aperio: true, Tissue: tissue}, 2048, 900, 700, 100, "50 µm"},
+		{"large40x.svs", synth.SlideOptions{Width: 8192, Height: 6144, MPP: 0.25, AppMag: 40, Aperio: true, Pyramid4: true, Tissue: scaled(gridTissue20, 2)}, 2048, 2048, 1536, 200, "200 µm"},
+		{"onelevel.tif", synth.SlideOptions{Width: 4096, Height: 3072, MPP: 0.5, Tissue: gridTissue20}, 2048, 2048, 1536, 200, "200 µm"},
+		{"capped.svs", synth.SlideOptions{Width: 4096, Height: 3072, MPP: 0.5, Aperio: true, Pyramid: true, Tissue: gridTissue20}, 1200, 1200, 900, 0, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := filepath.Join(dir, c.name)
+			if err := synth.WriteSlide(p, c.opt); err != nil {
+				t.Fatal(err)
+			}
+			work := Work{Dir: filepath.Join(dir, "work-"+c.name)}
+			opt := DefaultTileOptions()
+			opt.QCMaxSide = c.cap
+			in := Input{Path: p, ID: slide.ID(p)}
+			if r := TileSlide(context.Background(), in, work, opt); r.Err != nil {
+				t.Fatal(r.Err)
+			}
+			qc := decodeFile(t, work.QCPNG(in.ID))
+			thumb := decodeFile(t, work.ThumbnailJPG(in.ID))
+			if qc.W != c.w || qc.H != c.h || thumb.W != c.w || thumb.H != c.h {
+				t.Fatalf("qc.png %dx%d, thumbnail.jpg %dx%d; want %dx%d", qc.W, qc.H, thumb.W, thumb.H, c.w, c.h)
+			}
+			if l0 := max(c.opt.Width, c.opt.Height); max(qc.W, qc.H) < min(1024, l0) || max(qc.W, qc.H) > c.cap {
+				t.Errorf("long side %d: want ≥ min(1024, %d) and ≤ %d", max(qc.W, qc.H), l0, c.cap)
+			}
+			if c.barPx == 0 {
+				return
+			}
+			best := 0
+			for y := 0; y < qc.H; y++ {
+				n := 0
+				for x := 0; x < qc.W; x++ {
+					if r, g, b := qc.At(x, y); r == 0 && g == 0 && b == 0 {
+						n++
+						best = max(best, n)
+					} else {
+						n = 0
+					}
+				}
+			}
+			if best != c.barPx {
+				t.Errorf("scale bar %d px; want %d (%s)", best, c.barPx, c.barTxt)
+			}
+			var rec SlideRecord
+			if b, err := os.ReadFile(work.SlideJSON(in.ID)); err != nil || json.Unmarshal(b, &rec) != nil {
+				t.Fatalf("slide.json: %v", err)
+			}
+			if _, ok := rec.Timings["read_picture"]; !ok {
+				t.Errorf("timings %v lack read_picture", rec.Timings)
+			}
+		})
+	}
+}
+
+func decodeFile(t *testing.T, path string) *raster.RGB {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, _, err := image.Decode(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return raster.FromImage(img)
 }

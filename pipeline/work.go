@@ -9,10 +9,11 @@ package pipeline
 //	  slides/<slide_id>/
 //	    slide.json             tile: metadata, read plan, parameters, fingerprint (written last: the marker)
 //	    coords.h5              tile: coords [N,2] int64, level-0 top-left, + attrs
-//	    qc.png                 tile: thumbnail, tissue outline, kept grid
+//	    qc.png                 tile: thumbnail, tissue outline, kept grid, legend, scale bar
+//	    thumbnail.jpg          tile: the plain picture qc.png and heatmap.png are drawn on
 //	    features/<encoder>.h5  embed: features [N,D] float32 + coords (CLAM/TRIDENT layout)
 //	    anchors.h5             anchors: ppk_<v>/anchor_index [K] int64 + geometry attrs
-//	    heatmap.png            predict: [CLS]→patch attention over qc.png
+//	    heatmap.png            predict: [CLS]→patch attention over thumbnail.jpg
 //	    report.html            predict: the slide's report
 //	    state.json             the runner: per stage status, parameters, key, output stamps
 //	    .lock                  the slide's lock while a process works on it
@@ -37,11 +38,12 @@ type Work struct{ Dir string }
 // SlideDir is WORK/slides/<id>.
 func (w Work) SlideDir(id string) string { return filepath.Join(w.Dir, "slides", id) }
 
-// SlideJSON, CoordsH5 and QCPNG are the tile stage's outputs; slide.json is
-// written last and is the stage's completion marker.
-func (w Work) SlideJSON(id string) string { return filepath.Join(w.SlideDir(id), "slide.json") }
-func (w Work) CoordsH5(id string) string  { return filepath.Join(w.SlideDir(id), "coords.h5") }
-func (w Work) QCPNG(id string) string     { return filepath.Join(w.SlideDir(id), "qc.png") }
+// SlideJSON, CoordsH5, QCPNG and ThumbnailJPG are the tile stage's outputs;
+// slide.json is written last and is the stage's completion marker.
+func (w Work) SlideJSON(id string) string    { return filepath.Join(w.SlideDir(id), "slide.json") }
+func (w Work) CoordsH5(id string) string     { return filepath.Join(w.SlideDir(id), "coords.h5") }
+func (w Work) QCPNG(id string) string        { return filepath.Join(w.SlideDir(id), "qc.png") }
+func (w Work) ThumbnailJPG(id string) string { return filepath.Join(w.SlideDir(id), "thumbnail.jpg") }
 
 // StateJSON is WORK/slides/<id>/state.json: per stage, what the last run
 // of that stage did to the slide (done, skipped as up to date, or failed),

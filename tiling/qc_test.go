@@ -147,3 +147,152 @@ func TestDrawQCContent(t *testing.T) {
 		}
 	}
 }
+
+// qcLegendScene is a 320×240 picture at 2 µm/px with tissue in its top
+// left quarter (mask 80×60), and its QC picture with the legend.
+func qcLegendScene(t *testing.T) (*raster.RGB, *Mask, *raster.RGB) {
+	t.Helper()
+	pic := raster.New(320, 240)
+	tissue := make([]uint8, 80*60)
+	for y := 0; y < pic.H; y++ {
+		for x := 0; x < pic.W; x++ {
+			dx, dy := float64(x-90)/80, float64(y-70)/60
+			if dx*dx+dy*dy <= 1 {
+				pic.Set(x, y, 214, 120, 176)
+				tissue[(y/4)*80+x/4] = 1
+			} else {
+				pic.Set(x, y, 242, 240, 238)
+			}
+		}
+	}
+	m, err := NewMask(80, 60, 8, tissue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qc := DrawQC(pic, m, []image.Rectangle{image.Rect(40, 40, 104, 104), image.Rect(104, 40, 168, 104)})
+	if !DrawQCLegend(qc, m, QCLabels{UMPerPixel: 2, Patches: 2, PatchSize: 256, PatchMPP: 0.5}) {
+		t.Fatal("legend does not fit a 320×240 picture")
+	}
+	return pic, m, qc
+}
+
+func TestDrawQCLegendGolden(t *testing.T) {
+	_, _, qc := qcLegendScene(t)
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, qc.ToImage()); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join("testdata", "qc_legend_golden.png")
+	if *update {
+		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("wrote %s", path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -run TestDrawQCLegendGolden -update to create it)", err)
+	}
+	defer f.Close()
+	want, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wr := raster.FromImage(want); wr.W != qc.W || wr.H != qc.H || !bytes.Equal(wr.Pix, qc.Pix) {
+		t.Fatalf("QC picture with legend differs from %s (rerun with -update if the change is intended)", path)
+	}
+}
+
+// The legend lies in a corner free of tissue, holds text, both keys and a
+// scale bar as long as its length at the picture's µm/px; the tissue is
+// left as DrawQC drew it.
+func TestDrawQCLegendContent(t *testing.T) {
+	pic, m, qc := qcLegendScene(t)
+	plain := DrawQC(pic, m, []image.Rectangle{image.Rect(40, 40, 104, 104), image.Rect(104, 40, 168, 104)})
+	changed := image.Rectangle{}
+	for y := 0; y < qc.H; y++ {
+		for x := 0; x < qc.W; x++ {
+			if qc.RGBAAt(x, y) != plain.RGBAAt(x, y) {
+				changed = changed.Union(image.Rect(x, y, x+1, y+1))
+			}
+		}
+	}
+	// Bottom right (the tissue is top left), 4 px from the edges.
+	if changed.Empty() || changed.Max != (image.Point{320 - 4, 240 - 4}) || changed.Min.Y < 120 {
+		t.Fatalf("legend drawn over %v; want the bottom right, 4 px from the edges", changed)
+	}
+	for y := changed.Min.Y; y < changed.Max.Y; y++ {
+		for x := changed.Min.X; x < changed.Max.X; x++ {
+			if m.At(x/4, y/4) {
+				t.Fatalf("legend over tissue at (%d,%d)", x, y)
+			}
+		}
+	}
+	count := func(c [3]uint8) int {
+		n := 0
+		for y := changed.Min.Y; y < changed.Max.Y; y++ {
+			for x := changed.Min.X; x < changed.Max.X; x++ {
+				if r, g, b := qc.At(x, y); r == c[0] && g == c[1] && b == c[2] {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	if n := count(qcOutline); n < 10 {
+		t.Errorf("outline key: %d pixels", n)
+	}
+	if n := count(qcBox); n < 10 {
+		t.Errorf("box key: %d pixels", n)
+	}
+	if n := count([3]uint8{0, 0, 0}); n < 300 {
+		t.Errorf("%d text pixels", n)
+	}
+	// 2 µm/px, room for 64 px (a fifth of 320): a 100 µm bar, 50 px.
+	best := 0
+	for y := changed.Min.Y; y < changed.Max.Y; y++ {
+		n := 0
+		for x := changed.Min.X; x < changed.Max.X; x++ {
+			if r, g, b := qc.At(x, y); r == 0 && g == 0 && b == 0 {
+				n++
+				best = max(best, n)
+			} else {
+				n = 0
+			}
+		}
+	}
+	if best != 50 {
+		t.Errorf("scale bar %d px; want 50 (100 µm at 2 µm/px)", best)
+	}
+	if leg, fallback := QCLegend(320, 240, m, QCLabels{Patches: 1}); len(leg.Rows) != 2 || len(fallback.Rows) != 0 {
+		t.Errorf("legend without a resolution has %d rows and a fallback of %d; want 2 and none (no scale bar)", len(leg.Rows), len(fallback.Rows))
+	}
+}
+
+// A picture too small for the legend gets the scale bar alone.
+func TestDrawQCLegendSmallPicture(t *testing.T) {
+	pic := raster.New(150, 150)
+	for i := range pic.Pix {
+		pic.Pix[i] = 230
+	}
+	if DrawQCLegend(pic, nil, QCLabels{UMPerPixel: 0.5, Patches: 0, PatchSize: 256, PatchMPP: 0.5}) {
+		t.Fatal("the whole legend fitted a 150-px picture")
+	}
+	// A fifth of 150 px at 0.5 µm/px is 15 µm: a 10 µm bar, 20 px.
+	best, n := 0, 0
+	for y := 0; y < pic.H; y++ {
+		run := 0
+		for x := 0; x < pic.W; x++ {
+			if r, g, b := pic.At(x, y); r == 0 && g == 0 && b == 0 {
+				run++
+				n++
+				best = max(best, run)
+			} else {
+				run = 0
+			}
+		}
+	}
+	if best != 20 || n > 400 {
+		t.Errorf("scale bar %d px, %d black pixels; want a 20-px bar and its label only", best, n)
+	}
+}

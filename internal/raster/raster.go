@@ -1,5 +1,7 @@
 // Package raster holds the packed 8-bit RGB image that the slide reader hands
-// to the tiling and embedding stages, and the resamplers they share.
+// to the tiling and embedding stages, and the resamplers they share; and
+// what the project's pictures (the QC picture, the heatmap, the ROC plot)
+// draw with: a small bitmap font and a few primitives on a Canvas.
 //
 // Pixels are packed row-major, three bytes per pixel, with no padding between
 // rows: the layout an ONNX uint8 [H,W,3] input and libvips' memory output use.

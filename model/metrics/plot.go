@@ -8,6 +8,8 @@ import (
 	"math"
 	"os"
 	"strconv"
+
+	"github.com/her2wsi/her2wsi/internal/raster"
 )
 
 // Plot geometry, in pixels.
@@ -18,8 +20,6 @@ const (
 	plotLeft, plotRight = 78, 620
 	plotTop, plotBottom = 44, 488
 	textScale           = 2
-	classLineWidth      = 2.0
-	macroLineWidth      = 3.5
 )
 
 var (
@@ -28,23 +28,54 @@ var (
 	gridGrey  = color.RGBA{232, 232, 232, 255}
 	chanceGry = color.RGBA{150, 150, 150, 255}
 	mutedGrey = color.RGBA{130, 130, 130, 255}
-	// palette holds the class colours (matplotlib's tab10), cycled beyond 10.
+	// palette holds the class colours, Okabe and Ito's colour-blind-safe
+	// set (blue, orange, bluish green, reddish purple, vermillion, sky
+	// blue, yellow), cycled beyond 7.
 	palette = []color.RGBA{
-		{31, 119, 180, 255}, {255, 127, 14, 255}, {44, 160, 44, 255},
-		{214, 39, 40, 255}, {148, 103, 189, 255}, {140, 86, 75, 255},
-		{227, 119, 194, 255}, {127, 127, 127, 255}, {188, 189, 34, 255},
-		{23, 190, 207, 255},
+		{0, 114, 178, 255}, {230, 159, 0, 255}, {0, 158, 115, 255}, {204, 121, 167, 255},
+		{213, 94, 0, 255}, {86, 180, 233, 255}, {240, 228, 66, 255},
 	}
+)
+
+// lineStyle is how a curve is stroked: its width and its dash pattern
+// (lengths in pixels along the curve, alternately drawn and skipped; nil
+// for a solid line).
+type lineStyle struct {
+	width   float64
+	pattern []float64
+}
+
+// classStyles are the class curves' styles, cycled beyond 4: solid,
+// dashed, dotted, dash-dot, each thinner than the one before. The curves
+// are drawn in class order, so where they coincide every one still shows:
+// class 0 through the gaps of the others, each later one on top of it.
+var classStyles = []lineStyle{
+	{5, nil},
+	{4, []float64{16, 8}},
+	{4, []float64{4, 6}},
+	{3, []float64{16, 6, 4, 6}},
+}
+
+var (
+	// macroStyle: the macro-average curve, thin, black and long-dashed,
+	// drawn last so it shows on top and lets the class colours through.
+	macroStyle  = lineStyle{2, []float64{10, 6}}
+	chanceStyle = lineStyle{1, []float64{7, 5}}
 )
 
 // ClassColor returns the colour of class c's curve in the plot.
 func ClassColor(c int) color.RGBA { return palette[c%len(palette)] }
 
+// classStyle returns the style of class c's curve.
+func classStyle(c int) lineStyle { return classStyles[c%len(classStyles)] }
+
 // WritePNG plots the one-vs-rest ROC curve of every class whose AUC is
-// defined, the macro-average curve (MacroROC, thicker, black), the chance
-// diagonal and a legend ("class 1+ (AUC 0.83)"; the macro entry reports
-// MacroAUC) under title, and writes the PNG to path atomically. The number of
-// classes is len(classNames); the input is checked as by Compute.
+// defined (each in its own colour and line style: solid, dashed, dotted,
+// dash-dot), the macro-average curve (MacroROC, black, thin, long-dashed),
+// the chance diagonal and a legend with each curve's style ("class 1+ (AUC
+// 0.83)"; the macro entry reports MacroAUC) under title, and writes the PNG
+// to path atomically. The number of classes is len(classNames); the input
+// is checked as by Compute.
 func WritePNG(path string, labels []int, probs [][]float64, classNames []string, title string) error {
 	img, err := PlotROC(labels, probs, classNames, title)
 	if err != nil {
@@ -63,14 +94,14 @@ func PlotROC(labels []int, probs [][]float64, classNames []string, title string)
 		return nil, err
 	}
 	img := image.NewRGBA(image.Rect(0, 0, plotW, plotH))
-	fillRect(img, 0, 0, plotW, plotH, white)
+	raster.FillRect(img, xywh(0, 0, plotW, plotH), white)
 	drawAxes(img)
-	dashedLine(img, toPixel(ROCPoint{0, 0}), toPixel(ROCPoint{1, 1}), 1, 7, 5, chanceGry)
+	strokePath(img, [][2]float64{toPixel(ROCPoint{0, 0}), toPixel(ROCPoint{1, 1})}, chanceStyle, chanceGry)
 
 	type entry struct {
 		text  string
 		col   color.RGBA
-		width float64 // swatch line width; 0 for no swatch
+		style *lineStyle // swatch; nil for none
 	}
 	var legend []entry
 	var undefined []entry
@@ -80,46 +111,52 @@ func PlotROC(labels []int, probs [][]float64, classNames []string, title string)
 			name = strconv.Itoa(c)
 		}
 		if m.PerClass[c].AUC == nil {
-			undefined = append(undefined, entry{fmt.Sprintf("class %s (AUC undefined)", name), mutedGrey, 0})
+			undefined = append(undefined, entry{fmt.Sprintf("class %s (AUC undefined)", name), mutedGrey, nil})
 			continue
 		}
-		col := ClassColor(c)
-		polyline(img, classROC(labels, probs, c), classLineWidth, col)
-		legend = append(legend, entry{fmt.Sprintf("class %s (AUC %.2f)", name, *m.PerClass[c].AUC), col, classLineWidth})
+		col, st := ClassColor(c), classStyle(c)
+		strokePath(img, toPixels(classROC(labels, probs, c)), st, col)
+		legend = append(legend, entry{fmt.Sprintf("class %s (AUC %.2f)", name, *m.PerClass[c].AUC), col, &st})
 	}
 	if macro := MacroROC(labels, probs, classes); macro != nil {
-		polyline(img, macro, macroLineWidth, black)
-		legend = append(legend, entry{fmt.Sprintf("macro (AUC %.2f)", m.MacroAUC), black, macroLineWidth})
+		strokePath(img, toPixels(macro), macroStyle, black)
+		legend = append(legend, entry{fmt.Sprintf("macro (AUC %.2f)", m.MacroAUC), black, &macroStyle})
 	}
+	legend = append(legend, entry{"chance (AUC 0.50)", chanceGry, &chanceStyle})
 	legend = append(legend, undefined...)
 
 	// Title, centred over the axes (left-aligned when too wide).
-	tw := textWidth(title, textScale)
+	tw := raster.TextWidth(title, textScale)
 	tx := (plotLeft + plotRight - tw) / 2
 	if tx < 4 || tx+tw > plotW-4 {
 		tx = 4
 	}
-	drawText(img, tx, 14, title, textScale, black, true)
+	raster.DrawText(img, tx, 14, title, textScale, black, true)
 
 	// Legend box in the lower right corner of the axes.
-	const pad, swatch, gap = 8, 28, 8
-	lineH := lineStep * textScale
+	const pad, swatch, gap = 8, 44, 8
+	lineH := raster.LineStep * textScale
 	maxW := 0
 	for _, e := range legend {
-		maxW = max(maxW, textWidth(e.text, textScale))
+		maxW = max(maxW, raster.TextWidth(e.text, textScale))
 	}
 	boxW := pad + swatch + gap + maxW + pad
-	boxH := pad + len(legend)*lineH - (lineStep-glyphH)*textScale + pad
+	boxH := pad + len(legend)*lineH - (raster.LineStep-raster.GlyphH)*textScale + pad
 	bx, by := plotRight-10-boxW, plotBottom-10-boxH
-	fillRect(img, bx, by, boxW, boxH, white)
-	strokeRect(img, bx, by, boxW, boxH, chanceGry)
+	raster.FillRect(img, xywh(bx, by, boxW, boxH), white)
+	raster.StrokeRect(img, xywh(bx, by, boxW, boxH), chanceGry)
 	for i, e := range legend {
 		y := by + pad + i*lineH
-		if e.width > 0 {
-			h := int(math.Round(e.width))
-			fillRect(img, bx+pad, y+(glyphH-1)*textScale/2-h/2, swatch, h, e.col)
+		if e.style != nil {
+			// On the capitals' middle row, pixel-centred like the curves.
+			yc := float64(y + (raster.GlyphH-1)*textScale/2)
+			strokePath(img, [][2]float64{{float64(bx + pad), yc}, {float64(bx + pad + swatch), yc}}, *e.style, e.col)
 		}
-		drawText(img, bx+pad+swatch+gap, y, e.text, textScale, e.col, false)
+		tc := black // readable on white whatever the curve's colour
+		if e.style == nil {
+			tc = e.col
+		}
+		raster.DrawText(img, bx+pad+swatch+gap, y, e.text, textScale, tc, false)
 	}
 	return img, nil
 }
@@ -136,63 +173,32 @@ func toPixel(p ROCPoint) [2]float64 {
 // the axis titles.
 func drawAxes(img *image.RGBA) {
 	const tickLen = 6
-	glyphPix := glyphH * textScale
+	glyphPix := raster.GlyphH * textScale
 	for k := 0; k <= 5; k++ {
 		v := float64(k) / 5
 		p := toPixel(ROCPoint{v, v})
 		x, y := int(math.Round(p[0])), int(math.Round(p[1]))
 		label := strconv.FormatFloat(v, 'f', 1, 64)
-		lw := textWidth(label, textScale)
+		lw := raster.TextWidth(label, textScale)
 		if k > 0 && k < 5 {
-			fillRect(img, x, plotTop, 1, plotBottom-plotTop, gridGrey)
-			fillRect(img, plotLeft, y, plotRight-plotLeft, 1, gridGrey)
+			raster.FillRect(img, xywh(x, plotTop, 1, plotBottom-plotTop), gridGrey)
+			raster.FillRect(img, xywh(plotLeft, y, plotRight-plotLeft, 1), gridGrey)
 		}
-		fillRect(img, x, plotBottom, 1, tickLen, black)
-		drawText(img, x-lw/2, plotBottom+tickLen+4, label, textScale, black, false)
-		fillRect(img, plotLeft-tickLen, y, tickLen, 1, black)
-		drawText(img, plotLeft-tickLen-4-lw, y-(glyphH-1)*textScale/2, label, textScale, black, false)
+		raster.FillRect(img, xywh(x, plotBottom, 1, tickLen), black)
+		raster.DrawText(img, x-lw/2, plotBottom+tickLen+4, label, textScale, black, false)
+		raster.FillRect(img, xywh(plotLeft-tickLen, y, tickLen, 1), black)
+		raster.DrawText(img, plotLeft-tickLen-4-lw, y-(raster.GlyphH-1)*textScale/2, label, textScale, black, false)
 	}
-	strokeRect(img, plotLeft, plotTop, plotRight-plotLeft+1, plotBottom-plotTop+1, black)
+	raster.StrokeRect(img, xywh(plotLeft, plotTop, plotRight-plotLeft+1, plotBottom-plotTop+1), black)
 
 	xl := "False positive rate"
-	drawText(img, (plotLeft+plotRight-textWidth(xl, textScale))/2, plotBottom+tickLen+4+glyphPix+10, xl, textScale, black, false)
+	raster.DrawText(img, (plotLeft+plotRight-raster.TextWidth(xl, textScale))/2, plotBottom+tickLen+4+glyphPix+10, xl, textScale, black, false)
 	yl := "True positive rate"
-	drawTextUp(img, 8, (plotTop+plotBottom+textWidth(yl, textScale))/2, yl, textScale, black)
+	raster.DrawTextUp(img, 8, (plotTop+plotBottom+raster.TextWidth(yl, textScale))/2, yl, textScale, black)
 }
 
-// blend paints colour col over the pixel (x, y) with coverage a in [0,1].
-func blend(img *image.RGBA, x, y int, col color.RGBA, a float64) {
-	if !(image.Point{x, y}).In(img.Rect) || a <= 0 {
-		return
-	}
-	if a > 1 {
-		a = 1
-	}
-	i := img.PixOffset(x, y)
-	px := img.Pix[i : i+4 : i+4]
-	mix := func(dst, src uint8) uint8 {
-		return uint8(math.Round(float64(dst) + (float64(src)-float64(dst))*a))
-	}
-	px[0], px[1], px[2], px[3] = mix(px[0], col.R), mix(px[1], col.G), mix(px[2], col.B), 255
-}
-
-// fillRect fills the w×h rectangle with top-left corner (x, y), clipped.
-func fillRect(img *image.RGBA, x, y, w, h int, col color.RGBA) {
-	r := image.Rect(x, y, x+w, y+h).Intersect(img.Rect)
-	for py := r.Min.Y; py < r.Max.Y; py++ {
-		for px := r.Min.X; px < r.Max.X; px++ {
-			img.SetRGBA(px, py, col)
-		}
-	}
-}
-
-// strokeRect draws the one-pixel outline of the w×h rectangle at (x, y).
-func strokeRect(img *image.RGBA, x, y, w, h int, col color.RGBA) {
-	fillRect(img, x, y, w, 1, col)
-	fillRect(img, x, y+h-1, w, 1, col)
-	fillRect(img, x, y, 1, h, col)
-	fillRect(img, x+w-1, y, 1, h, col)
-}
+// xywh is the w×h rectangle with top-left corner (x, y).
+func xywh(x, y, w, h int) image.Rectangle { return image.Rect(x, y, x+w, y+h) }
 
 // line draws an anti-aliased segment of the given width from a to b (pixel
 // centres at integer coordinates). It generalises Xiaolin Wu's algorithm:
@@ -221,31 +227,52 @@ func line(img *image.RGBA, a, b [2]float64, width float64, col color.RGBA) {
 		for j := int(math.Floor(lo + 0.5)); j <= int(math.Floor(hi+0.5)); j++ {
 			cov := math.Min(hi, float64(j)+0.5) - math.Max(lo, float64(j)-0.5)
 			if steep {
-				blend(img, j, xi, col, cov)
+				raster.Blend(img, j, xi, col, cov)
 			} else {
-				blend(img, xi, j, col, cov)
+				raster.Blend(img, xi, j, col, cov)
 			}
 		}
 	}
 }
 
-// polyline draws the curve through pts (ROC coordinates).
-func polyline(img *image.RGBA, pts []ROCPoint, width float64, col color.RGBA) {
-	for i := 1; i < len(pts); i++ {
-		line(img, toPixel(pts[i-1]), toPixel(pts[i]), width, col)
+// toPixels maps a ROC curve to image coordinates.
+func toPixels(pts []ROCPoint) [][2]float64 {
+	out := make([][2]float64, len(pts))
+	for i, p := range pts {
+		out[i] = toPixel(p)
 	}
+	return out
 }
 
-// dashedLine draws a to b as dashes of dash pixels separated by gap pixels.
-func dashedLine(img *image.RGBA, a, b [2]float64, width, dash, gap float64, col color.RGBA) {
-	dx, dy := b[0]-a[0], b[1]-a[1]
-	length := math.Hypot(dx, dy)
-	if length == 0 {
+// strokePath draws the path through pts (image coordinates) in style st:
+// solid, or the dash pattern laid along the path's length, continuing
+// from one segment to the next.
+func strokePath(img *image.RGBA, pts [][2]float64, st lineStyle, col color.RGBA) {
+	if len(st.pattern) == 0 {
+		for i := 1; i < len(pts); i++ {
+			line(img, pts[i-1], pts[i], st.width, col)
+		}
 		return
 	}
-	ux, uy := dx/length, dy/length
-	for s := 0.0; s < length; s += dash + gap {
-		e := math.Min(s+dash, length)
-		line(img, [2]float64{a[0] + ux*s, a[1] + uy*s}, [2]float64{a[0] + ux*e, a[1] + uy*e}, width, col)
+	k, left := 0, st.pattern[0] // the pattern's element and what is left of it
+	for i := 1; i < len(pts); i++ {
+		a, b := pts[i-1], pts[i]
+		dx, dy := b[0]-a[0], b[1]-a[1]
+		length := math.Hypot(dx, dy)
+		if length == 0 {
+			continue
+		}
+		ux, uy := dx/length, dy/length
+		for s := 0.0; s < length; {
+			step := math.Min(left, length-s)
+			if k%2 == 0 {
+				line(img, [2]float64{a[0] + ux*s, a[1] + uy*s}, [2]float64{a[0] + ux*(s+step), a[1] + uy*(s+step)}, st.width, col)
+			}
+			s += step
+			if left -= step; left <= 1e-9 {
+				k = (k + 1) % len(st.pattern)
+				left = st.pattern[k]
+			}
+		}
 	}
 }

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"errors"
+	"fmt"
 	"image"
 	"image/color"
 	"image/png"
@@ -147,23 +148,6 @@ func TestPlotROCNoDefinedCurve(t *testing.T) {
 	}
 }
 
-func TestFont(t *testing.T) {
-	for r := ' '; r <= '~'; r++ {
-		if _, ok := glyphSrc[r]; !ok {
-			t.Errorf("no glyph for %q", r)
-		}
-		if r != ' ' && *glyphOf(r) == (glyph{}) {
-			t.Errorf("glyph %q is empty", r)
-		}
-	}
-	if *glyphOf('é') != *glyphOf('?') {
-		t.Error("non-ASCII is not drawn as '?'")
-	}
-	if got := textWidth("AUC", 2); got != (3*advance-1)*2 {
-		t.Errorf("textWidth = %d", got)
-	}
-}
-
 func TestLineCoverage(t *testing.T) {
 	img := image.NewRGBA(image.Rect(0, 0, 20, 20))
 	red := color.RGBA{255, 0, 0, 255}
@@ -184,4 +168,116 @@ func TestLineCoverage(t *testing.T) {
 	if img.RGBAAt(15, 10) != red || img.RGBAAt(14, 10).R != 128 || img.RGBAAt(16, 10).R != 128 {
 		t.Errorf("steep line: %v %v %v", img.RGBAAt(14, 10), img.RGBAAt(15, 10), img.RGBAAt(16, 10))
 	}
+}
+
+// coincidingCases gives four classes whose one-vs-rest ROC curves are the
+// same curve: every class's positives score the same values q, and its
+// negatives (the other classes' cases) (1-q)/3, overlapping them.
+func coincidingCases() ([]int, [][]float64) {
+	var labels []int
+	var probs [][]float64
+	for c := range 4 {
+		for i := range 20 {
+			q := 0.2 + 0.4*float64(i)/19
+			row := []float64{(1 - q) / 3, (1 - q) / 3, (1 - q) / 3, (1 - q) / 3}
+			row[c] = q
+			labels = append(labels, c)
+			probs = append(probs, row)
+		}
+	}
+	return labels, probs
+}
+
+// Four curves drawn on the very same path each still show their colour
+// (the line styles' gaps and widths), the macro curve shows on top, and
+// the legend names every class with its AUC, the macro and chance.
+func TestPlotROCCoincidingCurvesVisible(t *testing.T) {
+	labels, probs := coincidingCases()
+	m, err := Compute(labels, probs, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := classROC(labels, probs, 0)
+	for c := 1; c < 4; c++ {
+		if got := classROC(labels, probs, c); len(got) != len(first) || *m.PerClass[c].AUC != *m.PerClass[0].AUC {
+			t.Fatalf("class %d's curve differs from class 0's: the test data is wrong", c)
+		}
+	}
+	img, err := PlotROC(labels, probs, []string{"0", "1+", "2+", "3+"}, "coinciding")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The legend box's rows are black text and each class's swatch: count
+	// inside the axes but outside the legend box.
+	legend := image.Rect(plotRight-360, plotBottom-200, plotRight, plotBottom)
+	counts := map[color.RGBA]int{}
+	for y := plotTop + 1; y < plotBottom; y++ {
+		for x := plotLeft + 1; x < plotRight; x++ {
+			if !(image.Point{x, y}).In(legend) {
+				counts[img.RGBAAt(x, y)]++
+			}
+		}
+	}
+	for c := range 4 {
+		if n := counts[ClassColor(c)]; n < 30 {
+			t.Errorf("class %d (%s): %d pixels of its colour on the coinciding curves; want ≥ 30", c, classStyle(c).describe(), n)
+		}
+	}
+	if counts[black] < 30 {
+		t.Errorf("macro curve: %d black pixels", counts[black])
+	}
+	// Each class's legend swatch is in its colour and style.
+	for c := range 4 {
+		n := 0
+		for y := legend.Min.Y; y < legend.Max.Y; y++ {
+			for x := legend.Min.X; x < legend.Max.X; x++ {
+				if img.RGBAAt(x, y) == ClassColor(c) {
+					n++
+				}
+			}
+		}
+		if n < 20 {
+			t.Errorf("class %d's swatch: %d pixels", c, n)
+		}
+	}
+}
+
+// The styles differ pairwise (pattern or width) and are thicker than the
+// old 2-px lines.
+func TestClassStyles(t *testing.T) {
+	seen := map[string]bool{}
+	for c := range 4 {
+		st := classStyle(c)
+		if st.width < 3 {
+			t.Errorf("class %d width %g", c, st.width)
+		}
+		if d := st.describe(); seen[d] {
+			t.Errorf("class %d repeats style %s", c, d)
+		} else {
+			seen[d] = true
+		}
+	}
+}
+
+// strokePath carries the dash pattern across segments: a dashed path
+// of two 10-px segments with a {6, 6} pattern draws 0–6 and 12–18.
+func TestStrokePathDashPhase(t *testing.T) {
+	img := image.NewRGBA(image.Rect(0, 0, 40, 5))
+	red := color.RGBA{255, 0, 0, 255}
+	strokePath(img, [][2]float64{{2, 2}, {12, 2}, {22, 2}}, lineStyle{1, []float64{6, 6}}, red)
+	for x := 2; x <= 24; x++ {
+		on := img.RGBAAt(x, 2).R > 0
+		want := (x >= 2 && x <= 8) || (x >= 14 && x <= 20)
+		if on != want {
+			t.Errorf("x=%d drawn=%v; want %v", x, on, want)
+		}
+	}
+}
+
+// describe names a style for messages ("solid 5", "dashed [16 8] 4").
+func (st lineStyle) describe() string {
+	if len(st.pattern) == 0 {
+		return fmt.Sprintf("solid %g", st.width)
+	}
+	return fmt.Sprintf("dashed %v %g", st.pattern, st.width)
 }

@@ -1,4 +1,4 @@
-package metrics
+package raster
 
 import (
 	"image"
@@ -6,14 +6,16 @@ import (
 	"strings"
 )
 
-// A small 5×8 bitmap font for the plot's labels (printable ASCII; anything
-// else is drawn as '?'). Each glyph is up to 8 rows of 5 cells, '#' set, rows
-// separated by spaces; rows 0–6 hold capitals and digits, row 7 descenders.
+// A small 5×8 bitmap font for the labels drawn on the project's pictures
+// (the ROC plot, the QC picture, the heatmap): printable ASCII and 'µ';
+// anything else is drawn as '?'. Each glyph is up to 8 rows of 5 cells, '#'
+// set, rows separated by spaces; rows 0–6 hold capitals and digits, row 7
+// descenders.
 const (
-	glyphW   = 5
-	glyphH   = 8
-	advance  = glyphW + 1 // horizontal cell, in font pixels
-	lineStep = glyphH + 2 // vertical cell, in font pixels
+	GlyphW   = 5
+	GlyphH   = 8
+	Advance  = GlyphW + 1 // horizontal cell, in font pixels
+	LineStep = GlyphH + 2 // vertical cell, in font pixels
 )
 
 var glyphSrc = map[rune]string{
@@ -114,30 +116,45 @@ var glyphSrc = map[rune]string{
 	'~':  "..... ..... .#... #.#.# ...#.",
 }
 
+// extraGlyphs are the glyphs beyond ASCII, in the same notation.
+var extraGlyphs = map[rune]string{
+	'µ': "..... ..... #...# #...# #...# ##..# #.##. #....",
+}
+
 // glyph is a parsed glyph: bit (4-x) of row y is cell (x, y).
-type glyph [glyphH]uint8
+type glyph [GlyphH]uint8
 
-// glyphs holds the parsed font, indexed by rune-' '.
-var glyphs = parseFont()
+// glyphs holds the parsed ASCII font, indexed by rune-' '; extra the rest.
+var glyphs, extra = parseFont()
 
-func parseFont() (g ['~' - ' ' + 1]glyph) {
+func parseFont() (g ['~' - ' ' + 1]glyph, extra map[rune]*glyph) {
+	extra = map[rune]*glyph{}
 	for r, src := range glyphSrc {
-		rows := strings.Fields(src)
-		if len(rows) > glyphH {
-			panic("metrics: font: too many rows for " + string(r))
+		g[r-' '] = parseGlyph(r, src)
+	}
+	for r, src := range extraGlyphs {
+		gl := parseGlyph(r, src)
+		extra[r] = &gl
+	}
+	return g, extra
+}
+
+func parseGlyph(r rune, src string) (g glyph) {
+	rows := strings.Fields(src)
+	if len(rows) > GlyphH {
+		panic("raster: font: too many rows for " + string(r))
+	}
+	for y, row := range rows {
+		if len(row) != GlyphW {
+			panic("raster: font: bad row width for " + string(r))
 		}
-		for y, row := range rows {
-			if len(row) != glyphW {
-				panic("metrics: font: bad row width for " + string(r))
-			}
-			for x := range glyphW {
-				switch row[x] {
-				case '#':
-					g[r-' '][y] |= 1 << (glyphW - 1 - x)
-				case '.':
-				default:
-					panic("metrics: font: bad cell for " + string(r))
-				}
+		for x := range GlyphW {
+			switch row[x] {
+			case '#':
+				g[y] |= 1 << (GlyphW - 1 - x)
+			case '.':
+			default:
+				panic("raster: font: bad cell for " + string(r))
 			}
 		}
 	}
@@ -145,57 +162,65 @@ func parseFont() (g ['~' - ' ' + 1]glyph) {
 }
 
 func glyphOf(r rune) *glyph {
+	if g, ok := extra[r]; ok {
+		return g
+	}
 	if r < ' ' || r > '~' {
 		r = '?'
 	}
 	return &glyphs[r-' ']
 }
 
-// textWidth returns the width in pixels of s drawn at scale (no trailing gap).
-func textWidth(s string, scale int) int {
+// TextWidth returns the width in pixels of s drawn at scale (no trailing gap).
+func TextWidth(s string, scale int) int {
 	n := len([]rune(s))
 	if n == 0 {
 		return 0
 	}
-	return (n*advance - 1) * scale
+	return (n*Advance - 1) * scale
 }
 
-// drawText draws s with its top-left corner at (x, y), each font pixel a
+// TextHeight is the height in pixels of a line drawn at scale, descenders
+// included.
+func TextHeight(scale int) int { return GlyphH * scale }
+
+// DrawText draws s with its top-left corner at (x, y), each font pixel a
 // scale×scale square; bold adds a copy one pixel to the right.
-func drawText(img *image.RGBA, x, y int, s string, scale int, col color.RGBA, bold bool) {
+func DrawText(c Canvas, x, y int, s string, scale int, col color.RGBA, bold bool) {
 	for _, r := range s {
 		g := glyphOf(r)
-		for gy := range glyphH {
-			for gx := range glyphW {
-				if g[gy]&(1<<(glyphW-1-gx)) == 0 {
+		for gy := range GlyphH {
+			for gx := range GlyphW {
+				if g[gy]&(1<<(GlyphW-1-gx)) == 0 {
 					continue
 				}
 				w := scale
 				if bold {
 					w++
 				}
-				fillRect(img, x+gx*scale, y+gy*scale, w, scale, col)
+				FillRect(c, image.Rect(x+gx*scale, y+gy*scale, x+gx*scale+w, y+(gy+1)*scale), col)
 			}
 		}
-		x += advance * scale
+		x += Advance * scale
 	}
 }
 
-// drawTextUp draws s rotated 90° counter-clockwise (reading bottom to top)
+// DrawTextUp draws s rotated 90° counter-clockwise (reading bottom to top)
 // with the bottom-left of its first glyph's upright box at (x, y): the text
 // occupies x..x+lineHeight and runs upwards from y.
-func drawTextUp(img *image.RGBA, x, y int, s string, scale int, col color.RGBA) {
+func DrawTextUp(c Canvas, x, y int, s string, scale int, col color.RGBA) {
 	for _, r := range s {
 		g := glyphOf(r)
-		for gy := range glyphH {
-			for gx := range glyphW {
-				if g[gy]&(1<<(glyphW-1-gx)) == 0 {
+		for gy := range GlyphH {
+			for gx := range GlyphW {
+				if g[gy]&(1<<(GlyphW-1-gx)) == 0 {
 					continue
 				}
 				// Upright (gx, gy) maps to (gy, -gx) after the rotation.
-				fillRect(img, x+gy*scale, y-(gx+1)*scale, scale, scale, col)
+				px, py := x+gy*scale, y-(gx+1)*scale
+				FillRect(c, image.Rect(px, py, px+scale, py+scale), col)
 			}
 		}
-		y -= advance * scale
+		y -= Advance * scale
 	}
 }
