@@ -73,7 +73,7 @@ figure img { max-width: 100%; border: 1px solid #ccc; }
 <figure>{{if .HasQC}}<img src="qc.png" alt="thumbnail with tissue outline">{{else}}<p class="note">no thumbnail</p>{{end}}
 <figcaption>Thumbnail: tissue outline and the patches kept</figcaption></figure>
 <figure>{{if .HasHeat}}<img src="heatmap.png" alt="attention heatmap">{{else}}<p class="note">no heatmap</p>{{end}}
-<figcaption>Attention heatmap: dark violet low, yellow high (relative within the slide) (relative within the slide)</figcaption></figure>
+<figcaption>Attention heatmap: dark violet low, yellow high (relative within the slide)</figcaption></figure>
 </div>
 <table class="meta">
 <tr><th>slide id</th><td id="slide-id">{{.ID}}</td></tr>
