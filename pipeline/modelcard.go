@@ -140,3 +140,31 @@ func correctCount(m metrics.Metrics) int {
 	}
 	return int(math.Round(m.Accuracy * float64(m.N)))
 }
+
+// ModelInfo names the model behind a prediction, for the slide report.
+type ModelInfo struct {
+	Variant string
+	RunDir  string       // run folder the model was loaded from ("" for a weight file)
+	Weights string       // the weight file
+	Train   *TrainReport // RUNDIR/report.json, when it belongs to these weights
+}
+
+// modelInfo describes a model loaded by OpenModel: the run folder's
+// report.json is kept only when its model id is the loaded weights'.
+func modelInfo(variant, runDir, weights, id string) ModelInfo {
+	mi := ModelInfo{Variant: variant, Weights: weights}
+	if abs, err := filepath.Abs(weights); err == nil {
+		mi.Weights = abs
+	}
+	if runDir == "" {
+		return mi
+	}
+	mi.RunDir = runDir
+	if abs, err := filepath.Abs(runDir); err == nil {
+		mi.RunDir = abs
+	}
+	if r, err := ReadTrainReport(runDir); err == nil && r.ModelID == id {
+		mi.Train = r
+	}
+	return mi
+}
