@@ -24,12 +24,15 @@ type LoadedModel struct {
 	Params  *model.Params
 	ID      string // model id: hash of the weights
 	Runtime *model.Runtime
+	Info    ModelInfo // where it comes from and how it was trained, for the report
 }
 
 // OpenModel loads weights and their config: from a run folder
 // (RUNDIR/model.safetensors + RUNDIR/config.json), or from a weight file
 // and a model-config JSON (configPath may be empty when the weight file
 // was written here and carries its config). backend as model.NewBackend.
+// A run folder's report.json, when it is of these weights, tells the slide
+// reports how the model was trained and tested (LoadedModel.Info).
 func OpenModel(runDir, weights, configPath, backend string) (*LoadedModel, error) {
 	if runDir != "" {
 		weights = filepath.Join(runDir, "model.safetensors")
@@ -61,7 +64,8 @@ func OpenModel(runDir, weights, configPath, backend string) (*LoadedModel, error
 	if err != nil {
 		return nil, err
 	}
-	return &LoadedModel{Config: c, Params: p, ID: model.ModelID(p), Runtime: rt}, nil
+	id := model.ModelID(p)
+	return &LoadedModel{Config: c, Params: p, ID: id, Runtime: rt, Info: modelInfo(c.Variant, runDir, weights, id)}, nil
 }
 
 // Close frees the compiled graphs.
@@ -221,7 +225,7 @@ func (p *Predictor) Slide(ctx context.Context, in Input) Result {
 	if in.Path != "" {
 		name = filepath.Base(in.Path)
 	}
-	if err := WriteReport(p.work, ReportData{SlideName: name, Row: row, Encoder: p.encoder}); err != nil {
+	if err := WriteReport(p.work, ReportData{SlideName: name, Row: row, Encoder: p.encoder, Model: p.m.Info}); err != nil {
 		return Result{Stage: StagePredict, ID: in.ID, Path: in.Path, Err: err}
 	}
 	p.mu.Lock()

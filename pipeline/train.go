@@ -43,6 +43,7 @@ type TrainReport struct {
 	Test    *metrics.Metrics       `json:"test,omitempty"`
 	ModelID string                 `json:"model_id"`
 	Epochs  int                    `json:"epochs"`
+	Data    *TrainingData          `json:"data,omitempty"` // what it was trained on
 	Extra   map[string]interface{} `json:"extra,omitempty"`
 }
 
@@ -56,7 +57,8 @@ type FoldResult struct {
 // Train trains (and cross-validates) a model on the case set and evaluates
 // it on the held-out test cases. Outputs in Out: the model (config.json,
 // model.safetensors), log.jsonl, validation and test metrics.json with the
-// ROC picture, per-fold folders under CV, report.json.
+// ROC picture, per-fold folders under CV, report.json (with what the model
+// was trained on: TrainingData).
 func Train(ctx context.Context, opt TrainOptions) (TrainReport, error) {
 	var train, test []cases.Case
 	for _, c := range opt.Cases {
@@ -82,7 +84,7 @@ func Train(ctx context.Context, opt TrainOptions) (TrainReport, error) {
 		}
 		return out
 	}
-	rep := TrainReport{Variant: opt.Model.Variant}
+	rep := TrainReport{Variant: opt.Model.Variant, Data: trainingData(opt.Work, opt.Encoder, train, test)}
 	fit := func(dir string, tr, val []cases.Case, tc model.TrainConfig) (model.TrainResult, *metrics.Metrics, error) {
 		trS, err := src(tr)
 		if err != nil {

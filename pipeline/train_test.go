@@ -6,6 +6,7 @@ package pipeline_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,6 +91,21 @@ func TestTrainCVAndPredict(t *testing.T) {
 	for _, in := range ins {
 		if _, err := os.Stat(work.HeatmapPNG(in.ID)); err != nil {
 			t.Errorf("no heatmap for %s", in.ID)
+		}
+	}
+	// The run records that its slides were generated, and the reports of
+	// its predictions say so, with the run folder and the test metrics.
+	if d := rep.Data; !d.AllGenerated() || d.Slides != 2*opt.Cases || d.TrainCases+d.TestCases != opt.Cases || d.Generator != "synthcases/1" {
+		t.Errorf("report.json data: %+v", d)
+	}
+	html, err := os.ReadFile(work.ReportHTML(ins[0].ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`<p id="generated" class="warn">Trained on generated data`, `<code id="model-run">` + out + `</code>`,
+		fmt.Sprintf("%d held-out cases: macro-AUC %.3f", rep.Test.N, rep.Test.MacroAUC), fmt.Sprintf(`<td id="model-epochs">%d</td>`, rep.Epochs)} {
+		if !strings.Contains(string(html), want) {
+			t.Errorf("report.html lacks %q", want)
 		}
 	}
 	// Rerun one slide: its row is replaced, the others kept.

@@ -150,6 +150,7 @@ func runTrain(ctx context.Context, args []string) error {
 	if rep.Test != nil {
 		fmt.Printf("test (%d cases): accuracy %.3f, macro-AUC %.3f, weighted-AUC %.3f, macro-F1 %.3f, weighted-F1 %.3f\n",
 			rep.Test.N, rep.Test.Accuracy, rep.Test.MacroAUC, rep.Test.WeightedAUC, rep.Test.MacroF1, rep.Test.WeightedF1)
+		fmt.Print(rep.ExplainTest())
 	}
 	fmt.Printf("model %s (%s, %d epochs): %s\n", rep.ModelID, c.Variant, rep.Epochs, filepath.Join(*out, "model.safetensors"))
 	return nil

@@ -702,7 +702,7 @@ func synthMetadata(s *synthSlide) (slide.Metadata, tiling.ReadPlan, error) {
 		ID: s.id, Format: "synthetic", Vendor: "synthetic", Reader: "none",
 		MPPX: synthMPP, MPPY: synthMPP, MPPSource: "synthetic", ObjectivePower: 20,
 		Associated: []string{},
-		Properties: map[string]string{"her2wsi.synthetic": synthVersion, "her2wsi.synthetic.stain": stain},
+		Properties: map[string]string{pipeline.GeneratedProperty: synthVersion, pipeline.GeneratedProperty + ".stain": stain},
 	}
 	infos := []tiling.LevelInfo{}
 	for ds := int64(1); ; ds *= 4 {
