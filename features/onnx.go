@@ -42,7 +42,7 @@ func OpenONNX(path string, opt Options) (*ONNXEncoder, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fail("%w", unwrapPath(err))
 	}
-	if err := InitRuntime(opt.Library); err != nil {
+	if err := InitRuntime(opt.Library, opt.Device); err != nil {
 		return nil, err
 	}
 	sum, err := FileSHA256(path)
@@ -235,7 +235,7 @@ func appendCUDA(so *ort.SessionOptions, id int) error {
 	lib, _ := RuntimeInfo()
 	prov := filepath.Join(filepath.Dir(lib), CUDAProviderFile)
 	if _, err := os.Stat(prov); err != nil {
-		return fmt.Errorf("CUDA provider library %s is missing (the CPU build of ONNX Runtime from onnxruntime-node has none): run `scripts/fetch-onnxruntime.sh gpu` (ONNX Runtime 1.29.0 for CUDA 13) and set %s to the libonnxruntime.so it prints, or point %s at another CUDA-enabled build", prov, LibraryEnv, LibraryEnv)
+		return fmt.Errorf("CUDA provider library %s is missing (the CPU build of ONNX Runtime from onnxruntime-node has none): run `scripts/fetch-onnxruntime.sh gpu` (ONNX Runtime 1.29.0 for CUDA 13; bin/pipeline then finds it, and `make install` installs it), or point %s or --ort-lib at another CUDA-enabled build", prov, LibraryEnv)
 	}
 	co, err := ort.NewCUDAProviderOptions()
 	if err != nil {
