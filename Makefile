@@ -11,7 +11,7 @@ export HER2WSI_DATA := $(SHARED_DATA)
 # faster model training and prediction); the build works without it.
 export GOEXPERIMENT ?= simd
 
-.PHONY: all setup build test vet demo bench bench-embed bench-anchors bench-model bench-learning bench-pipeline soak fuzz clean encoders encoders-check vit-model gpu-bundle
+.PHONY: all setup build install uninstall test vet demo bench bench-embed bench-anchors bench-model bench-learning bench-pipeline soak fuzz clean encoders encoders-check vit-model gpu-bundle
 
 all: build
 
@@ -26,6 +26,17 @@ setup:
 build: setup
 	$(GO) build -o $(BIN) ./cmd/pipeline
 	$(GO) build -o bin/embed-bench ./cmd/embed-bench
+
+# PREFIX/bin/pipeline and the ONNX Runtime it loads, in PREFIX/lib/her2wsi/ (with
+# the CUDA provider in gpu/ when `scripts/fetch-onnxruntime.sh gpu` fetched it):
+# the installed binary finds them from its own path, so it runs from any folder.
+PREFIX ?= /usr/local
+install: build
+	scripts/install.sh --bin $(BIN) $(DESTDIR)$(PREFIX)
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/pipeline
+	rm -rf $(DESTDIR)$(PREFIX)/lib/her2wsi
 
 vet: setup
 	$(GO) vet ./...

@@ -3,6 +3,7 @@ package features
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -188,6 +189,7 @@ func InitRuntime(lib, device string) error {
 		return fmt.Errorf("features: load onnx runtime %s: %w", path, err)
 	}
 	rtPath = path
+	slog.Debug("onnx runtime loaded", "library", path, "version", ort.GetVersion())
 	return nil
 }
 

@@ -5,11 +5,16 @@
 #
 #   scripts/fetch-onnxruntime.sh        CPU: onnxruntime-node's libonnxruntime.so.1
 #   scripts/fetch-onnxruntime.sh gpu    CUDA: a CUDA-enabled core + providers (ORT 1.29.0, CUDA 13)
+#   scripts/fetch-onnxruntime.sh --check [cpu|gpu]
+#                                       fetch nothing: fail unless the files are there and verified
 #
 # Prints the path of the core library on stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE=${HER2WSI_CACHE:-$PWD/.cache}/onnxruntime
+CHECK=
+if [ "${1:-}" = --check ]; then CHECK=1; shift; fi
+MODE=${1:-cpu}
 
 CPU_VERSION=1.30.0
 CPU_PKG=onnxruntime-node@$CPU_VERSION
@@ -32,6 +37,14 @@ ok() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]; }
 extract() {
   local pkg=$1 member=$2 dest=$3 sha=$4 tmp
   ok "$dest" "$sha" && return 0
+  if [ -n "$CHECK" ]; then
+    if [ -f "$dest" ]; then
+      echo "fetch-onnxruntime: $dest: checksum mismatch (want $sha): fetch it again with scripts/fetch-onnxruntime.sh $MODE" >&2
+    else
+      echo "fetch-onnxruntime: $dest: not fetched: run scripts/fetch-onnxruntime.sh $MODE" >&2
+    fi
+    exit 1
+  fi
   command -v npm >/dev/null || { echo "fetch-onnxruntime: npm is needed to fetch $pkg (apt-get install npm)" >&2; exit 1; }
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' RETURN
@@ -46,7 +59,7 @@ extract() {
   mv "$tmp/$member" "$dest.tmp.$$" && mv "$dest.tmp.$$" "$dest"
 }
 
-case "${1:-cpu}" in
+case "$MODE" in
 cpu)
   dest=$CACHE/$CPU_VERSION/libonnxruntime.so.1
   extract "$CPU_PKG" "$CPU_FILE" "$dest" "$CPU_SHA"
@@ -60,7 +73,7 @@ gpu)
   echo "$dir/libonnxruntime.so"
   ;;
 *)
-  echo "usage: $0 [cpu|gpu]" >&2
+  echo "usage: $0 [--check] [cpu|gpu]" >&2
   exit 2
   ;;
 esac
