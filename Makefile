@@ -11,7 +11,7 @@ export HER2WSI_DATA := $(SHARED_DATA)
 # faster model training and prediction); the build works without it.
 export GOEXPERIMENT ?= simd
 
-.PHONY: all setup build install uninstall test vet demo bench bench-embed bench-anchors bench-model bench-learning bench-pipeline soak fuzz clean encoders encoders-check vit-model gpu-bundle
+.PHONY: all setup build install uninstall test vet docker-check demo bench bench-embed bench-anchors bench-model bench-learning bench-pipeline soak fuzz clean encoders encoders-check vit-model gpu-bundle
 
 all: build
 
@@ -41,8 +41,14 @@ uninstall:
 vet: setup
 	$(GO) vet ./...
 
-test: setup vet
+test: setup vet docker-check
 	$(GO) test -count=1 -timeout 20m ./...
+
+# Without Docker: the Dockerfile's runtime stage holds every file the binary
+# loads at run time (the libraries' Debian packages, ONNX Runtime in the
+# installed layout); seconds.
+docker-check: build
+	scripts/docker-check.sh
 
 # The main job on a slide the demo makes itself: a synthetic 40× Aperio-style
 # slide, tiled into 20× patches and embedded with the small test encoder
