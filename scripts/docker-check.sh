@@ -140,8 +140,8 @@ run() {
 }
 run synth --out slide.svs --width 2048 --height 1536 --mpp 0.5 --mag 20
 run info slide.svs
-run run --input slide.svs --out work --stage tile,embed,anchors --encoder "$encoder"
-run run --input slide.svs --out work2 --stage tile --reader openslideload
+run run --input slide.svs --work work --stage tile,embed,anchors --encoder "$encoder"
+run run --input slide.svs --work work2 --stage tile --reader openslideload
 loaded=$(cat "$tmp"/ld/trace.* 2>/dev/null | sed -nE 's/.*calling init: (\/.*)$/\1/p; s/.*file=(\/[^ ]+) \[[0-9]+\];  dynamically loaded by.*/\1/p' | sort -u)
 [ -n "$loaded" ] || fail "LD_DEBUG traced nothing (is $BIN dynamically linked?)"
 mapfile -t objs < <(printf '%s\n' "$prefix/bin/pipeline"; find "$prefix/lib" -name '*.so*' -type f | sort)

@@ -64,7 +64,7 @@ func TestInstalledBinaryRunsAnywhere(t *testing.T) {
 	if out, err := pipeline(bin, elsewhere, nil, "synth", "--out", "slide.svs", "--width", "2048", "--height", "1536", "--mpp", "0.5", "--mag", "20"); err != nil {
 		t.Fatalf("synth: %v\n%s", err, out)
 	}
-	embed := []string{"run", "--input", "slide.svs", "--out", "work", "--encoder", encoder, "-v"}
+	embed := []string{"run", "--input", "slide.svs", "--work", "work", "--encoder", encoder, "-v"}
 	run, err = pipeline(bin, elsewhere, nil, append(embed, "--stage", "tile,embed")...)
 	if err != nil {
 		t.Fatalf("run --stage tile,embed from %s: %v\n%s", elsewhere, err, run)
@@ -84,7 +84,7 @@ func TestInstalledBinaryRunsAnywhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	third := t.TempDir()
-	embedAbs := []string{"run", "--input", filepath.Join(elsewhere, "slide.svs"), "--out", filepath.Join(elsewhere, "work"), "--encoder", encoder, "-v", "--stage", "embed", "--force"}
+	embedAbs := []string{"run", "--input", filepath.Join(elsewhere, "slide.svs"), "--work", filepath.Join(elsewhere, "work"), "--encoder", encoder, "-v", "--stage", "embed", "--force"}
 	if out, err := pipeline(link, third, nil, embedAbs...); err != nil || !strings.Contains(out, "library="+installedLib) {
 		t.Errorf("through a symlink: %v\n%s", err, out)
 	}
