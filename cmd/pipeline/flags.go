@@ -133,7 +133,7 @@ type encoderOptions struct {
 func (o *encoderOptions) addFlags(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&o.encoder, "encoder", "", prefix+"encoder .onnx file or name (see $"+features.ModelsEnv+")")
 	fs.StringVar(&o.device, "device", "cpu", prefix+"cpu, cuda, cuda:N, or auto (CUDA when it loads, else CPU)")
-	fs.StringVar(&o.ortLib, "ort-lib", "", "ONNX Runtime library (default: $"+features.LibraryEnv+", else the one scripts/fetch-onnxruntime.sh fetched)")
+	fs.StringVar(&o.ortLib, "ort-lib", "", "ONNX Runtime library (default: $"+features.LibraryEnv+", else the one installed beside the binary (../lib/her2wsi) or fetched into its checkout)")
 	fs.IntVar(&o.threads, "threads", 0, prefix+"ONNX Runtime intra-op threads (0: its default)")
 }
 
