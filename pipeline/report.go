@@ -90,9 +90,9 @@ h2 { font-size: 1.1em; margin-top: 1.5em; }
 {{range .Classes}}<tr{{if .Predicted}} class="predicted"{{end}}><td>{{.Name}}</td><td class="num">{{printf "%.3f" .Prob}}</td><td><span class="bar" style="width: {{.Percent}}"></span></td></tr>
 {{end}}</table>
 <div class="pictures">
-<figure>{{if .HasQC}}<img src="qc.png" alt="thumbnail with tissue outline">{{else}}<p class="note">no thumbnail</p>{{end}}
-<figcaption>Thumbnail: tissue outline and the patches kept</figcaption></figure>
-<figure>{{if .HasHeat}}<img src="heatmap.png" alt="attention heatmap">{{else}}<p class="note">no heatmap</p>{{end}}
+<figure>{{if .HasQC}}<a href="qc.png" title="full size"><img src="qc.png" alt="thumbnail with tissue outline"></a>{{else}}<p class="note">no thumbnail</p>{{end}}
+<figcaption>Thumbnail: tissue outline and the patches kept (click for full size)</figcaption></figure>
+<figure>{{if .HasHeat}}<a href="heatmap.png" title="full size"><img src="heatmap.png" alt="attention heatmap"></a>{{else}}<p class="note">no heatmap</p>{{end}}
 <figcaption>Attention heatmap: dark violet low, yellow high (relative within the slide)</figcaption></figure>
 </div>
 {{with .M}}{{if .Variant}}<h2>Model</h2>
