@@ -399,3 +399,16 @@ func TestEmbedRuntimeFailure(t *testing.T) {
 		t.Errorf("%d goroutines before, %d after", before, n)
 	}
 }
+
+// SlideIDOfFile finds the id a file was tiled under, whatever its name.
+func TestSlideIDOfFile(t *testing.T) {
+	work, ins := slideWork(t, "x", 3, 3)
+	ins[0].ID = "HE-x"
+	tileAll(t, work, ins)
+	if id, ok := work.SlideIDOfFile(ins[0].Path); !ok || id != "HE-x" {
+		t.Fatalf("SlideIDOfFile = %q, %v", id, ok)
+	}
+	if _, ok := work.SlideIDOfFile(filepath.Join(t.TempDir(), "x.tif")); ok {
+		t.Fatal("an untiled file was found")
+	}
+}

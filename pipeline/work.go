@@ -166,3 +166,27 @@ func (w Work) HeatmapPNG(id string) string { return filepath.Join(w.SlideDir(id)
 // ReportHTML is WORK/slides/<id>/report.html, written by the predict
 // stage.
 func (w Work) ReportHTML(id string) string { return filepath.Join(w.SlideDir(id), "report.html") }
+
+// SlideIDOfFile returns the id under which the slide file at path was
+// tiled into this work folder (its slide.json records the path), or false.
+// Ids are usually the file name without extension, but files of one name
+// in several input folders get their folder in front (FindSlides).
+func (w Work) SlideIDOfFile(path string) (string, bool) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", false
+	}
+	entries, err := os.ReadDir(filepath.Join(w.Dir, "slides"))
+	if err != nil {
+		return "", false
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		if rec, err := w.ReadSlideRecord(e.Name()); err == nil && rec.Slide.Path == abs {
+			return e.Name(), true
+		}
+	}
+	return "", false
+}

@@ -179,7 +179,13 @@ func runPredict(ctx context.Context, args []string) error {
 	}
 	ins := make([]pipeline.Input, len(inputs))
 	for i, in := range inputs {
-		ins[i] = pipeline.Input{ID: slideIDOf(in)}
+		id := slideIDOf(in)
+		if fi, err := os.Stat(in); err == nil && !fi.IsDir() {
+			if tiled, ok := (pipeline.Work{Dir: *work}).SlideIDOfFile(in); ok {
+				id = tiled // the id it was tiled under (e.g. HE-x for HE/x.png beside IHC/x.png)
+			}
+		}
+		ins[i] = pipeline.Input{ID: id}
 	}
 	return predictIDs(ctx, pipeline.Work{Dir: *work}, ins, ps)
 }
