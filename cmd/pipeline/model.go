@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -69,6 +70,10 @@ func runTrain(ctx context.Context, args []string) error {
 	seed := fs.Int64("seed", -1, "seed (overrides the training config)")
 	sampling := fs.String("sampling", bundle.SampleFirst, "training patch sampling for slides over max_patches: first or random")
 	cache := fs.Bool("cache", true, "keep bundles in memory between epochs")
+	var inputs stringList
+	fs.Var(&inputs, "input", "slide file or folder holding the cases' slides: they are tiled, embedded (with --encoder FILE.onnx) and anchored first, skipping what is up to date (repeatable)")
+	recursive := fs.Bool("recursive", false, "with --input: descend into sub-folders")
+	mpp := fs.Float64("mpp", 0, "with --input: µm/px at level 0 for slides or images whose metadata has none")
 	logf := addLogFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -76,6 +81,7 @@ func runTrain(ctx context.Context, args []string) error {
 	if *file == "" || *work == "" || *out == "" || *encoder == "" {
 		return usageError{errors.New("--cases, --work, --out and --features are required")}
 	}
+	encoderFile := *encoder
 	*encoder = featuresOf(*encoder)
 	c, err := mf.resolve()
 	if err != nil {
@@ -105,6 +111,11 @@ func runTrain(ctx context.Context, args []string) error {
 	}
 	bar := setupLogging(logf, false)
 	defer bar.Finish()
+	if len(inputs) > 0 {
+		if err := prepareCases(ctx, pipeline.Work{Dir: *work}, cs, inputs, *recursive, *mpp, encoderFile, c.PPK); err != nil {
+			return err
+		}
+	}
 	be, err := model.NewBackend(*mf.backend)
 	if err != nil {
 		return err
@@ -273,4 +284,47 @@ func featuresOf(v string) string {
 		return m.Name
 	}
 	return v
+}
+
+// prepareCases is train --input: the cases' slides through the runner
+// (tile, embed, anchors) before training.
+func prepareCases(ctx context.Context, work pipeline.Work, cs []cases.Case, inputs []string, recursive bool, mpp float64, encoderFile string, ppk int) error {
+	if fi, err := os.Stat(encoderFile); err != nil || fi.IsDir() {
+		return usageError{fmt.Errorf("--input needs the encoder as a file (--features/--encoder FILE.onnx), not the name %q", encoderFile)}
+	}
+	slides, err := pipeline.FindSlides(inputs, recursive)
+	if err != nil {
+		return usageError{err}
+	}
+	topt := pipeline.DefaultTileOptions()
+	topt.MPP = mpp
+	if err := topt.Validate(); err != nil {
+		return usageError{err}
+	}
+	aopt := pipeline.DefaultAnchorOptions()
+	if !slices.Contains(aopt.PPK, ppk) {
+		aopt.PPK = append(aopt.PPK, ppk)
+	}
+	es, err := pipeline.OpenEmbedStage(work, encoderFile, features.Options{}, pipeline.DefaultEmbedOptions())
+	if err != nil {
+		return err
+	}
+	r := &pipeline.Runner{Work: work, Stages: []pipeline.Stage{pipeline.NewTileStage(work, topt, 0), es, pipeline.NewAnchorStage(work, aopt, 0)}}
+	defer r.Close()
+	rep, missing, err := pipeline.PrepareCases(ctx, r, cs, slides)
+	for _, s := range rep.Summaries {
+		s.WriteSummary(os.Stderr)
+	}
+	if len(missing) > 0 {
+		slog.Warn("case slides in no --input: their features must be in the work folder already", "slides", len(missing), "first", missing[0])
+	}
+	switch {
+	case err != nil:
+		return err
+	case rep.Failed() > 0:
+		return fmt.Errorf("preparing the cases' slides: %d slide-stage(s) failed; nothing trained", rep.Failed())
+	case rep.Locked > 0:
+		return lockedError{n: rep.Locked}
+	}
+	return nil
 }
