@@ -155,8 +155,8 @@ func TestHeatmapOnTiledSlide(t *testing.T) {
 		t.Fatal(err)
 	}
 	heat, qc, thumb := decodeFile(t, work.HeatmapPNG(in.ID)), decodeFile(t, work.QCPNG(in.ID)), decodeFile(t, work.ThumbnailJPG(in.ID))
-	if heat.W != qc.W || heat.H != qc.H || heat.W != 2048 {
-		t.Fatalf("heatmap %dx%d, qc.png %dx%d; want both 2048 wide", heat.W, heat.H, qc.W, qc.H)
+	if want := DefaultTileOptions().QCMaxSide; heat.W != qc.W || heat.H != qc.H || heat.W != want {
+		t.Fatalf("heatmap %dx%d, qc.png %dx%d; want both %d wide", heat.W, heat.H, qc.W, qc.H, want)
 	}
 	s := float64(heat.W) / 4096
 	for i := range len(coords) / 2 {

@@ -35,7 +35,7 @@ type TileOptions struct {
 
 // DefaultTileOptions follow the paper: 256 px patches at 20×.
 func DefaultTileOptions() TileOptions {
-	return TileOptions{Grid: tiling.DefaultGridConfig(), Mask: tiling.DefaultMaskConfig(), QCMaxSide: 2048}
+	return TileOptions{Grid: tiling.DefaultGridConfig(), Mask: tiling.DefaultMaskConfig(), QCMaxSide: 1024}
 }
 
 // Validate checks every parameter.

@@ -93,6 +93,7 @@ func runStages(ctx context.Context, name string, args []string) error {
 	fs.Float64Var(&opt.Grid.MPPTolerance, "mpp-tolerance", opt.Grid.MPPTolerance, "relative tolerance for reading a level as an exact multiple of the target")
 	fs.Float64Var(&opt.Grid.MaskMPP, "mask-mpp", opt.Grid.MaskMPP, "resolution of the tissue mask in µm/px")
 	fs.StringVar(&opt.Reader, "reader", "", "force a loader: tiffload or openslideload (default: fastest correct one)")
+	fs.IntVar(&opt.QCMaxSide, "qc-size", opt.QCMaxSide, "long side of qc.png and heatmap.png in pixels (level 0's size when smaller; larger costs tiling time)")
 	workersHelp := "tile and anchors stages: slides processed at once (0: tile min(CPUs, 4), anchors CPUs)"
 	if tileOnly {
 		workersHelp = "slides tiled at once (0: min(CPUs, 4))"
