@@ -1,0 +1,171 @@
+package viewer
+
+import (
+	"bytes"
+	"encoding/json"
+	"image"
+	"image/jpeg"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/her2wsi/her2wsi/pipeline"
+	"github.com/her2wsi/her2wsi/slide"
+	"github.com/her2wsi/her2wsi/synth"
+)
+
+// testWork makes a work folder with one generated slide "s1" (a pyramid)
+// and returns the server over it and the open slide.
+func testWork(t *testing.T) (*Server, *slide.Slide, string) {
+	t.Helper()
+	dir := t.TempDir()
+	sp := filepath.Join(dir, "s1.tif")
+	err := synth.WriteSlide(sp, synth.SlideOptions{Width: 1300, Height: 900, Pyramid: true, MPP: 0.25, Quality: 95,
+		Tissue: []image.Rectangle{image.Rect(100, 80, 1200, 850)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sl, err := slide.Open(sp, slide.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sl.Close() })
+	work := pipeline.Work{Dir: filepath.Join(dir, "work")}
+	rec := pipeline.SlideRecord{Slide: sl.Meta}
+	if err := os.MkdirAll(work.SlideDir("s1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(rec)
+	if err := os.WriteFile(work.SlideJSON("s1"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(Options{Work: work, MaxSlides: 1, MaxTiles: 4, Quality: 95})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return srv, sl, work.Dir
+}
+
+func get(t *testing.T, h http.Handler, url string) (int, []byte, http.Header) {
+	t.Helper()
+	rr := httptest.NewRecorder()
+	h.ServeHTTP(rr, httptest.NewRequest("GET", url, nil))
+	b, _ := io.ReadAll(rr.Body)
+	return rr.Code, b, rr.Header()
+}
+
+func TestServeDZIAndTiles(t *testing.T) {
+	srv, sl, _ := testWork(t)
+	code, b, _ := get(t, srv, "/slides/s1.dzi")
+	if code != 200 || !strings.Contains(string(b), `Width="1300"`) || !strings.Contains(string(b), `Height="900"`) {
+		t.Fatalf("dzi: %d %s", code, b)
+	}
+	g, _ := NewGeometry(1300, 900)
+	top := g.Levels() - 1
+	for _, c := range []struct {
+		level    int
+		col, row int64
+	}{{top, 0, 0}, {top, 1, 2}, {top, 4, 3}, {top, 5, 3}, {top - 1, 1, 1}, {top - 2, 0, 0}, {0, 0, 0}} {
+		tl, _ := g.Tile(c.level, c.col, c.row)
+		code, b, h := get(t, srv, "/slides/s1_files/"+itoa(int64(c.level))+"/"+itoa(c.col)+"_"+itoa(c.row)+".jpeg")
+		if code != 200 || h.Get("Content-Type") != "image/jpeg" {
+			t.Fatalf("tile %+v: %d %s", c, code, b)
+		}
+		img, err := jpeg.Decode(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if int64(img.Bounds().Dx()) != tl.W || int64(img.Bounds().Dy()) != tl.H {
+			t.Fatalf("tile %+v: %v, want %dx%d", c, img.Bounds(), tl.W, tl.H)
+		}
+		if c.level != top {
+			continue
+		}
+		// the deepest level is level 0's pixels
+		want, err := sl.ReadRegion(0, int(tl.X), int(tl.Y), int(tl.W), int(tl.H))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// aligned, the tile differs from the slide by JPEG noise only;
+		// one pixel off, by much more
+		diff := func(dx, dy int) float64 {
+			var sum, n float64
+			for y := 1; y < want.H-1; y++ {
+				for x := 1; x < want.W-1; x++ {
+					r, g, bb, _ := img.At(x, y).RGBA()
+					wr, wg, wb := want.At(x+dx, y+dy)
+					sum += abs(float64(r>>8)-float64(wr)) + abs(float64(g>>8)-float64(wg)) + abs(float64(bb>>8)-float64(wb))
+					n += 3
+				}
+			}
+			return sum / n
+		}
+		d0 := diff(0, 0)
+		if d0 > 4 {
+			t.Errorf("tile %+v: mean difference %.2f from the slide's pixels", c, d0)
+		}
+		for _, d := range [][2]int{{1, 0}, {-1, 0}, {0, 1}, {0, -1}} {
+			if dd := diff(d[0], d[1]); dd <= d0 && !(c.col == 5 && c.row == 3) { // 5,3: glass only
+				t.Errorf("tile %+v: shifted by %v it matches as well (%.2f ≤ %.2f)", c, d, dd, d0)
+			}
+		}
+	}
+}
+
+func abs(f float64) float64 {
+	if f < 0 {
+		return -f
+	}
+	return f
+}
+
+func itoa(i int64) string { return strconv.FormatInt(i, 10) }
+
+func TestServe404(t *testing.T) {
+	srv, _, _ := testWork(t)
+	g, _ := NewGeometry(1300, 900)
+	cols, rows, _ := g.Tiles(g.Levels() - 1)
+	top := itoa(int64(g.Levels() - 1))
+	for _, u := range []string{
+		"/slides/nope.dzi", "/slides/s1_files/" + itoa(int64(g.Levels())) + "/0_0.jpeg", "/slides/s1_files/-1/0_0.jpeg",
+		"/slides/s1_files/" + top + "/" + itoa(cols) + "_0.jpeg", "/slides/s1_files/" + top + "/0_" + itoa(rows) + ".jpeg",
+		"/slides/s1_files/" + top + "/-1_0.jpeg", "/slides/s1_files/x/0_0.jpeg", "/slides/s1_files/1/0.jpeg",
+		"/slides/../s1.dzi", "/slides/.hidden.dzi", "/slides/s1/attention.json", "/slides/nope/view", "/slides/s1/other",
+		"/slides/s1_files/99999999999999999999/0_0.jpeg", "/viewer/nope.js", "/viewer/../server.go", "/elsewhere",
+	} {
+		if code, b, _ := get(t, srv, u); code != http.StatusNotFound {
+			t.Errorf("%s: %d %s, want 404", u, code, b)
+		}
+	}
+}
+
+func TestServeAttentionAndView(t *testing.T) {
+	srv, _, dir := testWork(t)
+	att := `{"patch_size_level0":256,"patches":[[0,0,0.5],[256,0,1]],"prediction":"2+","probabilities":[0.1,0.2,0.6,0.1]}`
+	if err := os.WriteFile(filepath.Join(dir, "slides", "s1", "attention.json"), []byte(att), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, b, h := get(t, srv, "/slides/s1/attention.json")
+	if code != 200 || string(b) != att || !strings.HasPrefix(h.Get("Content-Type"), "application/json") {
+		t.Fatalf("attention: %d %s", code, b)
+	}
+	code, b, h = get(t, srv, "/slides/s1/view")
+	if code != 200 || !strings.Contains(string(b), `data-dzi="/slides/s1.dzi"`) || !strings.Contains(h.Get("Content-Security-Policy"), "script-src 'self'") {
+		t.Fatalf("view: %d %s", code, b)
+	}
+	if HaveOpenSeadragon() != strings.Contains(string(b), "openseadragon.min.js") {
+		t.Errorf("view: OpenSeadragon embedded %v, page:\n%s", HaveOpenSeadragon(), b)
+	}
+	if !HaveOpenSeadragon() && !strings.Contains(string(b), "fetch-openseadragon.sh") {
+		t.Errorf("view without assets does not say how to fetch them:\n%s", b)
+	}
+	if code, _, _ := get(t, srv, "/viewer/viewer.js"); code != 200 {
+		t.Errorf("viewer.js: %d", code)
+	}
+}
