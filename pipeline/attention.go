@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net/url"
 	"path/filepath"
+	"strings"
 
 	"github.com/her2wsi/her2wsi/bundle"
 	"github.com/her2wsi/her2wsi/internal/cases"
@@ -14,6 +16,16 @@ import (
 // AttentionJSON is WORK/slides/<id>/attention.json: the model's attention
 // per patch, for the slide viewer's overlay.
 func (w Work) AttentionJSON(id string) string { return filepath.Join(w.SlideDir(id), "attention.json") }
+
+// ViewerURL is the slide viewer's page of slide id (pipeline serve), from
+// the server's root.
+func ViewerURL(id string) string {
+	segs := strings.Split(filepath.ToSlash(id), "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	return "/slides/" + strings.Join(segs, "/") + "/view"
+}
 
 // Attention is attention.json: each patch the model saw, in coords.h5
 // order, as [x, y, score] (level-0 top-left corner; the [CLS]→patch

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 )
@@ -35,5 +36,35 @@ func TestAttentionOf(t *testing.T) {
 	}
 	if b, _ := json.Marshal(attentionOf(nil, nil, nil)); !strings.Contains(string(b), `"patches":[]`) {
 		t.Errorf("no patches: %s", b)
+	}
+}
+
+func TestViewerURL(t *testing.T) {
+	for id, want := range map[string]string{"s1": "/slides/s1/view", "a b/c#1": "/slides/a%20b/c%231/view"} {
+		if got := ViewerURL(id); got != want {
+			t.Errorf("ViewerURL(%q) = %q, want %q", id, got, want)
+		}
+	}
+}
+
+func TestReportLinksViewer(t *testing.T) {
+	work := Work{Dir: t.TempDir()}
+	row := PredictRow{SlideID: "s1", Probs: []float64{0.1, 0.2, 0.3, 0.4}, Predicted: 3}
+	if err := os.MkdirAll(work.SlideDir("s1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, withAttention := range []bool{false, true} {
+		if withAttention {
+			if err := os.WriteFile(work.AttentionJSON("s1"), []byte(`{"patches":[]}`), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := WriteReport(work, ReportData{Row: row}); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := os.ReadFile(work.ReportHTML("s1"))
+		if got := strings.Contains(string(b), `<a id="viewer" href="/slides/s1/view">`); got != withAttention {
+			t.Errorf("attention.json there %v: report links the viewer %v", withAttention, got)
+		}
 	}
 }
