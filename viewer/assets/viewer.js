@@ -9,6 +9,7 @@
     prefixUrl: "/viewer/openseadragon/images/",
     tileSources: body.dataset.dzi,
     showNavigator: true,
+    drawer: "canvas", // keeps imageSmoothingEnabled: each patch one sharp cell
     imageSmoothingEnabled: false,
     gestureSettingsMouse: { clickToZoom: false },
   });
