@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -151,6 +152,26 @@ func (s *Server) record(id string) (pipeline.SlideRecord, error) {
 	return rec, nil
 }
 
+// slidePath is the slide's file: where it was tiled from or, for a slide
+// the watcher has since moved out of its inbox (to done/), where its
+// journal (WORK/watch/<id>.json) says it went.
+func (s *Server) slidePath(id string, rec pipeline.SlideRecord) (string, error) {
+	p := rec.Slide.Path
+	if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+		return p, nil
+	}
+	var j struct {
+		MovedTo string `json:"moved_to"`
+	}
+	if b, err := s.root.ReadFile(path.Join("watch", id+".json")); err == nil && json.Unmarshal(b, &j) == nil && j.MovedTo != "" && filepath.IsLocal(j.MovedTo) {
+		q := filepath.Join(filepath.Dir(p), j.MovedTo)
+		if fi, err := os.Stat(q); err == nil && fi.Mode().IsRegular() {
+			return q, nil
+		}
+	}
+	return "", fmt.Errorf("%w: slide %s: its file %s is gone", errNotFound, id, p)
+}
+
 // acquire opens (or finds open) the slide id; release gives it back.
 func (s *Server) acquire(id string) (*openSlide, error) {
 	s.mu.Lock()
@@ -169,7 +190,11 @@ func (s *Server) acquire(id string) (*openSlide, error) {
 	if rec.Imported != "" || rec.Slide.Path == "" {
 		return nil, fmt.Errorf("%w: slide %s has no slide file here (its features were imported)", errNotFound, id)
 	}
-	sl, err := slide.Open(rec.Slide.Path, slide.Options{MPP: rec.Params.MPP, Reader: rec.Params.Reader})
+	sp, err := s.slidePath(id, rec)
+	if err != nil {
+		return nil, err
+	}
+	sl, err := slide.Open(sp, slide.Options{MPP: rec.Params.MPP, Reader: rec.Params.Reader})
 	if err != nil {
 		return nil, fmt.Errorf("%w: slide %s: %v", errNotFound, id, err)
 	}

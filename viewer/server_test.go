@@ -169,3 +169,40 @@ func TestServeAttentionAndView(t *testing.T) {
 		t.Errorf("viewer.js: %d", code)
 	}
 }
+
+// A slide the watcher moved out of its inbox is found where its journal
+// says it went; a slide gone without one is 404.
+func TestServeMovedSlide(t *testing.T) {
+	srv, sl, work := testWork(t)
+	src := sl.Meta.Path
+	done := filepath.Join(filepath.Dir(src), "done")
+	if err := os.MkdirAll(done, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(src, filepath.Join(done, "s1.tif")); err != nil {
+		t.Fatal(err)
+	}
+	if code, b, _ := get(t, srv, "/slides/s1.dzi"); code != http.StatusNotFound {
+		t.Fatalf("moved without a journal: %d %s", code, b)
+	}
+	if err := os.MkdirAll(filepath.Join(work, "watch"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(work, "watch", "s1.json"), []byte(`{"id":"s1","moved_to":"done/s1.tif"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, b, _ := get(t, srv, "/slides/s1.dzi"); code != 200 {
+		t.Fatalf("moved with a journal: %d %s", code, b)
+	}
+	if err := os.WriteFile(filepath.Join(work, "watch", "s1.json"), []byte(`{"id":"s1","moved_to":"../../etc/passwd"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv2, err := New(Options{Work: pipeline.Work{Dir: work}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv2.Close()
+	if code, _, _ := get(t, srv2, "/slides/s1.dzi"); code != http.StatusNotFound {
+		t.Errorf("journal pointing out of the inbox: %d", code)
+	}
+}
