@@ -95,7 +95,7 @@
     bar.style.width = Math.round(um / umPerPx) + "px";
     el.append(bar, um >= 1000 ? (um / 1000) + " mm" : um + " µm");
   }
-  viewer.addHandler("animation", scaleBar);
+  viewer.addHandler("update-viewport", scaleBar);
 
   viewer.addOnceHandler("open", () => {
     scaleBar();
