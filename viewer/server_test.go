@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/her2wsi/her2wsi/internal/raster"
 	"github.com/her2wsi/her2wsi/pipeline"
 	"github.com/her2wsi/her2wsi/slide"
 	"github.com/her2wsi/her2wsi/synth"
@@ -204,5 +205,50 @@ func TestServeMovedSlide(t *testing.T) {
 	defer srv2.Close()
 	if code, _, _ := get(t, srv2, "/slides/s1.dzi"); code != http.StatusNotFound {
 		t.Errorf("journal pointing out of the inbox: %d", code)
+	}
+}
+
+// A tile of a reduced Deep Zoom level shows the slide's level-0 pixels
+// there, reduced (from whichever slide level it was read).
+func TestServeReducedTiles(t *testing.T) {
+	srv, sl, _ := testWork(t)
+	g, _ := NewGeometry(1300, 900)
+	top := g.Levels() - 1
+	for _, c := range []struct {
+		down     int // levels below the deepest
+		col, row int64
+	}{{1, 1, 1}, {2, 0, 0}, {2, 1, 0}, {3, 0, 0}} {
+		l := top - c.down
+		tl, _ := g.Tile(l, c.col, c.row)
+		_, b, _ := get(t, srv, "/slides/s1_files/"+itoa(int64(l))+"/"+itoa(c.col)+"_"+itoa(c.row)+".jpeg")
+		img, err := jpeg.Decode(bytes.NewReader(b))
+		if err != nil {
+			t.Fatalf("level %d tile %d,%d: %v (%s)", l, c.col, c.row, err, b)
+		}
+		f := int64(1) << c.down
+		// as DeepZoomGenerator: the region is clipped to the slide, then
+		// stretched to the tile
+		full, err := sl.ReadRegion(0, int(tl.X*f), int(tl.Y*f), int(min(tl.W*f, 1300-tl.X*f)), int(min(tl.H*f, 900-tl.Y*f)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := raster.Resize(full, int(tl.W), int(tl.H))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sum, n float64
+		for y := 0; y < want.H; y++ {
+			for x := 0; x < want.W; x++ {
+				r, g, bb, _ := img.At(x, y).RGBA()
+				wr, wg, wb := want.At(x, y)
+				sum += abs(float64(r>>8)-float64(wr)) + abs(float64(g>>8)-float64(wg)) + abs(float64(bb>>8)-float64(wb))
+				n += 3
+			}
+		}
+		if mean := sum / n; mean > 8 {
+			t.Errorf("level %d (downsample %d) tile %d,%d: mean difference %.2f from level 0 reduced", l, f, c.col, c.row, mean)
+		} else {
+			t.Logf("level %d (downsample %d) tile %d,%d: mean difference %.2f", l, f, c.col, c.row, mean)
+		}
 	}
 }
