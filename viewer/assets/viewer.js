@@ -69,18 +69,23 @@
       s.textContent = "HER2 " + att.prediction;
       document.getElementById("prediction").append(s, probs ? " (0 / 1+ / 2+ / 3+: " + probs + ")" : "");
     }
-    viewer.addHandler("canvas-click", e => {
-      if (!e.quick) return;
-      const pt = base.viewerElementToImageCoordinates(e.position);
+    // showAt: the patch under level-0 point pt (a click, or #at=X,Y in
+    // the address, which also links to a patch).
+    function showAt(pt) {
       const c = Math.floor((pt.x - ox) / P), r = Math.floor((pt.y - oy) / P);
-      const i = cells.get(r * cols + c);
-      if (i === undefined || c < 0 || c >= cols) {
+      const i = c >= 0 && c < cols && r >= 0 ? cells.get(r * cols + c) : undefined;
+      if (i === undefined) {
         info.textContent = "(" + Math.round(pt.x) + ", " + Math.round(pt.y) + "): no patch";
         return;
       }
       const p = att.patches[i];
       info.textContent = "patch " + i + " at (" + p[0] + ", " + p[1] + "), attention " + p[2].toFixed(3);
+    }
+    viewer.addHandler("canvas-click", e => {
+      if (e.quick) showAt(base.viewerElementToImageCoordinates(e.position));
     });
+    const m = /^#at=(\d+),(\d+)$/.exec(location.hash);
+    if (m) showAt({ x: +m[1], y: +m[2] });
   }
 
   function scaleBar() {
