@@ -19,6 +19,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
 
 	"github.com/her2wsi/her2wsi/internal/raster"
 	"github.com/her2wsi/her2wsi/pipeline"
@@ -66,6 +69,7 @@ type Server struct {
 	lru    *list.List
 	tiles  map[string]*list.Element // of *cachedTile
 	tlru   *list.List
+	reads  singleflight.Group // one read per tile however many ask at once
 }
 
 type openSlide struct {
@@ -74,6 +78,7 @@ type openSlide struct {
 	geom    *Geometry
 	ds      []float64
 	sizes   [][2]int64
+	stamp   string // slide.json's modification time and size when opened
 	refs    int
 	evicted bool
 }
@@ -173,16 +178,30 @@ func (s *Server) slidePath(id string, rec pipeline.SlideRecord) (string, error) 
 }
 
 // acquire opens (or finds open) the slide id; release gives it back.
+// A slide tiled again (slide.json changed) is opened again.
 func (s *Server) acquire(id string) (*openSlide, error) {
+	if !validID(id) {
+		return nil, errNotFound
+	}
+	stamp := ""
+	if fi, err := s.root.Stat(path.Join("slides", id, "slide.json")); err == nil {
+		stamp = fi.ModTime().UTC().Format(time.RFC3339Nano) + "/" + strconv.FormatInt(fi.Size(), 10)
+	}
 	s.mu.Lock()
 	if e, ok := s.slides[id]; ok {
-		s.lru.MoveToFront(e)
 		o := e.Value.(*openSlide)
-		o.refs++
-		s.mu.Unlock()
-		return o, nil
+		if o.stamp == stamp {
+			s.lru.MoveToFront(e)
+			o.refs++
+			s.mu.Unlock()
+			return o, nil
+		}
+		s.evict(e)
 	}
 	s.mu.Unlock()
+	if stamp == "" {
+		return nil, errNotFound
+	}
 	rec, err := s.record(id)
 	if err != nil {
 		return nil, err
@@ -204,7 +223,7 @@ func (s *Server) acquire(id string) (*openSlide, error) {
 		sl.Close()
 		return nil, err
 	}
-	o := &openSlide{id: id, s: sl, geom: g, refs: 1}
+	o := &openSlide{id: id, s: sl, geom: g, stamp: stamp, refs: 1}
 	for _, lv := range sl.Meta.Levels {
 		o.ds = append(o.ds, lv.Downsample)
 		o.sizes = append(o.sizes, [2]int64{lv.Width, lv.Height})
@@ -212,24 +231,31 @@ func (s *Server) acquire(id string) (*openSlide, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e, ok := s.slides[id]; ok { // opened meanwhile
-		sl.Close()
-		s.lru.MoveToFront(e)
-		o = e.Value.(*openSlide)
-		o.refs++
-		return o, nil
+		if old := e.Value.(*openSlide); old.stamp == stamp {
+			sl.Close()
+			s.lru.MoveToFront(e)
+			old.refs++
+			return old, nil
+		}
+		s.evict(e)
 	}
 	s.slides[id] = s.lru.PushFront(o)
 	for s.lru.Len() > s.opt.MaxSlides {
-		e := s.lru.Back()
-		old := e.Value.(*openSlide)
-		s.lru.Remove(e)
-		delete(s.slides, old.id)
-		old.evicted = true
-		if old.refs == 0 {
-			old.s.Close()
-		}
+		s.evict(s.lru.Back())
 	}
 	return o, nil
+}
+
+// evict drops an open slide from the cache, closing it once its last
+// reader is done. The caller holds s.mu.
+func (s *Server) evict(e *list.Element) {
+	old := e.Value.(*openSlide)
+	s.lru.Remove(e)
+	delete(s.slides, old.id)
+	old.evicted = true
+	if old.refs == 0 {
+		old.s.Close()
+	}
 }
 
 func (s *Server) release(o *openSlide) {
@@ -267,10 +293,6 @@ func (s *Server) keepTile(key string, b []byte) {
 
 // Tile returns the JPEG of tile (col, row) of Deep Zoom level of slide id.
 func (s *Server) Tile(ctx context.Context, id string, level int, col, row int64) ([]byte, error) {
-	key := id + "\x00" + strconv.Itoa(level) + "/" + strconv.FormatInt(col, 10) + "_" + strconv.FormatInt(row, 10)
-	if b, ok := s.cachedTile(key); ok {
-		return b, nil
-	}
 	o, err := s.acquire(id)
 	if err != nil {
 		return nil, err
@@ -280,6 +302,22 @@ func (s *Server) Tile(ctx context.Context, id string, level int, col, row int64)
 	if !ok {
 		return nil, fmt.Errorf("%w: slide %s has no tile %d/%d_%d", errNotFound, id, level, col, row)
 	}
+	key := id + "\x00" + o.stamp + "\x00" + strconv.Itoa(level) + "/" + strconv.FormatInt(col, 10) + "_" + strconv.FormatInt(row, 10)
+	if b, ok := s.cachedTile(key); ok {
+		return b, nil
+	}
+	v, err, _ := s.reads.Do(key, func() (any, error) {
+		// Shared by every request for this tile: the first one's
+		// cancellation does not fail the others.
+		return s.readTile(context.WithoutCancel(ctx), o, t, key)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.([]byte), nil
+}
+
+func (s *Server) readTile(ctx context.Context, o *openSlide, t Tile, key string) ([]byte, error) {
 	select {
 	case s.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -298,7 +336,7 @@ func (s *Server) Tile(ctx context.Context, id string, level int, col, row int64)
 	}
 	var buf bytes.Buffer
 	if err := jpeg.Encode(&buf, img.ToImage(), &jpeg.Options{Quality: s.opt.Quality}); err != nil {
-		return nil, fmt.Errorf("viewer: slide %s: tile: %w", id, err)
+		return nil, fmt.Errorf("viewer: slide %s: tile: %w", o.id, err)
 	}
 	s.keepTile(key, buf.Bytes())
 	return buf.Bytes(), nil

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/her2wsi/her2wsi/internal/raster"
 	"github.com/her2wsi/her2wsi/pipeline"
@@ -250,5 +251,74 @@ func TestServeReducedTiles(t *testing.T) {
 		} else {
 			t.Logf("level %d (downsample %d) tile %d,%d: mean difference %.2f", l, f, c.col, c.row, mean)
 		}
+	}
+}
+
+// Many readers at once over two slides with room for one open slide: every
+// tile is served, and the same as served alone; a slide tiled again
+// (slide.json rewritten) is opened again.
+func TestServeConcurrentEviction(t *testing.T) {
+	srv, _, work := testWork(t)
+	// a second slide: the same file under another id
+	b, err := os.ReadFile(filepath.Join(work, "slides", "s1", "slide.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(work, "slides", "s2"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(work, "slides", "s2", "slide.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	urls := []string{}
+	for _, id := range []string{"s1", "s2"} {
+		for _, tile := range []string{"11/0_0", "11/1_1", "10/0_0", "9/0_0", "11/2_1"} {
+			urls = append(urls, "/slides/"+id+"_files/"+tile+".jpeg")
+		}
+	}
+	want := map[string][]byte{}
+	for _, u := range urls {
+		code, b, _ := get(t, srv, u)
+		if code != 200 {
+			t.Fatalf("%s: %d %s", u, code, b)
+		}
+		want[u] = b
+	}
+	errs := make(chan string, 64)
+	done := make(chan struct{})
+	for g := 0; g < 8; g++ {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := 0; i < 20; i++ {
+				u := urls[(g*7+i)%len(urls)]
+				code, b, _ := get(t, srv, u)
+				if code != 200 || !bytes.Equal(b, want[u]) {
+					errs <- u
+				}
+			}
+		}()
+	}
+	for g := 0; g < 8; g++ {
+		<-done
+	}
+	close(errs)
+	for u := range errs {
+		t.Errorf("%s: not served as alone", u)
+	}
+	// tiled again: the new record's slide (here: gone) is what counts
+	rec := strings.Replace(string(b), `"path":"`, `"path":"/nonexistent`, 1)
+	later := time.Now().Add(2 * time.Second)
+	p := filepath.Join(work, "slides", "s2", "slide.json")
+	if err := os.WriteFile(p, []byte(rec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(p, later, later); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := get(t, srv, "/slides/s2_files/11/0_0.jpeg"); code != http.StatusNotFound {
+		t.Errorf("slide tiled again from a file now gone: %d, want 404", code)
+	}
+	if code, _, _ := get(t, srv, "/slides/s1_files/11/0_0.jpeg"); code != 200 {
+		t.Errorf("the other slide: %d", code)
 	}
 }
