@@ -32,6 +32,10 @@ WORKDIR /src
 COPY scripts/fetch-onnxruntime.sh scripts/
 RUN scripts/fetch-onnxruntime.sh >/dev/null \
  && case "$ORT_GPU:$BASE" in true:* | auto:*cuda*) scripts/fetch-onnxruntime.sh gpu >/dev/null ;; esac
+# OpenSeadragon for the slide viewer, from npm, checksum-verified; embedded
+# into the binary by go:embed.
+COPY scripts/fetch-openseadragon.sh scripts/
+RUN scripts/fetch-openseadragon.sh
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .

@@ -21,6 +21,7 @@ export HER2WSI_ORT_LIB ?= $(ORT_LIB)
 
 setup:
 	@scripts/setup.sh
+	@scripts/fetch-openseadragon.sh
 	@scripts/fetch-onnxruntime.sh >/dev/null
 
 build: setup

@@ -93,7 +93,8 @@ func (r PredictRow) csv() string {
 }
 
 // PredictSlide predicts one anchored, embedded slide from H&E alone and
-// draws its attention heatmap.
+// draws its attention heatmap (heatmap.png) and writes it per patch
+// (attention.json, for the slide viewer).
 func PredictSlide(ctx context.Context, work Work, encoder, id string, m *LoadedModel) (PredictRow, error) {
 	if err := ctx.Err(); err != nil {
 		return PredictRow{}, err
@@ -126,6 +127,9 @@ func PredictSlide(ctx context.Context, work Work, encoder, id string, m *LoadedM
 		return PredictRow{}, fmt.Errorf("pipeline: slide %s: the model's attention is not finite: the weights of model %s hold NaN or Inf", id, m.ID)
 	}
 	if err := writeHeatmap(work, id, sd, pr.Attention); err != nil {
+		return PredictRow{}, err
+	}
+	if err := writeAttention(work, id, sd, pr.Attention, pr.Probs, pr.Predicted, m.ID); err != nil {
 		return PredictRow{}, err
 	}
 	return PredictRow{SlideID: id, Probs: pr.Probs, Predicted: pr.Predicted, ModelID: m.ID, Time: time.Now()}, nil

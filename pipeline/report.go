@@ -34,6 +34,7 @@ type reportView struct {
 	Time           string
 	Version        string
 	HasQC, HasHeat bool
+	ViewURL        string // the slide viewer's page, when attention.json is there
 	Patches        int
 	Tissue         string
 	MPP            string
@@ -93,7 +94,7 @@ h2 { font-size: 1.1em; margin-top: 1.5em; }
 <figure>{{if .HasQC}}<a href="qc.png" title="full size"><img src="qc.png" alt="thumbnail with tissue outline"></a>{{else}}<p class="note">no thumbnail</p>{{end}}
 <figcaption>Thumbnail: tissue outline and the patches kept (click for full size)</figcaption></figure>
 <figure>{{if .HasHeat}}<a href="heatmap.png" title="full size"><img src="heatmap.png" alt="attention heatmap"></a>{{else}}<p class="note">no heatmap</p>{{end}}
-<figcaption>Attention heatmap: dark violet low, yellow high (relative within the slide)</figcaption></figure>
+<figcaption>Attention heatmap: dark violet low, yellow high (relative within the slide){{if .ViewURL}} · <a id="viewer" href="{{.ViewURL}}">zoom in: the slide viewer</a> (when served by <code>pipeline serve</code>){{end}}</figcaption></figure>
 </div>
 {{with .M}}{{if .Variant}}<h2>Model</h2>
 <table class="meta" id="model">
@@ -137,6 +138,9 @@ func WriteReport(work Work, d ReportData) error {
 	_, errQC := os.Stat(work.QCPNG(id))
 	_, errHeat := os.Stat(work.HeatmapPNG(id))
 	v.HasQC, v.HasHeat = errQC == nil, errHeat == nil
+	if _, err := os.Stat(work.AttentionJSON(id)); err == nil {
+		v.ViewURL = ViewerURL(id)
+	}
 	if rec, err := work.ReadSlideRecord(id); err == nil {
 		v.Patches = rec.NumPatches
 		v.Tissue = fmt.Sprintf("%.1f%%", 100*rec.TissueFraction)

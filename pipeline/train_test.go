@@ -92,6 +92,7 @@ func TestTrainCVAndPredict(t *testing.T) {
 		if _, err := os.Stat(work.HeatmapPNG(in.ID)); err != nil {
 			t.Errorf("no heatmap for %s", in.ID)
 		}
+		checkAttentionJSON(t, work, in.ID)
 	}
 	// The run records that its slides were generated, and the reports of
 	// its predictions say so, with the run folder and the test metrics.

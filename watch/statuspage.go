@@ -309,6 +309,26 @@ type StatusPage struct {
 	hosts    map[string]bool // Public: Host names allowed besides loopback ones and the local address
 	inbox    []string        // the inbox relative to WORK (as given and links resolved), when inside
 	tokenSum [sha256.Size]byte
+	mounts   []mount
+	viewURL  func(id string) string // the slide viewer's page, when mounted
+}
+
+type mount struct {
+	prefix string
+	h      http.Handler
+}
+
+// Mount serves h, behind the page's Host and token checks, for request
+// paths under each of prefixes (e.g. the slide viewer's /slides/ and
+// /viewer/); viewURL, when set, links each done slide to its viewer page.
+// Call it before serving.
+func (p *StatusPage) Mount(h http.Handler, viewURL func(id string) string, prefixes ...string) {
+	for _, pre := range prefixes {
+		p.mounts = append(p.mounts, mount{pre, h})
+	}
+	if viewURL != nil {
+		p.viewURL = viewURL
+	}
 }
 
 // NewStatusPage serves snapshots and the work folder's outputs under opt.
@@ -397,6 +417,12 @@ func (p *StatusPage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(up, "/work/"):
 		p.serveWork(w, r, strings.TrimPrefix(up, "/work/"))
 	default:
+		for _, m := range p.mounts {
+			if strings.HasPrefix(up, m.prefix) {
+				m.h.ServeHTTP(w, r)
+				return
+			}
+		}
 		http.NotFound(w, r)
 	}
 }
@@ -619,8 +645,8 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 </style>
 </head>
 <body>
-<h1>her2wsi watch</h1>
-<p class="meta">inbox <code>{{.Inbox}}</code> · work <code>{{.Work}}</code> · running for {{ago .Started}} · last scan {{ago .LastScan}} ago · <a href="/work/predictions.csv">predictions.csv</a> · <a href="/status.json">status.json</a></p>
+<h1>her2wsi {{if .Inbox}}watch{{else}}serve{{end}}</h1>
+<p class="meta">{{if .Inbox}}inbox <code>{{.Inbox}}</code> · {{end}}work <code>{{.Work}}</code> · running for {{ago .Started}} · last scan {{ago .LastScan}} ago · <a href="/work/predictions.csv">predictions.csv</a> · <a href="/status.json">status.json</a></p>
 {{with .Note}}<p class="note">{{.}}</p>{{end}}
 
 <h2>In progress</h2>
@@ -636,7 +662,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 
 <h2>Done ({{len .Done}})</h2>
 {{if .Done}}<table id="done"><tr><th>slide</th><th>HER2</th><th>0</th><th>1+</th><th>2+</th><th>3+</th><th>finished</th><th>report</th></tr>
-{{range .Done}}<tr><td class="name">{{.Name}}</td>{{with .Prediction}}<td><strong>{{.Predicted}}</strong></td>{{range .Probs}}<td class="num">{{prob .}}</td>{{end}}{{else}}<td colspan="5">-</td>{{end}}<td>{{when .Finished}}</td><td>{{if .Report}}<a href="{{workURL .Report}}">report</a>{{end}}</td></tr>
+{{range .Done}}<tr><td class="name">{{.Name}}</td>{{with .Prediction}}<td><strong>{{.Predicted}}</strong></td>{{range .Probs}}<td class="num">{{prob .}}</td>{{end}}{{else}}<td colspan="5">-</td>{{end}}<td>{{when .Finished}}</td><td>{{if .Report}}<a href="{{workURL .Report}}">report</a>{{end}}{{if and $.View .ID}} <a href="{{call $.View .ID}}">viewer</a>{{end}}</td></tr>
 {{end}}</table>
 {{else}}<p class="empty">none yet</p>{{end}}
 
@@ -651,7 +677,11 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 
 func (p *StatusPage) servePage(w http.ResponseWriter, r *http.Request) {
 	var b bytes.Buffer
-	if err := statusTemplate.Execute(&b, p.snapshot()); err != nil {
+	page := struct {
+		Status
+		View func(string) string
+	}{p.snapshot(), p.viewURL}
+	if err := statusTemplate.Execute(&b, page); err != nil {
 		http.Error(w, "status page: "+err.Error(), http.StatusInternalServerError)
 		return
 	}

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -89,6 +90,11 @@ type Options struct {
 	// a listener that is not loopback makes it Public, see ForListener).
 	Status     net.Listener
 	StatusPage StatusOptions
+	// Viewer, when set, is served by the status page under /slides/ and
+	// /viewer/ (the slide viewer, package viewer); ViewURL links each
+	// done slide to its page.
+	Viewer  http.Handler
+	ViewURL func(id string) string
 
 	onStage       func(id, stage string) // tests: called before each step of a slide
 	beforeProcess func(id string) error  // tests: a non-nil error fails processing the slide
@@ -416,6 +422,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 			return err
 		}
 		defer page.Close()
+		if w.opt.Viewer != nil {
+			page.Mount(w.opt.Viewer, w.opt.ViewURL, "/slides/", "/viewer/")
+		}
 	}
 
 	// The group stops when the worker does (cancelled, once mode finished,

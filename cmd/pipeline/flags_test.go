@@ -34,7 +34,7 @@ func TestHelp(t *testing.T) {
 	for _, args := range [][]string{
 		{"-h"}, {"run", "-h"}, {"tile", "-h"}, {"info", "-h"}, {"train", "-h"}, {"predict", "-h"},
 		{"watch", "-h"}, {"synth", "-h"}, {"cases", "-h"}, {"cases", "check", "-h"}, {"anchors", "-h"},
-		{"anchors", "bins", "-h"}, {"import-features", "-h"},
+		{"anchors", "bins", "-h"}, {"import-features", "-h"}, {"serve", "-h"},
 	} {
 		code, out, errOut := capture(t, args...)
 		if code != exitOK || !strings.Contains(out, "usage: pipeline") || errOut != "" {

@@ -9,6 +9,7 @@
 //	pipeline train --cases C.csv --work WORK --out RUNDIR --encoder NAME
 //	pipeline predict --model RUNDIR --work WORK --encoder NAME --input SLIDE...
 //	pipeline watch --inbox DIR --out WORK --model RUNDIR --encoder M.onnx [--http :8080] [--once]
+//	pipeline serve --work WORK [--http 127.0.0.1:8080]  status page and slide viewer of a work folder
 //
 // Exit codes: 0 success, 1 some slide failed, 2 usage error, 3 some slides
 // locked by another running process (not processed), 130 interrupted.
@@ -49,12 +50,13 @@ var commands = map[string]struct {
 	"train":           {runTrain, "train (and cross-validate) a model on a case set; test on the held-out cases"},
 	"predict":         {runPredict, "H&E-only prediction of embedded, anchored slides with a trained model (= run --stage predict by slide id)"},
 	"watch":           {runWatch, "watch a folder: process each slide once fully copied (tile, embed, anchors, predict), write a report, move it to done/ or failed/; optional status page"},
+	"serve":           {runServe, "serve a work folder's status page, reports and slide viewer (Deep Zoom tiles, attention overlay) without watching an inbox"},
 	"import-features": {runImport, "place CLAM/TRIDENT feature files made elsewhere into the work folder"},
 }
 
 func usage(w io.Writer) {
 	fmt.Fprintf(w, "usage: pipeline COMMAND [flags]\n\ncommands:\n")
-	for _, name := range []string{"info", "run", "tile", "import-features", "anchors", "cases", "train", "predict", "watch", "synth"} {
+	for _, name := range []string{"info", "run", "tile", "import-features", "anchors", "cases", "train", "predict", "watch", "serve", "synth"} {
 		fmt.Fprintf(w, "  %-16s %s\n", name, commands[name].help)
 	}
 	fmt.Fprintf(w, "\n'pipeline COMMAND -h' lists a command's flags.\n")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/her2wsi/her2wsi/features"
 	"github.com/her2wsi/her2wsi/pipeline"
+	"github.com/her2wsi/her2wsi/viewer"
 	"github.com/her2wsi/her2wsi/watch"
 )
 
@@ -26,7 +27,7 @@ func runWatch(ctx context.Context, args []string) error {
 	stable := fs.Duration("stable", watch.DefaultStable, "a slide is complete when its size and modification time stay unchanged this long")
 	poll := fs.Duration("poll", watch.DefaultPoll, "scan interval (file events, where they arrive, scan sooner)")
 	once := fs.Bool("once", false, "process the slides complete now, then exit (for cron and tests)")
-	httpAddr := fs.String("http", "", "serve a status page on this address (a bare :PORT binds to 127.0.0.1; give 0.0.0.0:PORT to expose it, behind a token)")
+	httpAddr := fs.String("http", "", "serve a status page and the slide viewer on this address (a bare :PORT binds to 127.0.0.1; give 0.0.0.0:PORT to expose it, behind a token)")
 	httpf := addStatusFlags(fs)
 	// embed
 	eopt := pipeline.DefaultEmbedOptions()
@@ -77,6 +78,13 @@ func runWatch(ctx context.Context, args []string) error {
 			return usageError{err}
 		}
 		opt.Status, opt.StatusPage = l, sopt
+		v, err := viewer.New(viewer.Options{Work: opt.Work})
+		if err != nil {
+			l.Close()
+			return err
+		}
+		defer v.Close()
+		opt.Viewer, opt.ViewURL = v, viewer.ViewURL
 		if generated {
 			tokenURL = watch.StatusURL(l, sopt.Token)
 		}
