@@ -18,8 +18,7 @@ import (
 // SlideExtensions are the file extensions picked up when an input is a
 // directory (explicitly named files are always taken): those of the slide
 // formats registered in package slide, JPEG's and PNG's among them (folders
-// of image patches; they need --mpp). DICOM's is among them too, so that a
-// DICOM WSI is reported as unsupported rather than silently skipped.
+// of image patches; they need --mpp) and DICOM's (.dcm).
 var SlideExtensions = slide.Extensions()
 
 // Input is one slide to process.

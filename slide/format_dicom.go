@@ -460,6 +460,9 @@ func parseDICOMInstance(path string) (*dcmInstance, error) {
 	if in.frameW == 0 || in.frameH == 0 || nframes == 0 {
 		return nil, fmt.Errorf("damaged DICOM: frames of %dx%d, %d frames", in.frameW, in.frameH, nframes)
 	}
+	if int64(in.frameW)*int64(in.frameH) > 1<<26 {
+		return nil, fmt.Errorf("%w: DICOM frames of %dx%d are too large", ErrUnsupported, in.frameW, in.frameH)
+	}
 	if in.totalW == 0 || in.totalH == 0 {
 		if nframes != 1 {
 			return nil, errors.New("damaged DICOM: no TotalPixelMatrixColumns/Rows for a multi-frame image")
@@ -591,6 +594,9 @@ func (in *dcmInstance) layout(perFrame []dcmSet) error {
 	in.across = (in.totalW + in.frameW - 1) / in.frameW
 	in.down = (in.totalH + in.frameH - 1) / in.frameH
 	cells := in.across * in.down
+	if cells > 1<<24 || cells > 64*max(len(in.frames), 1) {
+		return fmt.Errorf("damaged DICOM: a %dx%d matrix of %dx%d frames for %d frames", in.totalW, in.totalH, in.frameW, in.frameH, len(in.frames))
+	}
 	n := len(in.frames)
 	in.grid = make([]int, cells)
 	switch {

@@ -455,3 +455,33 @@ func TestDICOMRealFiles(t *testing.T) {
 		t.Errorf("non-conformant TCGA file: want a clear unsupported error, got %v", err)
 	}
 }
+
+// Every truncation of a series file fails with one line naming the file (or,
+// cut only after the pixel data's end, opens); none crashes.
+func TestDICOMTruncatedAnywhere(t *testing.T) {
+	dir := t.TempDir()
+	for _, jp := range []bool{false, true} {
+		whole := filepath.Join(dir, fmt.Sprint("whole-", jp, ".dcm"))
+		writeDICOM(t, whole, genDICOM{img: dcmPattern(130, 70, 0), fw: 64, fh: 32, series: "1", jpeg: jp, sparse: jp, skip: -1, spacingMM: `0.0005\0.0005`})
+		b, err := os.ReadFile(whole)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, "cut.dcm")
+		for n := 133; n < len(b); n += 1 + n/40 {
+			if err := os.WriteFile(p, b[:n], 0o644); err != nil {
+				t.Fatal(err)
+			}
+			s, err := slide.Open(p, slide.Options{})
+			if err != nil {
+				if msg := err.Error(); !strings.HasPrefix(msg, "slide: "+p+": ") || strings.Contains(msg, "\n") {
+					t.Fatalf("cut at %d: %q", n, msg)
+				}
+				continue
+			}
+			// Opened: then reading must fail cleanly or succeed.
+			_, _ = s.ReadRegion(0, 0, 0, 130, 70)
+			s.Close()
+		}
+	}
+}
