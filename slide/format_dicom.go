@@ -113,8 +113,12 @@ const (
 	maxDICOMValueBytes = 64 << 20 // values kept in memory; longer ones are skipped
 )
 
-// sequences known as such when the VR is implicit.
-var dicomSeqTags = map[uint32]bool{tagSharedGroups: true, tagPerFrameGroups: true, tagPixelMeasures: true, tagPlanePosSlide: true}
+// The VRs of the elements read, for implicit VR files.
+var dicomVRs = map[uint32]string{
+	tagSharedGroups: "SQ", tagPerFrameGroups: "SQ", tagPixelMeasures: "SQ", tagPlanePosSlide: "SQ",
+	tagSamples: "US", tagPlanar: "US", tagRows: "US", tagColumns: "US", tagBitsAllocated: "US",
+	tagNumFrames: "IS", tagTotalCols: "UL", tagTotalRows: "UL", tagColumnPos: "SL", tagRowPos: "SL",
+}
 
 type dcmElem struct {
 	vr    string
@@ -264,8 +268,8 @@ func (p *dcmParser) header(explicit bool) (tag uint32, vr string, n uint32, err 
 	}
 	if tag>>16 == 0xFFFE || !explicit {
 		n, err = p.u32()
-		if !explicit && dicomSeqTags[tag] {
-			vr = "SQ"
+		if !explicit {
+			vr = dicomVRs[tag]
 		}
 		return
 	}

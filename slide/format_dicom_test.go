@@ -20,7 +20,10 @@ import (
 // A minimal DICOM writer for test series: explicit VR little endian
 // headers, frames uncompressed or in JPEG baseline (Go's encoder).
 
-type dcmBuf struct{ bytes.Buffer }
+type dcmBuf struct {
+	bytes.Buffer
+	implicit bool // implicit VR little endian
+}
 
 func (b *dcmBuf) tag(tag uint32) {
 	binary.Write(b, binary.LittleEndian, uint16(tag>>16))
@@ -36,6 +39,11 @@ func (b *dcmBuf) el(tag uint32, vr string, val []byte) {
 		val = append(val, pad)
 	}
 	b.tag(tag)
+	if b.implicit {
+		binary.Write(b, binary.LittleEndian, uint32(len(val)))
+		b.Write(val)
+		return
+	}
 	b.WriteString(vr)
 	switch vr {
 	case "OB", "OW", "SQ", "UN", "UT":
@@ -61,8 +69,10 @@ func (b *dcmBuf) sl(tag uint32, v int) {
 // seq writes a sequence of undefined length with items of defined length.
 func (b *dcmBuf) seq(tag uint32, items ...[]byte) {
 	b.tag(tag)
-	b.WriteString("SQ")
-	b.Write([]byte{0, 0})
+	if !b.implicit {
+		b.WriteString("SQ")
+		b.Write([]byte{0, 0})
+	}
 	binary.Write(b, binary.LittleEndian, uint32(0xFFFFFFFF))
 	for _, it := range items {
 		b.tag(0xFFFEE000)
@@ -131,6 +141,8 @@ func writeDICOM(t testing.TB, path string, g genDICOM) {
 	out.WriteString("DICM")
 	out.ul(0x00020000, meta.Len())
 	out.Write(meta.Bytes())
+	imp := ts == "1.2.840.10008.1.2"
+	out.implicit = imp
 
 	across, _, cells := g.cells()
 	type placed struct {
@@ -183,7 +195,7 @@ func writeDICOM(t testing.TB, path string, g genDICOM) {
 	out.ul(0x00480006, g.img.W)
 	out.ul(0x00480007, g.img.H)
 	if g.spacingMM != "" {
-		var pm, shared dcmBuf
+		pm, shared := dcmBuf{implicit: imp}, dcmBuf{implicit: imp}
 		pm.str(0x00280030, "DS", g.spacingMM)
 		shared.seq(0x00289110, pm.Bytes())
 		out.seq(0x52009229, shared.Bytes())
@@ -191,7 +203,7 @@ func writeDICOM(t testing.TB, path string, g genDICOM) {
 	if g.sparse {
 		var items [][]byte
 		for _, f := range frames {
-			var pos, it dcmBuf
+			pos, it := dcmBuf{implicit: imp}, dcmBuf{implicit: imp}
 			pos.sl(0x0048021E, f.cx*g.fw+1)
 			pos.sl(0x0048021F, f.cy*g.fh+1)
 			it.seq(0x0048021A, pos.Bytes())
@@ -305,6 +317,27 @@ func TestDICOMTiledFullUncompressedExact(t *testing.T) {
 		if mx, _ := diff(got, crop(src, r[0], r[1], r[2], r[3])); mx != 0 {
 			t.Errorf("region %v differs from the source by up to %d", r, mx)
 		}
+	}
+}
+
+func TestDICOMImplicitVRSparse(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "imp.dcm")
+	src := dcmPattern(200, 150, 5)
+	writeDICOM(t, p, genDICOM{img: src, fw: 64, fh: 64, series: "7", ts: "1.2.840.10008.1.2", sparse: true, skip: -1, spacingMM: `0.0005\0.0005`})
+	s, err := slide.Open(p, slide.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.Meta.MPPX != 0.5 || s.Meta.Levels[0].Width != 200 || s.Meta.Levels[0].Height != 150 {
+		t.Fatalf("meta %+v", s.Meta)
+	}
+	got, err := s.ReadRegion(0, 0, 0, 200, 150)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mx, _ := diff(got, src); mx != 0 {
+		t.Errorf("implicit VR TILED_SPARSE differs from its source by up to %d", mx)
 	}
 }
 
