@@ -873,7 +873,14 @@ func decodeFrame(in *dcmInstance, idx int) ([]byte, error) {
 	if len(buf) == 0 {
 		return nil, fmt.Errorf("frame %d is empty", idx+1)
 	}
-	src, w, h, err := decodeBuffer(buf)
+	codec := codecAny
+	switch in.ts {
+	case tsJPEGBase, tsJPEGExt:
+		codec = codecJPEG
+	case tsJ2K, tsJ2KLossles:
+		codec = codecJP2K
+	}
+	src, w, h, err := decodeBuffer(buf, codec)
 	if err != nil {
 		return nil, fmt.Errorf("frame %d (%s): %s", idx+1, transferSyntaxNames[in.ts], err)
 	}

@@ -322,10 +322,25 @@ VipsImage *her2_image_from_source(int width, int height, uintptr_t handle)
 	return im;
 }
 
-unsigned char *her2_decode_buffer(const void *buf, size_t len, int *w, int *h)
+unsigned char *her2_decode_buffer(const void *buf, size_t len, int kind, int *w, int *h)
 {
-	VipsImage *im = vips_image_new_from_buffer(buf, len, "", "access", VIPS_ACCESS_SEQUENTIAL,
-						   "fail_on", VIPS_FAIL_ON_ERROR, NULL);
+	VipsImage *im = NULL;
+	int r;
+	switch (kind) {
+	case 1:
+		r = vips_jpegload_buffer((void *) buf, len, &im, "access", VIPS_ACCESS_SEQUENTIAL,
+					 "fail_on", VIPS_FAIL_ON_ERROR, NULL);
+		break;
+	case 2:
+		r = vips_jp2kload_buffer((void *) buf, len, &im, "access", VIPS_ACCESS_SEQUENTIAL,
+					  "fail_on", VIPS_FAIL_ON_ERROR, NULL);
+		break;
+	default:
+		im = vips_image_new_from_buffer(buf, len, "", "fail_on", VIPS_FAIL_ON_ERROR, NULL);
+		r = im == NULL;
+	}
+	if (r)
+		return NULL;
 	im = normalise(im);
 	if (!im)
 		return NULL;

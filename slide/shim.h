@@ -64,10 +64,10 @@ VipsImage *her2_image_from_fill(int width, int height, uintptr_t handle);
  * her2_image_from_fill, a failed fill fails the read. */
 VipsImage *her2_image_from_source(int width, int height, uintptr_t handle);
 
-/* Decode a compressed image held in memory (JPEG, JPEG 2000, ...: whatever
- * libvips' buffer loaders take) to packed 3-band uchar sRGB. Returns a
- * g_malloc'd buffer of *w × *h × 3 bytes, or NULL. */
-unsigned char *her2_decode_buffer(const void *buf, size_t len, int *w, int *h);
+/* Decode a compressed image held in memory (kind 1: JPEG, 2: JPEG 2000,
+ * 0: whatever libvips' buffer loaders take) to packed 3-band uchar sRGB.
+ * Returns a g_malloc'd buffer of *w × *h × 3 bytes, or NULL. */
+unsigned char *her2_decode_buffer(const void *buf, size_t len, int kind, int *w, int *h);
 
 void her2_unref(VipsImage *im);
 

@@ -292,14 +292,21 @@ func her2GoSource(handle C.uintptr_t, x, y, w, h C.int, dst *C.uchar, stride C.i
 	return nil
 }
 
-// decodeBuffer decodes a compressed image held in memory (JPEG, JPEG 2000:
-// whatever libvips' buffer loaders take) to packed 8-bit RGB.
-func decodeBuffer(buf []byte) (pix []byte, w, h int, err error) {
+// Codecs for decodeBuffer.
+const (
+	codecAny  = 0 // whatever libvips' buffer loaders take
+	codecJPEG = 1
+	codecJP2K = 2
+)
+
+// decodeBuffer decodes a compressed image held in memory (JPEG, JPEG 2000)
+// to packed 8-bit RGB.
+func decodeBuffer(buf []byte, codec int) (pix []byte, w, h int, err error) {
 	if len(buf) == 0 {
 		return nil, 0, 0, errors.New("empty buffer")
 	}
 	var cw, ch C.int
-	p := C.her2_decode_buffer(unsafe.Pointer(&buf[0]), C.size_t(len(buf)), &cw, &ch)
+	p := C.her2_decode_buffer(unsafe.Pointer(&buf[0]), C.size_t(len(buf)), C.int(codec), &cw, &ch)
 	if p == nil {
 		return nil, 0, 0, errors.New(takeError())
 	}
