@@ -602,3 +602,33 @@ func BenchmarkDICOMvsTIFFPatches(b *testing.B) {
 		})
 	}
 }
+
+// A frame with corrupt JPEG data fails the read with one line naming the
+// file and the frame, rather than decoding into garbage.
+func TestDICOMCorruptFrame(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "bad.dcm")
+	writeDICOM(t, p, genDICOM{img: dcmPattern(128, 64, 0), fw: 64, fh: 64, series: "1", jpeg: true})
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The second frame's entropy-coded data ends early: an EOI marker
+	// soon after its (last) SOS marker.
+	sos := bytes.LastIndex(b, []byte{0xFF, 0xDA})
+	b[sos+60], b[sos+61] = 0xFF, 0xD9
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := slide.Open(p, slide.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.ReadRegion(0, 0, 0, 64, 64); err != nil {
+		t.Errorf("the first frame is intact: %v", err)
+	}
+	_, err = s.ReadRegion(0, 60, 0, 20, 20)
+	if err == nil || !strings.Contains(err.Error(), "frame 2 (jpeg baseline): VipsJpeg: Corrupt JPEG data") || !strings.HasPrefix(err.Error(), "slide: "+p+": ") || strings.Contains(err.Error(), "\n") {
+		t.Errorf("want one line naming %s and frame 2, got %v", p, err)
+	}
+}

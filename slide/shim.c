@@ -329,14 +329,14 @@ unsigned char *her2_decode_buffer(const void *buf, size_t len, int kind, int *w,
 	switch (kind) {
 	case 1:
 		r = vips_jpegload_buffer((void *) buf, len, &im, "access", VIPS_ACCESS_SEQUENTIAL,
-					 "fail_on", VIPS_FAIL_ON_ERROR, NULL);
+					 "fail_on", VIPS_FAIL_ON_WARNING, NULL);
 		break;
 	case 2:
 		r = vips_jp2kload_buffer((void *) buf, len, &im, "access", VIPS_ACCESS_SEQUENTIAL,
-					  "fail_on", VIPS_FAIL_ON_ERROR, NULL);
+					  "fail_on", VIPS_FAIL_ON_WARNING, NULL);
 		break;
 	default:
-		im = vips_image_new_from_buffer(buf, len, "", "fail_on", VIPS_FAIL_ON_ERROR, NULL);
+		im = vips_image_new_from_buffer(buf, len, "", "fail_on", VIPS_FAIL_ON_WARNING, NULL);
 		r = im == NULL;
 	}
 	if (r)

@@ -287,7 +287,7 @@ func her2GoSource(handle C.uintptr_t, x, y, w, h C.int, dst *C.uchar, stride C.i
 		}
 	}()
 	if err := src.fill(mem, S, int(x), int(y), W, H); err != nil {
-		return C.CString(src.name() + ": " + err.Error())
+		return C.CString(err.Error()) // the caller's error names the slide
 	}
 	return nil
 }
@@ -311,5 +311,10 @@ func decodeBuffer(buf []byte, codec int) (pix []byte, w, h int, err error) {
 		return nil, 0, 0, errors.New(takeError())
 	}
 	defer C.g_free(C.gpointer(p))
+	if errorPending() {
+		// libjpeg's warnings on corrupt data only reach libvips' error
+		// buffer (see noteDecodeWarnings): the frame is garbage.
+		return nil, 0, 0, errors.New(takeError())
+	}
 	return C.GoBytes(unsafe.Pointer(p), cw*ch*3), int(cw), int(ch), nil
 }
