@@ -104,6 +104,9 @@ func FindSlides(inputs []string, recursive bool) ([]Input, error) {
 		}
 		sort.Strings(found)
 		for _, f := range found {
+			if strings.EqualFold(filepath.Ext(f), ".dcm") && slide.DICOMSeriesPrimary(f) != f {
+				continue // another instance of a DICOM series: read with its primary
+			}
 			if err := add(f); err != nil {
 				return nil, err
 			}

@@ -954,3 +954,35 @@ func (c *frameCache) get(in *dcmInstance, idx int) ([]byte, error) {
 	}
 	return e.pix, e.err
 }
+
+// DICOMSeriesPrimary returns the file that stands for path's DICOM series
+// in a folder scan: the instance of its series in its folder that holds the
+// largest level (of equal ones, the first by name). Open reads a series'
+// other instances with that one, so a scan takes it and passes over the
+// rest. For a file that is not a readable DICOM WSI instance it returns path.
+func DICOMSeriesPrimary(path string) string {
+	if h, err := readHeader(path); err != nil || !isDICOM(h) {
+		return path
+	}
+	first, err := parseDICOMInstance(path)
+	if err != nil || first.series == "" {
+		return path
+	}
+	best := first
+	if best.kind() == "LABEL" || best.kind() == "OVERVIEW" || best.kind() == "THUMBNAIL" {
+		best = nil
+	}
+	for _, in := range siblingInstances(path, first.series) {
+		switch in.kind() {
+		case "LABEL", "OVERVIEW", "THUMBNAIL":
+			continue
+		}
+		if best == nil || in.totalW > best.totalW || (in.totalW == best.totalW && in.path < best.path) {
+			best = in
+		}
+	}
+	if best == nil {
+		return path
+	}
+	return best.path
+}

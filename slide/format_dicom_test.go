@@ -350,6 +350,14 @@ func TestDICOMSparseJPEGMultiLevelFolder(t *testing.T) {
 	writeDICOM(t, filepath.Join(dir, "l1.dcm"), genDICOM{img: l1, fw: 64, fh: 64, series: "9.9"})
 	writeDICOM(t, filepath.Join(dir, "label.dcm"), genDICOM{img: dcmPattern(40, 30, 3), fw: 40, fh: 30, series: "9.9", imageType: `ORIGINAL\PRIMARY\LABEL\NONE`})
 	writeDICOM(t, filepath.Join(dir, "other.dcm"), genDICOM{img: dcmPattern(600, 400, 1), fw: 64, fh: 64, series: "8.8"})
+	for _, f := range []string{"l0.dcm", "l1.dcm", "label.dcm"} {
+		if got := slide.DICOMSeriesPrimary(filepath.Join(dir, f)); got != filepath.Join(dir, "l0.dcm") {
+			t.Errorf("primary of %s: %s, want l0.dcm", f, got)
+		}
+	}
+	if got := slide.DICOMSeriesPrimary(filepath.Join(dir, "other.dcm")); got != filepath.Join(dir, "other.dcm") {
+		t.Errorf("primary of other.dcm: %s", got)
+	}
 	s, err := slide.Open(filepath.Join(dir, "l1.dcm"), slide.Options{})
 	if err != nil {
 		t.Fatal(err)
