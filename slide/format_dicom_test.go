@@ -97,7 +97,8 @@ type genDICOM struct {
 	frames     int    // override NumberOfFrames (0: the real count)
 	dropFrames int    // frames left out of the pixel data
 	noDimOrg   bool
-	quality    int // JPEG quality, default 100
+	quality    int  // JPEG quality, default 100
+	j2k        bool // lossless JPEG 2000 frames
 }
 
 // cells returns the frames of g.img, row-major, edge frames padded black.
@@ -124,6 +125,9 @@ func writeDICOM(t testing.TB, path string, g genDICOM) {
 	ts := "1.2.840.10008.1.2.1"
 	if g.jpeg {
 		ts = "1.2.840.10008.1.2.4.50"
+	}
+	if g.j2k {
+		ts, g.jpeg = "1.2.840.10008.1.2.4.90", true
 	}
 	if g.ts != "" {
 		ts = g.ts
@@ -181,7 +185,9 @@ func writeDICOM(t testing.TB, path string, g genDICOM) {
 		}
 	}
 	out.us(0x00280002, 3)
-	if g.jpeg {
+	if g.j2k {
+		out.str(0x00280004, "CS", "RGB")
+	} else if g.jpeg {
 		out.str(0x00280004, "CS", "YBR_FULL_422")
 	} else {
 		out.str(0x00280004, "CS", "RGB")
@@ -223,7 +229,13 @@ func writeDICOM(t testing.TB, path string, g genDICOM) {
 		binary.Write(&out, binary.LittleEndian, uint32(0))
 		for _, f := range frames {
 			var j bytes.Buffer
-			if err := jpeg.Encode(&j, rgbImage(f.f), &jpeg.Options{Quality: cmp.Or(g.quality, 100)}); err != nil {
+			if g.j2k {
+				b, err := slide.EncodeJ2K(f.f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				j.Write(b)
+			} else if err := jpeg.Encode(&j, rgbImage(f.f), &jpeg.Options{Quality: cmp.Or(g.quality, 100)}); err != nil {
 				t.Fatal(err)
 			}
 			if j.Len()%2 == 1 {
@@ -318,6 +330,29 @@ func TestDICOMTiledFullUncompressedExact(t *testing.T) {
 		}
 		if mx, _ := diff(got, crop(src, r[0], r[1], r[2], r[3])); mx != 0 {
 			t.Errorf("region %v differs from the source by up to %d", r, mx)
+		}
+	}
+}
+
+func TestDICOMJPEG2000Exact(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "j2k.dcm")
+	src := dcmPattern(150, 100, 2)
+	writeDICOM(t, p, genDICOM{img: src, fw: 64, fh: 64, series: "2", j2k: true})
+	s, err := slide.Open(p, slide.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.Meta.Compression != "jpeg 2000 lossless" {
+		t.Errorf("compression %q", s.Meta.Compression)
+	}
+	for _, r := range dicomRegions {
+		got, err := s.ReadRegion(0, r[0], r[1], r[2], r[3])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mx, _ := diff(got, crop(src, r[0], r[1], r[2], r[3])); mx != 0 {
+			t.Errorf("lossless JPEG 2000 region %v differs from the source by up to %d", r, mx)
 		}
 	}
 }

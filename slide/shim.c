@@ -366,6 +366,16 @@ unsigned char *her2_decode_buffer(const void *buf, size_t len, int kind, int *w,
 	return out;
 }
 
+int her2_encode_j2k(const unsigned char *pix, int w, int h, void **buf, size_t *len)
+{
+	VipsImage *im = vips_image_new_from_memory(pix, (size_t) w * h * 3, w, h, 3, VIPS_FORMAT_UCHAR);
+	if (!im)
+		return -1;
+	int r = vips_jp2ksave_buffer(im, buf, len, "lossless", TRUE, NULL);
+	g_object_unref(im);
+	return r;
+}
+
 void her2_unref(VipsImage *im)
 {
 	if (im)

@@ -69,6 +69,10 @@ VipsImage *her2_image_from_source(int width, int height, uintptr_t handle);
  * Returns a g_malloc'd buffer of *w × *h × 3 bytes, or NULL. */
 unsigned char *her2_decode_buffer(const void *buf, size_t len, int kind, int *w, int *h);
 
+/* Encode w×h packed RGB as a lossless JPEG 2000 codestream (g_free *buf);
+ * for test series. */
+int her2_encode_j2k(const unsigned char *pix, int w, int h, void **buf, size_t *len);
+
 void her2_unref(VipsImage *im);
 
 #endif

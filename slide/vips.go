@@ -318,3 +318,21 @@ func decodeBuffer(buf []byte, codec int) (pix []byte, w, h int, err error) {
 	}
 	return C.GoBytes(unsafe.Pointer(p), cw*ch*3), int(cw), int(ch), nil
 }
+
+// encodeJ2K encodes img as lossless JPEG 2000, for test series of JPEG 2000
+// frames (export_test.go).
+func encodeJ2K(img *raster.RGB) ([]byte, error) {
+	if err := ensureInit(); err != nil {
+		return nil, err
+	}
+	if err := img.Valid(); err != nil {
+		return nil, err
+	}
+	var buf unsafe.Pointer
+	var n C.size_t
+	if C.her2_encode_j2k((*C.uchar)(unsafe.Pointer(&img.Pix[0])), C.int(img.W), C.int(img.H), &buf, &n) != 0 {
+		return nil, errors.New(takeError())
+	}
+	defer C.g_free(C.gpointer(buf))
+	return C.GoBytes(buf, C.int(n)), nil
+}
