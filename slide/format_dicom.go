@@ -147,7 +147,7 @@ func (s dcmSet) strs(tag uint32) []string {
 	return parts
 }
 
-// uint reads a US, UL, SL or SS value, or an IS string.
+// int reads a US, UL, SL or SS value, or an IS string.
 func (s dcmSet) int(tag uint32) (int64, bool) {
 	e := s[tag]
 	if e == nil {
@@ -711,7 +711,7 @@ func openDICOMSeries(path string) (*dcmSeries, error) {
 	if sp := base.spacingMM; sp[0] > 0 {
 		m.MPPX, m.MPPY = sp[1]*1000, sp[0]*1000
 		m.MPPSource = "dicom PixelSpacing"
-		if m.MPPX < minPlausibleMPP || m.MPPX > maxPlausibleMPP*10 {
+		if m.MPPX < minPlausibleMPP || m.MPPX > maxPlausibleMPP {
 			slog.Warn("implausible DICOM pixel spacing", "file", path, "mpp", m.MPPX)
 		}
 	}

@@ -497,6 +497,9 @@ func TestDICOMRealFiles(t *testing.T) {
 	if x, y, err := s.MPP(); err != nil || x < 16.78 || x > 16.79 || y != x {
 		t.Errorf("mpp %g %g %v", x, y, err)
 	}
+	if m, err := slide.ReadMetadata(p, slide.Options{}); err != nil || m.Levels[0].Width != 957 || m.MPPSource != "dicom PixelSpacing" || m.Compression != "jpeg baseline" {
+		t.Errorf("ReadMetadata: %+v, %v", m, err)
+	}
 	whole, err := s.ReadRegion(0, 0, 0, 957, 715)
 	if err != nil {
 		t.Fatal(err)
