@@ -195,6 +195,9 @@ type dcmParser struct {
 	pos      int64
 	size     int64
 	explicit bool
+	// stopAfter, when set, ends the top-level data set at the first
+	// element past this tag (outside the file meta group).
+	stopAfter uint32
 }
 
 var errDICOMTruncated = errors.New("truncated")
@@ -315,7 +318,7 @@ func (p *dcmParser) dataset(length uint32, depth int, top bool) (set dcmSet, pix
 		if err != nil {
 			return nil, nil, 0, err
 		}
-		if tag == tagItemDelim {
+		if tag == tagItemDelim || (top && p.stopAfter != 0 && tag > p.stopAfter && tag>>16 != 0x0002) {
 			return set, nil, 0, nil
 		}
 		if tag == tagPixelData {
@@ -723,6 +726,28 @@ func openDICOMSeries(path string) (*dcmSeries, error) {
 	return ser, nil
 }
 
+// dicomSeriesUID reads only as far as a DICOM file's SeriesInstanceUID.
+func dicomSeriesUID(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	p := &dcmParser{f: f, r: bufio.NewReaderSize(f, 1<<14), size: fi.Size(), explicit: true, stopAfter: tagSeriesUID}
+	if pre, err := p.read(132); err != nil || !isDICOM(pre) {
+		return "", errors.New("not a DICOM file")
+	}
+	set, _, _, err := p.dataset(undefinedLength, 0, true)
+	if err != nil {
+		return "", err
+	}
+	return set.str(tagSeriesUID), nil
+}
+
 // siblingInstances returns the other DICOM files in path's folder that
 // belong to series uid. Files of other series are passed over; a
 // damaged file is reported in the log and passed over.
@@ -740,6 +765,9 @@ func siblingInstances(path, uid string) []*dcmInstance {
 		}
 		if h, err := readHeader(p); err != nil || !isDICOM(h) {
 			continue
+		}
+		if u, err := dicomSeriesUID(p); err == nil && u != uid {
+			continue // another series
 		}
 		in, err := parseDICOMInstance(p)
 		if err != nil {
