@@ -18,8 +18,7 @@ import (
 // SlideExtensions are the file extensions picked up when an input is a
 // directory (explicitly named files are always taken): those of the slide
 // formats registered in package slide, JPEG's and PNG's among them (folders
-// of image patches; they need --mpp). DICOM's is among them too, so that a
-// DICOM WSI is reported as unsupported rather than silently skipped.
+// of image patches; they need --mpp) and DICOM's (.dcm).
 var SlideExtensions = slide.Extensions()
 
 // Input is one slide to process.
@@ -105,6 +104,9 @@ func FindSlides(inputs []string, recursive bool) ([]Input, error) {
 		}
 		sort.Strings(found)
 		for _, f := range found {
+			if strings.EqualFold(filepath.Ext(f), ".dcm") && slide.DICOMSeriesPrimary(f) != f {
+				continue // another instance of a DICOM series: read with its primary
+			}
 			if err := add(f); err != nil {
 				return nil, err
 			}

@@ -291,6 +291,91 @@ VipsImage *her2_image_from_fill(int width, int height, uintptr_t handle)
 	return im;
 }
 
+/* Defined in Go (slide/vips.go). */
+extern char *her2GoSource(uintptr_t handle, int x, int y, int w, int h, unsigned char *dst,
+			  int stride);
+
+static int her2_source_gen(VipsRegion *out, void *seq, void *a, void *b, gboolean *stop)
+{
+	VipsRect *r = &out->valid;
+	char *msg = her2GoSource((uintptr_t) a, r->left, r->top, r->width, r->height,
+				 (unsigned char *) VIPS_REGION_ADDR(out, r->left, r->top),
+				 (int) VIPS_REGION_LSKIP(out));
+	if (msg) {
+		vips_error("her2", "%s", msg);
+		free(msg);
+		return -1;
+	}
+	return 0;
+}
+
+VipsImage *her2_image_from_source(int width, int height, uintptr_t handle)
+{
+	VipsImage *im = vips_image_new();
+	vips_image_init_fields(im, width, height, 3, VIPS_FORMAT_UCHAR, VIPS_CODING_NONE,
+			       VIPS_INTERPRETATION_sRGB, 1.0, 1.0);
+	if (vips_image_pipelinev(im, VIPS_DEMAND_STYLE_SMALLTILE, NULL) ||
+	    vips_image_generate(im, NULL, her2_source_gen, NULL, (void *) handle, NULL)) {
+		g_object_unref(im);
+		return NULL;
+	}
+	return im;
+}
+
+unsigned char *her2_decode_buffer(const void *buf, size_t len, int kind, int *w, int *h)
+{
+	VipsImage *im = NULL;
+	int r;
+	switch (kind) {
+	case 1:
+		r = vips_jpegload_buffer((void *) buf, len, &im, "access", VIPS_ACCESS_SEQUENTIAL,
+					 "fail_on", VIPS_FAIL_ON_WARNING, NULL);
+		break;
+	case 2:
+		r = vips_jp2kload_buffer((void *) buf, len, &im, "access", VIPS_ACCESS_SEQUENTIAL,
+					  "fail_on", VIPS_FAIL_ON_WARNING, NULL);
+		break;
+	default:
+		im = vips_image_new_from_buffer(buf, len, "", "fail_on", VIPS_FAIL_ON_WARNING, NULL);
+		r = im == NULL;
+	}
+	if (r)
+		return NULL;
+	im = normalise(im);
+	if (!im)
+		return NULL;
+	VipsRect all = {0, 0, im->Xsize, im->Ysize};
+	VipsRegion *reg = vips_region_new(im);
+	if (!reg || vips_region_prepare(reg, &all)) {
+		if (reg)
+			g_object_unref(reg);
+		g_object_unref(im);
+		return NULL;
+	}
+	size_t line = (size_t) all.width * 3;
+	unsigned char *out = g_try_malloc(line * all.height);
+	if (out)
+		for (int row = 0; row < all.height; row++)
+			memcpy(out + row * line, VIPS_REGION_ADDR(reg, 0, row), line);
+	else
+		vips_error("her2", "out of memory");
+	*w = all.width;
+	*h = all.height;
+	g_object_unref(reg);
+	g_object_unref(im);
+	return out;
+}
+
+int her2_encode_j2k(const unsigned char *pix, int w, int h, void **buf, size_t *len)
+{
+	VipsImage *im = vips_image_new_from_memory(pix, (size_t) w * h * 3, w, h, 3, VIPS_FORMAT_UCHAR);
+	if (!im)
+		return -1;
+	int r = vips_jp2ksave_buffer(im, buf, len, "lossless", TRUE, NULL);
+	g_object_unref(im);
+	return r;
+}
+
 void her2_unref(VipsImage *im)
 {
 	if (im)

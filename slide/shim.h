@@ -59,6 +59,20 @@ int her2_save_pyramid(VipsImage *im, const char *path, const char *description,
  * region by region (her2GoFill with handle), possibly from several threads. */
 VipsImage *her2_image_from_fill(int width, int height, uintptr_t handle);
 
+/* A width×height 3-band uchar image whose pixels come from the Go side
+ * (her2GoSource with handle), region by region, for reading: unlike
+ * her2_image_from_fill, a failed fill fails the read. */
+VipsImage *her2_image_from_source(int width, int height, uintptr_t handle);
+
+/* Decode a compressed image held in memory (kind 1: JPEG, 2: JPEG 2000,
+ * 0: whatever libvips' buffer loaders take) to packed 3-band uchar sRGB.
+ * Returns a g_malloc'd buffer of *w × *h × 3 bytes, or NULL. */
+unsigned char *her2_decode_buffer(const void *buf, size_t len, int kind, int *w, int *h);
+
+/* Encode w×h packed RGB as a lossless JPEG 2000 codestream (g_free *buf);
+ * for test series. */
+int her2_encode_j2k(const unsigned char *pix, int w, int h, void **buf, size_t *len);
+
 void her2_unref(VipsImage *im);
 
 #endif

@@ -14,8 +14,8 @@
 // pyramidal generic TIFF — are read with tiffload, page by page; everything
 // else OpenSlide understands (JPEG 2000 SVS, NDPI, MRXS, SCN, BIF, ...) with
 // openslideload; plain JPEG/PNG/GIF/WebP images and flat TIFFs open as
-// one-level slides. DICOM WSI is not supported by libvips 8.14 / OpenSlide
-// 3.4.1 and is reported as such.
+// one-level slides. DICOM WSI, which libvips 8.14 / OpenSlide 3.4.1 cannot
+// read, is parsed here and its frames decoded by libvips (format_dicom.go).
 //
 // A Slide is safe for concurrent ReadRegion calls from many goroutines; its
 // owner calls Close once all readers are done.
@@ -82,7 +82,8 @@ type Options struct {
 }
 
 // ErrUnsupported is wrapped by errors for files that are recognisably a
-// slide format this build cannot read (e.g. DICOM WSI).
+// slide format this build cannot read (e.g. a DICOM transfer syntax or frame
+// layout it does not know).
 var ErrUnsupported = errors.New("unsupported format")
 
 // ErrNoMPP is wrapped when a resolution is needed and neither the metadata

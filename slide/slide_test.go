@@ -465,18 +465,6 @@ func compareWithOpenSlideTool(t *testing.T, path string, m slide.Metadata) {
 	}
 }
 
-func TestUnsupportedDICOM(t *testing.T) {
-	for _, p := range []string{
-		filepath.Join(dataDir(t, "tcga-xk-aaju-dicom-wsi"), "small_dicom.dcm"),
-		filepath.Join(dataDir(t, "dicom-wsi-tiled-full-jpeg"), "jpeg.dicom"),
-	} {
-		_, err := slide.Open(p, slide.Options{})
-		if !errors.Is(err, slide.ErrUnsupported) || !strings.Contains(err.Error(), "DICOM") || !strings.Contains(err.Error(), filepath.Base(p)) {
-			t.Errorf("%s: want an unsupported-DICOM error naming the file, got %v", p, err)
-		}
-	}
-}
-
 func TestPlainImagesOpenAsOneLevel(t *testing.T) {
 	p := filepath.Join(dataDir(t, "bci-he-ihc-her2-pairs"), "IHC", "00672_test_3+.jpg")
 	s, err := slide.Open(p, slide.Options{MPP: 0.46})

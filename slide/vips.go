@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/cgo"
 	"strings"
 	"sync"
 	"unsafe"
@@ -247,4 +248,91 @@ func (s *Slide) ReadRegionsBare(level int, regions [][4]int) error {
 		return nil
 	}
 	return img.readMany(rects, make([]byte, biggest))
+}
+
+// A regionSource computes the pixels of an image made by imageFromSource:
+// fill writes the w×h region at (x, y) into mem, rows stride bytes apart.
+// libvips calls it from several threads at once.
+type regionSource interface {
+	fill(mem []byte, stride, x, y, w, h int) error
+	name() string
+}
+
+// imageFromSource makes a w×h image whose pixels come from the
+// regionSource behind handle (a cgo.Handle the caller keeps alive as long
+// as the image). A failed fill fails the read with the source's error.
+func imageFromSource(w, h int, handle cgo.Handle) (*vipsImage, error) {
+	p := C.her2_image_from_source(C.int(w), C.int(h), C.uintptr_t(handle))
+	if p == nil {
+		return nil, errors.New(takeError())
+	}
+	return &vipsImage{p}, nil
+}
+
+// her2GoSource is libvips' generate callback for her2_image_from_source:
+// it fills the w×h region at (x, y), rows stride bytes apart, and returns
+// nil or the failure's text (malloc'd; the C side frees it).
+//
+//export her2GoSource
+func her2GoSource(handle C.uintptr_t, x, y, w, h C.int, dst *C.uchar, stride C.int) (failed *C.char) {
+	W, H, S := int(w), int(h), int(stride)
+	if W <= 0 || H <= 0 {
+		return nil
+	}
+	mem := unsafe.Slice((*uint8)(unsafe.Pointer(dst)), S*(H-1)+3*W)
+	src := cgo.Handle(handle).Value().(regionSource)
+	defer func() {
+		if p := recover(); p != nil {
+			failed = C.CString(fmt.Sprintf("%s: region source panicked: %v", src.name(), p))
+		}
+	}()
+	if err := src.fill(mem, S, int(x), int(y), W, H); err != nil {
+		return C.CString(err.Error()) // the caller's error names the slide
+	}
+	return nil
+}
+
+// Codecs for decodeBuffer.
+const (
+	codecAny  = 0 // whatever libvips' buffer loaders take
+	codecJPEG = 1
+	codecJP2K = 2
+)
+
+// decodeBuffer decodes a compressed image held in memory (JPEG, JPEG 2000)
+// to packed 8-bit RGB.
+func decodeBuffer(buf []byte, codec int) (pix []byte, w, h int, err error) {
+	if len(buf) == 0 {
+		return nil, 0, 0, errors.New("empty buffer")
+	}
+	var cw, ch C.int
+	p := C.her2_decode_buffer(unsafe.Pointer(&buf[0]), C.size_t(len(buf)), C.int(codec), &cw, &ch)
+	if p == nil {
+		return nil, 0, 0, errors.New(takeError())
+	}
+	defer C.g_free(C.gpointer(p))
+	if errorPending() {
+		// libjpeg's warnings on corrupt data only reach libvips' error
+		// buffer (see noteDecodeWarnings): the frame is garbage.
+		return nil, 0, 0, errors.New(takeError())
+	}
+	return C.GoBytes(unsafe.Pointer(p), cw*ch*3), int(cw), int(ch), nil
+}
+
+// encodeJ2K encodes img as lossless JPEG 2000, for test series of JPEG 2000
+// frames (export_test.go).
+func encodeJ2K(img *raster.RGB) ([]byte, error) {
+	if err := ensureInit(); err != nil {
+		return nil, err
+	}
+	if err := img.Valid(); err != nil {
+		return nil, err
+	}
+	var buf unsafe.Pointer
+	var n C.size_t
+	if C.her2_encode_j2k((*C.uchar)(unsafe.Pointer(&img.Pix[0])), C.int(img.W), C.int(img.H), &buf, &n) != 0 {
+		return nil, errors.New(takeError())
+	}
+	defer C.g_free(C.gpointer(buf))
+	return C.GoBytes(buf, C.int(n)), nil
 }
