@@ -11,7 +11,7 @@ export HER2WSI_DATA := $(SHARED_DATA)
 # faster model training and prediction); the build works without it.
 export GOEXPERIMENT ?= simd
 
-.PHONY: all setup build install uninstall test vet docker-check demo bench bench-embed bench-anchors bench-model bench-learning bench-pipeline soak fuzz clean encoders encoders-check vit-model gpu-bundle
+.PHONY: all setup build install uninstall test vet docker-check demo bench bench-embed bench-anchors bench-model bench-learning bench-pipeline bench-viewer soak fuzz clean encoders encoders-check vit-model gpu-bundle
 
 all: build
 
@@ -87,6 +87,12 @@ BENCH_SLIDE := .cache/bench/bench-40x.svs
 $(BENCH_SLIDE): | build
 	@mkdir -p $(dir $@)
 	$(BIN) synth --out $@ --width 40000 --height 30000 --mpp 0.25 --mag 40 --blobs 3
+
+# Deep Zoom tiles per second (cold and warm cache) against the bare libvips
+# region reads of the same areas, and peak memory while 8 clients pan.
+bench-viewer: build $(BENCH_SLIDE)
+	$(GO) test -run '^$$' -bench 'BenchmarkViewerTiles' -benchtime 1x -count 1 -timeout 30m ./viewer
+	$(GO) test -run '^$$' -bench 'BenchmarkViewerPan' -benchtime 1x -count 1 -timeout 30m ./viewer
 
 # Each benchmark in its own process, so peak memory is the stage's own.
 bench: build $(BENCH_SLIDE)
