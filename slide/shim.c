@@ -1,3 +1,6 @@
+#include <setjmp.h>
+#include <stdio.h>
+#include <jpeglib.h>
 #include <stdlib.h>
 #include <string.h>
 #include <openslide.h>
@@ -460,5 +463,50 @@ int her2_read_box(VipsImage *im, int x, int y, int w, int h, int f, unsigned cha
 	}
 	box_reduce(VIPS_REGION_ADDR(reg, x, y), VIPS_REGION_LSKIP(reg), w, h, f, dst);
 	g_object_unref(reg);
+	return 0;
+}
+
+/* her2_jpeg encodes w×h RGB as a baseline JPEG with libjpeg(-turbo) on the
+ * calling thread (vips_jpegsave_buffer hands the work to its thread pool,
+ * which costs more than the encoding of a small tile). *out is malloc'd. */
+struct her2_jpeg_err {
+	struct jpeg_error_mgr pub;
+	jmp_buf jump;
+};
+
+static void her2_jpeg_exit(j_common_ptr c)
+{
+	longjmp(((struct her2_jpeg_err *)c->err)->jump, 1);
+}
+
+int her2_jpeg(const unsigned char *rgb, int w, int h, int quality, unsigned char **out, unsigned long *len)
+{
+	struct jpeg_compress_struct c;
+	struct her2_jpeg_err e;
+	*out = NULL;
+	*len = 0;
+	c.err = jpeg_std_error(&e.pub);
+	e.pub.error_exit = her2_jpeg_exit;
+	if (setjmp(e.jump)) {
+		jpeg_destroy_compress(&c);
+		free(*out);
+		*out = NULL;
+		return -1;
+	}
+	jpeg_create_compress(&c);
+	jpeg_mem_dest(&c, out, len);
+	c.image_width = w;
+	c.image_height = h;
+	c.input_components = 3;
+	c.in_color_space = JCS_RGB;
+	jpeg_set_defaults(&c);
+	jpeg_set_quality(&c, quality, TRUE);
+	jpeg_start_compress(&c, TRUE);
+	while (c.next_scanline < c.image_height) {
+		JSAMPROW row = (JSAMPROW)(rgb + (size_t)c.next_scanline * w * 3);
+		jpeg_write_scanlines(&c, &row, 1);
+	}
+	jpeg_finish_compress(&c);
+	jpeg_destroy_compress(&c);
 	return 0;
 }

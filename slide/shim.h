@@ -40,6 +40,7 @@ int her2_read_box(VipsImage *im, int x, int y, int w, int h, int f, unsigned cha
 /* The benchmark ceiling: n reads (rects: n × {x, y, w, h}) into one buffer
  * in a single C loop, with no Go in between. */
 int her2_read_many(VipsImage *im, const int *rects, int n, unsigned char *dst);
+int her2_jpeg(const unsigned char *rgb, int w, int h, int quality, unsigned char **out, unsigned long *len);
 
 /* Resize im by scale (area-averaging shrink, then linear) into dst
  * (dw*dh*3 bytes). Streams, so memory stays small for large inputs. */

@@ -1,13 +1,11 @@
 package viewer
 
 import (
-	"bytes"
 	"container/list"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"image/jpeg"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -317,6 +315,10 @@ func (s *Server) Tile(ctx context.Context, id string, level int, col, row int64)
 	return v.([]byte), nil
 }
 
+// regionPool holds the read buffers of readTile (a tile's region is
+// encoded, never kept).
+var regionPool = sync.Pool{New: func() any { return &raster.RGB{} }}
+
 func (s *Server) readTile(ctx context.Context, o *openSlide, t Tile, key string) ([]byte, error) {
 	select {
 	case s.sem <- struct{}{}:
@@ -325,21 +327,29 @@ func (s *Server) readTile(ctx context.Context, o *openSlide, t Tile, key string)
 	}
 	defer func() { <-s.sem }()
 	rd := o.geom.ReadFor(t, o.ds, o.sizes)
-	img, err := o.s.ReadRegion(rd.SlideLevel, int(rd.X), int(rd.Y), int(rd.W), int(rd.H))
-	if err != nil {
+	img := regionPool.Get().(*raster.RGB)
+	defer regionPool.Put(img)
+	n := 3 * int(rd.W) * int(rd.H)
+	if cap(img.Pix) < n {
+		img.Pix = make([]uint8, n)
+	}
+	img.W, img.H, img.Pix = int(rd.W), int(rd.H), img.Pix[:n]
+	if err := o.s.ReadRegionInto(rd.SlideLevel, int(rd.X), int(rd.Y), img); err != nil {
 		return nil, err
 	}
+	tile := img
 	if int64(img.W) != t.W || int64(img.H) != t.H {
-		if img, err = raster.Resize(img, int(t.W), int(t.H)); err != nil {
+		var err error
+		if tile, err = raster.Resize(img, int(t.W), int(t.H)); err != nil {
 			return nil, err
 		}
 	}
-	var buf bytes.Buffer
-	if err := jpeg.Encode(&buf, img.ToImage(), &jpeg.Options{Quality: s.opt.Quality}); err != nil {
+	b, err := slide.EncodeJPEG(tile, s.opt.Quality)
+	if err != nil {
 		return nil, fmt.Errorf("viewer: slide %s: tile: %w", o.id, err)
 	}
-	s.keepTile(key, buf.Bytes())
-	return buf.Bytes(), nil
+	s.keepTile(key, b)
+	return b, nil
 }
 
 // Geometry returns the Deep Zoom pyramid of slide id.
