@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -38,14 +37,10 @@ type SlideState struct {
 // stateMu serialises read-modify-write of state files within a process.
 var stateMu sync.Mutex
 
-// RecordStage writes one stage's result into the slide's state.json
-// (atomically). params are the stage's parameters (JSON-encodable).
-func RecordStage(work Work, r Result, params any) error {
-	return recordStage(work, r, params, "", nil)
-}
-
-// recordStage is RecordStage with the freshness key and the outputs'
-// stamps (a skipped stage keeps its earlier record's).
+// recordStage writes one stage's result into the slide's state.json
+// (atomically): params are the stage's parameters (JSON-encodable), key
+// and outputs the freshness key and the outputs' stamps (a skipped stage
+// keeps its earlier record's).
 func recordStage(work Work, r Result, params any, key string, outputs map[string]string) error {
 	if r.ID == "" || r.NotRun {
 		return nil
@@ -85,18 +80,4 @@ func recordStage(work Work, r Result, params any, key string, outputs map[string
 		return fmt.Errorf("pipeline: %s: state.json: %w", r.ID, err)
 	}
 	return nil
-}
-
-// RecordSummary records every result of a stage.
-func RecordSummary(work Work, sum Summary, params any) error {
-	var errs []error
-	for _, r := range sum.Results {
-		if r.Stage == "" {
-			r.Stage = sum.Stage
-		}
-		if err := RecordStage(work, r, params); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
 }

@@ -6,16 +6,16 @@ import (
 	"testing"
 )
 
-// RecordStage keeps one entry per stage, replaces it on a rerun, records
+// recordStage keeps one entry per stage, replaces it on a rerun, records
 // failures with their error and the parameters' checksum, and replaces a
 // damaged state.json instead of failing.
 func TestRecordStage(t *testing.T) {
 	work := Work{Dir: t.TempDir()}
 	os.MkdirAll(work.SlideDir("s1"), 0o755)
-	if err := RecordStage(work, Result{Stage: StageTile, ID: "s1"}, map[string]int{"a": 1}); err != nil {
+	if err := recordStage(work, Result{Stage: StageTile, ID: "s1"}, map[string]int{"a": 1}, "", nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := RecordStage(work, Result{Stage: StageEmbed, ID: "s1", Err: errors.New("pipeline: s1: boom")}, nil); err != nil {
+	if err := recordStage(work, Result{Stage: StageEmbed, ID: "s1", Err: errors.New("pipeline: s1: boom")}, nil, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	st, err := work.ReadState("s1")
@@ -27,7 +27,7 @@ func TestRecordStage(t *testing.T) {
 		t.Fatalf("state: %+v", st)
 	}
 	// A rerun of one stage replaces only its entry.
-	if err := RecordStage(work, Result{Stage: StageEmbed, ID: "s1", Skipped: true, Reason: "up to date"}, nil); err != nil {
+	if err := recordStage(work, Result{Stage: StageEmbed, ID: "s1", Skipped: true, Reason: "up to date"}, nil, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	st, _ = work.ReadState("s1")
@@ -38,14 +38,14 @@ func TestRecordStage(t *testing.T) {
 	if _, err := work.ReadState("s1"); err == nil {
 		t.Fatal("damaged state.json read without error")
 	}
-	if err := RecordStage(work, Result{Stage: StageAnchors, ID: "s1"}, nil); err != nil {
+	if err := recordStage(work, Result{Stage: StageAnchors, ID: "s1"}, nil, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	if st, err := work.ReadState("s1"); err != nil || len(st.Stages) != 1 {
 		t.Fatalf("damaged state.json not replaced: %+v %v", st, err)
 	}
 	// No slide folder (nothing was made): nothing written.
-	if err := RecordStage(work, Result{Stage: StageTile, ID: "missing"}, nil); err != nil {
+	if err := recordStage(work, Result{Stage: StageTile, ID: "missing"}, nil, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(work.StateJSON("missing")); err == nil {

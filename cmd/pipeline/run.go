@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -200,7 +199,7 @@ func runStages(ctx context.Context, name string, args []string) error {
 	for _, st := range stages {
 		switch st {
 		case pipeline.StageTile:
-			runner.Stages = append(runner.Stages, pipeline.NewTileStage(wd, opt, tileWorkers(*workers)))
+			runner.Stages = append(runner.Stages, pipeline.NewTileStage(wd, opt, *workers))
 		case pipeline.StageEmbed:
 			es, err := pipeline.OpenEmbedStage(wd, enc.encoder, enc.options(), eopt)
 			if err != nil {
@@ -211,7 +210,7 @@ func runStages(ctx context.Context, name string, args []string) error {
 				featuresUsed = es.Encoder().Name()
 			}
 		case pipeline.StageAnchors:
-			runner.Stages = append(runner.Stages, pipeline.NewAnchorStage(wd, aopt, anchorWorkers(*workers)))
+			runner.Stages = append(runner.Stages, pipeline.NewAnchorStage(wd, aopt, *workers))
 		case pipeline.StagePredict:
 			ps, err := pipeline.OpenPredictStage(wd, featuresUsed, mo.runDir, mo.weights, mo.config, mo.backend)
 			if err != nil {
@@ -293,19 +292,4 @@ func parseInts(s string) ([]int, error) {
 		out = append(out, v)
 	}
 	return out, nil
-}
-
-// tileWorkers and anchorWorkers are the stages' default worker counts.
-func tileWorkers(n int) int {
-	if n > 0 {
-		return n
-	}
-	return min(runtime.NumCPU(), 4)
-}
-
-func anchorWorkers(n int) int {
-	if n > 0 {
-		return n
-	}
-	return runtime.NumCPU()
 }
