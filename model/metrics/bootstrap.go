@@ -244,3 +244,19 @@ func ComputeWithCI(labels []int, probs [][]float64, classes int) (Metrics, error
 	m.CI = &iv
 	return m, nil
 }
+
+// WithCI formats the summary metric called name as "0.651 [0.552, 0.744]"
+// (three decimals; the interval only when m.CI has it).
+func (m Metrics) WithCI(name string) string {
+	v := m.Value(name)
+	if math.IsNaN(v) {
+		return "undefined"
+	}
+	s := fmt.Sprintf("%.3f", v)
+	if m.CI != nil {
+		if iv := m.CI.Of(name); !iv.Undefined() {
+			s += fmt.Sprintf(" [%.3f, %.3f]", iv[0], iv[1])
+		}
+	}
+	return s
+}
