@@ -2,12 +2,16 @@ package pipeline_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/her2wsi/her2wsi/internal/cases"
 	"github.com/her2wsi/her2wsi/internal/testutil/fixture"
@@ -125,4 +129,86 @@ func TestCompareRunsResumesAndIsScheduleIndependent(t *testing.T) {
 	if _, err := pipeline.Compare(context.Background(), noTest); err == nil || !strings.Contains(err.Error(), "no test cases") {
 		t.Errorf("no test cases: %v", err)
 	}
+}
+
+// BenchmarkCompareJobs: the same comparison (ipca and pama, 2 seeds × 2
+// folds, 3 epochs, a small generated case set) with one run at a time and
+// with one per CPU, alternating round by round in fresh folders; reports
+// runs per minute of each and their ratio, and the IPCA training time per
+// case-step (epoch seconds / cases) in each, so a faster whole does not
+// hide a slower step.
+func BenchmarkCompareJobs(b *testing.B) {
+	b.ReportAllocs()
+	work := pipeline.Work{Dir: b.TempDir()}
+	opt := caseset.DefaultOptions()
+	opt.Cases, opt.Dim, opt.MinPatches, opt.MaxPatches, opt.Folds = 24, 64, 80, 240, 2
+	csv, err := caseset.Generate(context.Background(), work, opt)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cs, err := cases.Read(csv)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := model.DefaultConfig()
+	c.InDim, c.EDim, c.Depth, c.Heads, c.MLPRatio, c.Prompts, c.MaxAnchors, c.MaxPatches, c.MaxIHC = 64, 64, 2, 4, 2, 32, 64, 1024, 1024
+	tc := model.DefaultTrainConfig()
+	tc.Epochs, tc.EffectiveBatch, tc.LR, tc.Patience = 3, 4, 5e-4, 0
+	n := runtime.NumCPU()
+	var secs [2]time.Duration
+	var stepSecs [2]float64
+	var steps [2]int
+	runs := 0
+	for i := 0; i < b.N; i++ {
+		for k, jobs := range []int{1, n} {
+			out := filepath.Join(b.TempDir(), "cmp")
+			start := time.Now()
+			rs, err := pipeline.Compare(context.Background(), pipeline.CompareOptions{
+				Cases: cs, Work: work, Encoder: opt.Encoder, Model: c, Variants: []string{model.VariantIPCA, model.VariantPAMA},
+				Train: tc, Seeds: []uint64{1, 2}, CV: 2, Out: out, Jobs: jobs, Sampling: "first", Cache: true,
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			secs[k] += time.Since(start)
+			if k == 0 {
+				runs += len(rs)
+			}
+			for _, r := range rs {
+				if r.Variant != model.VariantIPCA {
+					continue
+				}
+				logs, err := os.ReadFile(filepath.Join(r.Dir(out), "log.jsonl"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, line := range strings.Split(strings.TrimSpace(string(logs)), "\n") {
+					var l model.EpochLog
+					if err := json.Unmarshal([]byte(line), &l); err != nil {
+						b.Fatal(err)
+					}
+					stepSecs[k] += l.Seconds
+				}
+				steps[k] += tc.Epochs * (len(cs) - len(testCasesOf(cs))) / 2
+			}
+		}
+	}
+	one := float64(runs) / secs[0].Minutes()
+	all := float64(runs) / secs[1].Minutes()
+	b.ReportMetric(one, "runs/min_1job")
+	b.ReportMetric(all, fmt.Sprintf("runs/min_%djobs", n))
+	b.ReportMetric(all/one, "ratio")
+	b.ReportMetric(1000*stepSecs[0]/float64(steps[0]), "ipca_ms/case_1job")
+	b.ReportMetric(1000*stepSecs[1]/float64(steps[1]), fmt.Sprintf("ipca_ms/case_%djobs", n))
+	b.ReportMetric(0, "ns/op")
+}
+
+func testCasesOf(cs []cases.Case) []cases.Case {
+	var out []cases.Case
+	for _, c := range cs {
+		if c.Split == "test" {
+			out = append(out, c)
+		}
+	}
+	return out
 }
