@@ -278,13 +278,13 @@ func PlotForest(groups []ForestGroup, title, xlabel string) (*image.RGBA, error)
 	return img, nil
 }
 
-// niceStep returns a tick step (1, 2 or 5 × a power of ten) giving about
-// four ticks on each side of 0 up to lim.
+// niceStep returns a tick step (1, 2 or 5 × a power of ten) giving two or
+// three ticks on each side of 0 up to lim, so the labels never touch.
 func niceStep(lim float64) float64 {
 	if lim <= 0 || math.IsNaN(lim) || math.IsInf(lim, 0) {
 		return 0.05
 	}
-	raw := lim / 4
+	raw := lim / 2.5
 	p := math.Pow(10, math.Floor(math.Log10(raw)))
 	for _, m := range []float64{1, 2, 5, 10} {
 		if m*p >= raw {
