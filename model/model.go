@@ -243,7 +243,7 @@ func (r *Runtime) Predict(p *Params, e *Example) (Prediction, error) {
 	if err := r.checkParams(p); err != nil {
 		return Prediction{}, err
 	}
-	if err := e.Check(r.Config); err != nil {
+	if err := e.CheckPredict(r.Config); err != nil {
 		return Prediction{}, err
 	}
 	pk := pack(r.Config, e, nil, false)
