@@ -106,6 +106,45 @@ func BenchmarkPredict(b *testing.B) {
 	b.ReportMetric(peakRSSMB(), "peak-RSS-MB")
 }
 
+// BenchmarkPredictLarge: H&E-only prediction of a whole slide, at 2048
+// patches (the reference's cap: the baseline), 20k and 50k patches (a real
+// 40× breast slide at 20×), 128 anchors. Run each size in its own process
+// (make bench-predict-large) for its peak RSS.
+func BenchmarkPredictLarge(b *testing.B) {
+	be, err := NewBackend("")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, n := range []int{2048, 20000, 50000} {
+		b.Run(fmt.Sprintf("patches=%d", n), func(b *testing.B) {
+			c := DefaultConfig()
+			rt, err := NewRuntime(c, be)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer rt.Close()
+			p := InitParams(c, 1)
+			e := benchExample(c, n, 128, 0)
+			if _, err := rt.Predict(p, e); err != nil { // compile
+				b.Fatal(err)
+			}
+			runtime.GC()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				pr, err := rt.Predict(p, e)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(pr.Attention) != n {
+					b.Fatalf("attention over %d patches, want %d", len(pr.Attention), n)
+				}
+			}
+			b.ReportMetric(peakRSSMB(), "peak-RSS-MB")
+		})
+	}
+}
+
 // peakRSSMB is the process's peak resident memory (run one benchmark per
 // process for it to be that benchmark's).
 func peakRSSMB() float64 {

@@ -29,10 +29,12 @@ const (
 	DefaultMaxAnchors = 128  // reference max-kernel-num
 	DefaultMaxPatches = 2048 // reference: patches per slide in a training step
 	// DefaultMaxPredictPatches is the most patches a prediction reads: every
-	// patch of a real 40× breast slide at 20× (10k–50k) up to here, a
-	// spatially uniform subset above. Attention is patch↔anchor (K×N), never
-	// N×N, so memory grows linearly (README "Large slides").
-	DefaultMaxPredictPatches = 65536
+	// patch up to here, a spatially uniform subset above (a real 40× breast
+	// slide has 10k–50k patches at 20×). Attention is patch↔anchor (K×N),
+	// never N×N, so memory grows linearly: measured ≈ 1.8 GB peak at 20k
+	// and ≈ 5 GB at 50k patches (README "Whole slides at prediction"), so
+	// the default stays near 1.6 GB; raise it where memory allows.
+	DefaultMaxPredictPatches = 16384
 	DefaultMaxIHC            = 2048 // IHC patches fed to the IHC branch
 	DefaultPPK               = 18   // IPCA main patches per anchor
 	DefaultClasses           = 4    // HER2 0, 1+, 2+, 3+

@@ -222,7 +222,11 @@ func (t *Trainer) Fit(ctx context.Context, train, val Source) (TrainResult, erro
 			if c.Spec().NeedsAnchors && c.MaskRatio > 0 {
 				kept = maskAnchors(c, ex.K, c.MaskRatio, rng)
 			}
-			res, err := t.Runtime.Grad(params, ex, kept)
+			var seed uint64
+			if c.Dropout > 0 { // drawn only then: runs without dropout keep their streams
+				seed = rng.Uint64()
+			}
+			res, err := t.Runtime.GradSeed(params, ex, kept, seed)
 			if err != nil {
 				return TrainResult{}, err
 			}
