@@ -78,6 +78,42 @@ func BenchmarkTrainStep(b *testing.B) {
 	}
 }
 
+// BenchmarkTrainStepDropout: the paper's step (kernel masking 0.75) with
+// dropout 0.1, the reference runs' setting, to compare with
+// BenchmarkTrainStep/ipca/mask=0.75 (dropout 0).
+func BenchmarkTrainStepDropout(b *testing.B) {
+	be, err := NewBackend("")
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := DefaultConfig()
+	c.Dropout = 0.1
+	rt, err := NewRuntime(c, be)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rt.Close()
+	p := InitParams(c, 1)
+	opt, _ := NewAdam(OptAdam, 0, p)
+	e := benchExample(c, 2048, 128, 2048)
+	rng := rand.New(rand.NewPCG(1, 1))
+	step := func() {
+		g, err := rt.GradSeed(p, e, maskAnchors(c, e.K, c.MaskRatio, rng), rng.Uint64())
+		if err != nil {
+			b.Fatal(err)
+		}
+		opt.Update(p, g.Grads, 1e-4)
+	}
+	step() // compile
+	runtime.GC()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		step()
+	}
+	b.ReportMetric(peakRSSMB(), "peak-RSS-MB")
+}
+
 // BenchmarkPredict: H&E-only prediction of one slide at 2048 patches and
 // 128 anchors.
 func BenchmarkPredict(b *testing.B) {

@@ -197,6 +197,10 @@ func (b *builder) anchorForward(he heInputs, ihc *ihcInputs, withPrompts bool) f
 		// Anchor←patch (eq. 1): scaled logits, then the main orientation of
 		// each (head, anchor) from Σ|logit| per sector (no gradient through
 		// the argmax), the re-oriented polar bias and the distance bias.
+		// The biases are added after the 1/√d_head scaling and the mask
+		// fill, as the reference code does; the paper's eq. 1/3 put them
+		// inside (Q·Kᵀ + Φ)/√d_e — the same family of functions with Φ
+		// rescaled, but another initial bias strength (README "Bias terms").
 		L := b.scores(kq, k) // [H, K, N+1]
 		S := Einsum("haj,ajo->hao", Abs(StopGradient(L)), polOHMasked)
 		main := ArgMax(S, -1, dtypes.Int32) // [H, K]

@@ -12,6 +12,7 @@ import (
 
 	"github.com/her2wsi/her2wsi/anchors"
 	"github.com/her2wsi/her2wsi/features/featfile"
+	"github.com/her2wsi/her2wsi/internal/cases"
 	"github.com/her2wsi/her2wsi/internal/testutil/fixture"
 	"github.com/her2wsi/her2wsi/model"
 	"github.com/her2wsi/her2wsi/pipeline"
@@ -120,7 +121,7 @@ func TestPredictWholeSlide(t *testing.T) {
 	reference, capped := base, base
 	reference.ReferenceSampling = true
 	capped.MaxPredictPatches = 2048
-	cases := []struct {
+	table := []struct {
 		name     string
 		c        model.Config
 		want     int
@@ -132,7 +133,7 @@ func TestPredictWholeSlide(t *testing.T) {
 		{"whole slide (default)", base, 3, n, "", 0.45},
 		{"spatial subset of 2048", capped, 3, 2048, "spatially uniform subset of 2048", 0.45},
 	}
-	for _, tc := range cases {
+	for _, tc := range table {
 		t.Run(tc.name, func(t *testing.T) {
 			m, err := pipeline.OpenModel(readerModel(t, tc.c), "", "", "")
 			if err != nil {
@@ -172,6 +173,53 @@ func TestPredictWholeSlide(t *testing.T) {
 			}
 		})
 	}
+	// Training loads draw a new spatially uniform subset of max_patches per
+	// load (per epoch), each reaching the lower half; under the reference's
+	// sampling they are the first max_patches, every time.
+	cs := []cases.Case{{ID: "c000", HE: "c000_he", IHC: "c000_ihc", Label: 3}}
+	lowerShare := func(rows []int64) float64 {
+		sorted := make([]int32, len(ps))
+		for i, p := range ps {
+			sorted[i] = p.Row
+		}
+		slices.Sort(sorted)
+		lower := 0
+		for _, r := range rows {
+			if ps[r].Row > sorted[len(sorted)/2] {
+				lower++
+			}
+		}
+		return float64(lower) / float64(len(rows))
+	}
+	for _, tc := range []struct {
+		c          model.Config
+		same       bool
+		minS, maxS float64
+	}{{base, false, 0.4, 0.6}, {reference, true, 0, 0}} {
+		src, err := pipeline.NewCaseSource(cs, work, encoder, tc.c, "", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rng := rand.New(rand.NewPCG(1, 1))
+		var prev []int64
+		for epoch := 0; epoch < 2; epoch++ {
+			sd, err := pipeline.LoadSlideData(work, encoder, "c000_he", tc.c, src, rng)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(sd.Rows) != 2048 {
+				t.Fatalf("training load holds %d patches, want max_patches 2048", len(sd.Rows))
+			}
+			if sh := lowerShare(sd.Rows); sh < tc.minS || sh > tc.maxS {
+				t.Errorf("reference %v: %.2f of a training load in the lower half", tc.c.ReferenceSampling, sh)
+			}
+			if prev != nil && slices.Equal(prev, sd.Rows) != tc.same {
+				t.Errorf("reference %v: two epochs' loads equal: %v", tc.c.ReferenceSampling, !tc.same)
+			}
+			prev = sd.Rows
+		}
+	}
+
 	// The anchor model (IPCA) predicts the whole slide too: its attention
 	// covers all 5000 patches.
 	c := fixture.SmallModel(model.VariantIPCA)

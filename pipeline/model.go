@@ -115,6 +115,13 @@ func (s *CaseSource) Load(i int, train bool, rng *rand.Rand) (*model.Example, er
 	return ex, nil
 }
 
+// LoadSlideData reads the H&E bundle of slide id as a training load of s
+// (its training sampling and cap), for inspection and tests.
+func LoadSlideData(work Work, encoder, id string, c model.Config, s *CaseSource, rng *rand.Rand) (*bundle.SlideData, error) {
+	_, sd, err := loadExampleRNG(work, encoder, id, c, s.train, rng)
+	return sd, err
+}
+
 // LoadExample reads one H&E slide's bundle as a model example (label −1).
 func LoadExample(work Work, encoder, id string, c model.Config, l *bundle.Loader, rng *rand.Rand) (*model.Example, error) {
 	ex, _, err := loadExampleRNG(work, encoder, id, c, l, rng)
