@@ -113,27 +113,53 @@ func HilbertOrder(ps []Pos) []int {
 // on every call. All indices when m ≥ len(ps). The result is ascending
 // (raster order for raster-ordered positions).
 func SpatialSample(ps []Pos, m int, rng *rand.Rand) []int {
+	picked, _ := SpatialStrata(ps, m, rng)
+	return picked
+}
+
+// SpatialStrata is SpatialSample that also says, for every position, which
+// pick stands for it: owner[i] is the index into picked of the position
+// taken from i's run (a compact region around it, by the curve's
+// locality).
+func SpatialStrata(ps []Pos, m int, rng *rand.Rand) (picked, owner []int) {
 	n := len(ps)
+	owner = make([]int, n)
 	if m >= n {
-		out := make([]int, n)
-		for i := range out {
-			out[i] = i
+		picked = make([]int, n)
+		for i := range picked {
+			picked[i], owner[i] = i, i
 		}
-		return out
+		return picked, owner
 	}
 	if m <= 0 {
-		return []int{}
+		for i := range owner {
+			owner[i] = -1
+		}
+		return []int{}, owner
 	}
 	order := HilbertOrder(ps)
-	out := make([]int, m)
-	for i := range out {
+	picked = make([]int, m)
+	for i := range picked {
 		lo, hi := i*n/m, (i+1)*n/m
 		j := lo + (hi-lo)/2
 		if rng != nil {
 			j = lo + rng.IntN(hi-lo)
 		}
-		out[i] = order[j]
+		picked[i] = order[j]
 	}
-	slices.Sort(out)
-	return out
+	// Runs are numbered along the curve; the picks are returned ascending:
+	// rank maps a run to its pick's place in that order.
+	byRun := slices.Clone(picked)
+	slices.Sort(picked)
+	rank := make(map[int]int, m)
+	for k, p := range picked {
+		rank[p] = k
+	}
+	for i := 0; i < m; i++ {
+		k := rank[byRun[i]]
+		for _, j := range order[i*n/m : (i+1)*n/m] {
+			owner[j] = k
+		}
+	}
+	return picked, owner
 }

@@ -93,6 +93,27 @@ func TestSpatialSample(t *testing.T) {
 	if q := quadrants(seq(m)); q[2]+q[3] != 0 {
 		t.Fatalf("first %d in raster order reach the lower half: %v", m, q)
 	}
+	// Every position is owned by a pick of its own run, and a pick owns
+	// itself; owners are near (a compact run of about n/m positions).
+	picked, owner := SpatialStrata(ps, m, nil)
+	if !slices.Equal(picked, det) {
+		t.Fatal("SpatialStrata picks differ from SpatialSample's")
+	}
+	for k, p := range picked {
+		if owner[p] != k {
+			t.Fatalf("pick %d (position %d) owned by %d", k, p, owner[p])
+		}
+	}
+	var far int
+	for i, k := range owner {
+		a, b := ps[i], ps[picked[k]]
+		if d := dist2(a, b); d > 4*4 {
+			far++
+		}
+	}
+	if far > len(ps)/100 {
+		t.Errorf("%d of %d positions lie more than 4 cells from the pick standing for them", far, len(ps))
+	}
 	if got := SpatialSample(ps[:100], m, rng); !slices.Equal(got, seq(100)) {
 		t.Error("fewer positions than m: not all of them")
 	}

@@ -98,6 +98,11 @@ type SlideData struct {
 	// of which the bundle holds N().
 	Total, Subsampled int
 	GridFactor        int
+	// Owner, for a fixed spatial subset (a prediction of a slide above its
+	// cap), gives each row of coords.h5 the index into Rows of the patch
+	// read in its stratum (−1: not a candidate, e.g. grid-subsampled out);
+	// nil when every candidate was read or the subset is random.
+	Owner []int32
 }
 
 // N is the number of patches held.
@@ -161,7 +166,12 @@ func (l *Loader) Load(f Files, rng *rand.Rand) (*SlideData, error) {
 	for i, r := range cand {
 		candPos[i] = raw.pos[r]
 	}
-	picked := pick(candPos, cfg.MaxPatches, cfg.Sampling, rng)
+	var picked, owner []int
+	if cfg.Sampling == SampleSpatial && rng == nil && len(cand) > cfg.MaxPatches {
+		picked, owner = anchors.SpatialStrata(candPos, cfg.MaxPatches, nil)
+	} else {
+		picked = pick(candPos, cfg.MaxPatches, cfg.Sampling, rng)
+	}
 	rows := make([]int64, len(picked))
 	for i, j := range picked {
 		rows[i] = cand[j]
@@ -170,6 +180,15 @@ func (l *Loader) Load(f Files, rng *rand.Rand) (*SlideData, error) {
 		Total: len(raw.pos), Subsampled: len(cand), GridFactor: max(raw.factor, 1)}
 	for i, r := range rows {
 		sd.Patches[i] = raw.pos[r]
+	}
+	if owner != nil {
+		sd.Owner = make([]int32, len(raw.pos))
+		for i := range sd.Owner {
+			sd.Owner[i] = -1
+		}
+		for j, r := range cand {
+			sd.Owner[r] = int32(owner[j])
+		}
 	}
 	if raw.features != nil {
 		sd.Features = gatherRows(raw.features, raw.d, rows)

@@ -154,7 +154,7 @@ func patchNote(sd *bundle.SlideData, c model.Config) string {
 		if c.ReferenceSampling {
 			parts = append(parts, fmt.Sprintf("the model read the first %d of %d patches in raster order (reference sampling: tissue below them is not seen)", sd.N(), sd.Subsampled))
 		} else {
-			parts = append(parts, fmt.Sprintf("the model read a spatially uniform subset of %d of %d patches (max_predict_patches %d)", sd.N(), sd.Subsampled, c.PredictPatches()))
+			parts = append(parts, fmt.Sprintf("the model read a spatially uniform subset of %d of %d patches (max_predict_patches %d); on the heatmap each other patch shows the value of the patch read in its region", sd.N(), sd.Subsampled, c.PredictPatches()))
 		}
 	}
 	return strings.Join(parts, "; ")
