@@ -173,6 +173,30 @@ func TestPredictWholeSlide(t *testing.T) {
 			}
 		})
 	}
+	// The capped prediction's strata: every patch has an owner among the
+	// 2048 read, near it, so the heatmap covers the tissue.
+	pl, err := pipeline.PredictLoader(capped, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sd, err := pl.Load(work.SlideFiles("c000_he", encoder, true), nil)
+	if err != nil || len(sd.Owner) != n || sd.N() != 2048 {
+		t.Fatalf("capped load: %v, %d owners for %d patches, %d read", err, len(sd.Owner), n, sd.N())
+	}
+	far := 0
+	for r, k := range sd.Owner {
+		if k < 0 {
+			t.Fatalf("patch %d has no owner", r)
+		}
+		a, b := ps[r], sd.Patches[k]
+		if dr, dc := a.Row-b.Row, a.Col-b.Col; dr*dr+dc*dc > 9 {
+			far++
+		}
+	}
+	if far > n/50 {
+		t.Errorf("%d of %d patches shown with the value of a patch over 3 cells away", far, n)
+	}
+
 	// Training loads draw a new spatially uniform subset of max_patches per
 	// load (per epoch), each reaching the lower half; under the reference's
 	// sampling they are the first max_patches, every time.
