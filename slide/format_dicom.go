@@ -397,6 +397,36 @@ type dcmInstance struct {
 	grid   []int
 	across int
 	down   int
+
+	fileMu sync.Mutex
+	file   *os.File // opened on the first frame read, closed with the slide
+}
+
+// readAt reads len(b) bytes at off of the instance's file, kept open
+// between frames.
+func (in *dcmInstance) readAt(b []byte, off int64) error {
+	in.fileMu.Lock()
+	f := in.file
+	if f == nil {
+		var err error
+		if f, err = os.Open(in.path); err != nil {
+			in.fileMu.Unlock()
+			return unwrapPathError(err)
+		}
+		in.file = f
+	}
+	in.fileMu.Unlock()
+	_, err := f.ReadAt(b, off)
+	return unwrapPathError(err)
+}
+
+func (in *dcmInstance) closeFile() {
+	in.fileMu.Lock()
+	defer in.fileMu.Unlock()
+	if in.file != nil {
+		in.file.Close()
+		in.file = nil
+	}
 }
 
 func (in *dcmInstance) kind() string {
@@ -664,6 +694,15 @@ type dcmSeries struct {
 	associated map[string]*dcmInstance
 }
 
+// all returns every instance of the series.
+func (ser *dcmSeries) all() []*dcmInstance {
+	out := slices.Clone(ser.levels)
+	for _, in := range ser.associated {
+		out = append(out, in)
+	}
+	return out
+}
+
 // openDICOMSeries reads path and the other instances of its series in the
 // same folder.
 func openDICOMSeries(path string) (*dcmSeries, error) {
@@ -799,6 +838,13 @@ func openDICOM(path string, opt Options) (*Slide, error) {
 		mu.Unlock()
 		return imageFromSource(src.in.totalW, src.in.totalH, h)
 	}
+	srcs := make([]*frameSource, len(ser.levels))
+	for i, in := range ser.levels {
+		srcs[i] = &frameSource{in: in}
+	}
+	s.readRaw = func(level, x, y, w, h int, dst []byte) error {
+		return srcs[level].read(x, y, w, h, dst)
+	}
 	s.readAssociated = func(name string) (*raster.RGB, error) {
 		in := ser.associated[name]
 		if in == nil {
@@ -806,6 +852,12 @@ func openDICOM(path string, opt Options) (*Slide, error) {
 		}
 		out := raster.New(in.totalW, in.totalH)
 		return out, (&frameSource{in: in}).fill(out.Pix, 3*in.totalW, 0, 0, in.totalW, in.totalH)
+	}
+	s.onClose = func() {
+		for _, in := range ser.all() {
+			dicomFrames.drop(in)
+			in.closeFile()
+		}
 	}
 	// The level images hold handles to their frame sources; they go when
 	// the slide does (after Close, which releases the images).
@@ -848,91 +900,132 @@ func (src *frameSource) fill(mem []byte, stride, x, y, w, h int) error {
 				}
 				continue
 			}
-			pix, err := dicomFrames.get(in, idx)
+			e, err := dicomFrames.get(in, idx)
 			if err != nil {
 				return err
 			}
+			pix := e.pix
 			for r := y0; r < y1; r++ {
 				s := ((r-cy*fh)*fw + (x0 - cx*fw)) * 3
 				copy(mem[(r-y)*stride+(x0-x)*3:], pix[s:s+(x1-x0)*3])
 			}
+			dicomFrames.release(e)
 		}
 	}
 	return nil
 }
 
-// decodeFrame reads and decodes frame idx of in to packed RGB of the frame
-// size.
-func decodeFrame(in *dcmInstance, idx int) ([]byte, error) {
-	f, err := os.Open(in.path)
-	if err != nil {
-		return nil, unwrapPathError(err)
+// read writes the w×h region at (x, y) into dst (packed RGB), white
+// outside the matrix.
+func (src *frameSource) read(x, y, w, h int, dst []byte) error {
+	if w <= 0 || h <= 0 || len(dst) < 3*w*h {
+		return fmt.Errorf("buffer of %d bytes for a %dx%d region", len(dst), w, h)
 	}
-	defer f.Close()
-	var n int64
-	for _, s := range in.frames[idx] {
-		n += s.n
+	in := src.in
+	x0, y0 := max(x, 0), max(y, 0)
+	x1, y1 := min(x+w, in.totalW), min(y+h, in.totalH)
+	if x0 >= x1 || y0 >= y1 {
+		fillWhite(dst[:3*w*h])
+		return nil
 	}
-	buf := make([]byte, n)
-	o := 0
-	for _, s := range in.frames[idx] {
-		if _, err := f.ReadAt(buf[o:o+int(s.n)], s.off); err != nil {
-			return nil, fmt.Errorf("frame %d: %w", idx+1, unwrapPathError(err))
-		}
-		o += int(s.n)
+	if x0 != x || y0 != y || x1 != x+w || y1 != y+h {
+		fillWhite(dst[:3*w*h])
 	}
+	return src.fill(dst[3*((y0-y)*w+(x0-x)):], 3*w, x0, y0, x1-x0, y1-y0)
+}
+
+func fillWhite(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	b[0] = 255
+	for n := 1; n < len(b); n *= 2 {
+		copy(b[n:], b[:n])
+	}
+}
+
+// decodeFrame reads frame idx of in and decodes it into dst: packed RGB of
+// the frame size. JPEG frames are decoded by libjpeg straight into dst,
+// JPEG 2000 ones by libvips' jp2kload_buffer; uncompressed ones are read.
+func decodeFrame(in *dcmInstance, idx int, dst []byte) error {
 	fw, fh := in.frameW, in.frameH
 	if !in.encapsulated {
-		out := make([]byte, fw*fh*3)
-		switch {
-		case in.samples == 1:
-			for i, v := range buf[:fw*fh] {
-				out[3*i], out[3*i+1], out[3*i+2] = v, v, v
+		sp := in.frames[idx][0]
+		if in.samples == 3 && in.planar == 0 {
+			if err := in.readAt(dst[:sp.n], sp.off); err != nil {
+				return fmt.Errorf("frame %d: %w", idx+1, err)
 			}
-		case in.planar == 1:
-			for i := 0; i < fw*fh; i++ {
-				out[3*i], out[3*i+1], out[3*i+2] = buf[i], buf[fw*fh+i], buf[2*fw*fh+i]
-			}
-		default:
-			copy(out, buf)
+			return nil
 		}
-		return out, nil
+		bp := getScratch(int(sp.n))
+		defer scratchPool.Put(bp)
+		buf := *bp
+		if err := in.readAt(buf, sp.off); err != nil {
+			return fmt.Errorf("frame %d: %w", idx+1, err)
+		}
+		if in.samples == 1 {
+			for i, v := range buf[:fw*fh] {
+				dst[3*i], dst[3*i+1], dst[3*i+2] = v, v, v
+			}
+		} else { // planar
+			for i := 0; i < fw*fh; i++ {
+				dst[3*i], dst[3*i+1], dst[3*i+2] = buf[i], buf[fw*fh+i], buf[2*fw*fh+i]
+			}
+		}
+		return nil
 	}
-	if len(buf) == 0 {
-		return nil, fmt.Errorf("frame %d is empty", idx+1)
+	var n int64
+	for _, sp := range in.frames[idx] {
+		n += sp.n
+	}
+	if n == 0 {
+		return fmt.Errorf("frame %d is empty", idx+1)
+	}
+	bp := getScratch(int(n))
+	defer scratchPool.Put(bp)
+	buf := *bp
+	o := 0
+	for _, sp := range in.frames[idx] {
+		if err := in.readAt(buf[o:o+int(sp.n)], sp.off); err != nil {
+			return fmt.Errorf("frame %d: %w", idx+1, err)
+		}
+		o += int(sp.n)
+	}
+	if in.ts == tsJPEGBase || in.ts == tsJPEGExt {
+		if err := decodeJPEGInto(buf, dst, fw, fh); err != nil {
+			return fmt.Errorf("frame %d (%s): %s", idx+1, transferSyntaxNames[in.ts], err)
+		}
+		return nil
 	}
 	codec := codecAny
-	switch in.ts {
-	case tsJPEGBase, tsJPEGExt:
-		codec = codecJPEG
-	case tsJ2K, tsJ2KLossles:
+	if in.ts == tsJ2K || in.ts == tsJ2KLossles {
 		codec = codecJP2K
 	}
 	src, w, h, err := decodeBuffer(buf, codec)
 	if err != nil {
-		return nil, fmt.Errorf("frame %d (%s): %s", idx+1, transferSyntaxNames[in.ts], err)
+		return fmt.Errorf("frame %d (%s): %s", idx+1, transferSyntaxNames[in.ts], err)
 	}
 	if w < fw || h < fh {
-		return nil, fmt.Errorf("frame %d decodes as %dx%d, header says %dx%d", idx+1, w, h, fw, fh)
+		return fmt.Errorf("frame %d decodes as %dx%d, header says %dx%d", idx+1, w, h, fw, fh)
 	}
-	if w == fw {
-		return src[:fw*fh*3], nil
-	}
-	out := make([]byte, fw*fh*3)
 	for r := 0; r < fh; r++ {
-		copy(out[r*fw*3:(r+1)*fw*3], src[r*w*3:])
+		copy(dst[r*fw*3:(r+1)*fw*3], src[r*w*3:])
 	}
-	return out, nil
+	return nil
 }
 
 // frameCache holds decoded frames, shared by every DICOM slide and reader,
-// least recently used first out, within a byte budget.
+// least recently used first out, within a byte budget. A reader holds a
+// frame (get) while it copies from it and then releases it; an evicted
+// frame's buffer is reused once no reader holds it, so a steady read
+// allocates no frame buffers.
 type frameCache struct {
 	mu    sync.Mutex
 	max   int64
 	used  int64
 	lru   *list.List // of *cachedFrame, most recent at the front
 	items map[frameKey]*cachedFrame
+	free  sync.Pool // of *[]byte, evicted frame buffers
 }
 
 type frameKey struct {
@@ -947,11 +1040,14 @@ type cachedFrame struct {
 	err  error
 	el   *list.Element
 	size int64
+	refs int  // readers holding pix (under frameCache.mu)
+	gone bool // out of the cache: pix is reused when refs drops to 0
 }
 
 var dicomFrames = &frameCache{max: 256 << 20, lru: list.New(), items: map[frameKey]*cachedFrame{}}
 
-func (c *frameCache) get(in *dcmInstance, idx int) ([]byte, error) {
+// get returns frame idx of in, decoded, held for the caller until release.
+func (c *frameCache) get(in *dcmInstance, idx int) (*cachedFrame, error) {
 	k := frameKey{in, idx}
 	c.mu.Lock()
 	e := c.items[k]
@@ -961,26 +1057,73 @@ func (c *frameCache) get(in *dcmInstance, idx int) ([]byte, error) {
 		c.items[k] = e
 		c.used += e.size
 		for c.used > c.max && c.lru.Len() > 1 {
-			old := c.lru.Back().Value.(*cachedFrame)
-			c.lru.Remove(old.el)
-			delete(c.items, old.key)
-			c.used -= old.size
+			c.removeLocked(c.lru.Back().Value.(*cachedFrame))
 		}
 	} else {
 		c.lru.MoveToFront(e.el)
 	}
+	e.refs++
 	c.mu.Unlock()
-	e.once.Do(func() { e.pix, e.err = decodeFrame(in, idx) })
+	e.once.Do(func() {
+		e.pix = c.buffer(int(e.size))
+		e.err = decodeFrame(in, idx, e.pix)
+	})
 	if e.err != nil {
 		c.mu.Lock()
 		if c.items[k] == e { // let a later read try again
-			c.lru.Remove(e.el)
-			delete(c.items, k)
-			c.used -= e.size
+			c.removeLocked(e)
 		}
 		c.mu.Unlock()
+		err := e.err
+		c.release(e)
+		return nil, err
 	}
-	return e.pix, e.err
+	return e, nil
+}
+
+// release ends the caller's hold on e.
+func (c *frameCache) release(e *cachedFrame) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e.refs--
+	c.recycleLocked(e)
+}
+
+func (c *frameCache) removeLocked(e *cachedFrame) {
+	if e.gone {
+		return
+	}
+	c.lru.Remove(e.el)
+	delete(c.items, e.key)
+	c.used -= e.size
+	e.gone = true
+	c.recycleLocked(e)
+}
+
+func (c *frameCache) recycleLocked(e *cachedFrame) {
+	if e.gone && e.refs == 0 && e.pix != nil {
+		b := e.pix
+		e.pix = nil
+		c.free.Put(&b)
+	}
+}
+
+func (c *frameCache) buffer(n int) []byte {
+	if p, _ := c.free.Get().(*[]byte); p != nil && cap(*p) >= n && cap(*p) <= 2*n {
+		return (*p)[:n]
+	}
+	return make([]byte, n)
+}
+
+// drop removes in's frames (its slide is closed).
+func (c *frameCache) drop(in *dcmInstance) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, e := range c.items {
+		if k.in == in {
+			c.removeLocked(e)
+		}
+	}
 }
 
 // DICOMSeriesPrimary returns the file that stands for path's DICOM series
