@@ -192,8 +192,12 @@ func (b *dcmWriter) el(tag uint32, vr string, val []byte) {
 }
 
 func (b *dcmWriter) str(tag uint32, vr, s string) { b.el(tag, vr, []byte(s)) }
-func (b *dcmWriter) us(tag uint32, v uint16)      { b.el(tag, "US", binary.LittleEndian.AppendUint16(nil, v)) }
-func (b *dcmWriter) ul(tag uint32, v uint32)      { b.el(tag, "UL", binary.LittleEndian.AppendUint32(nil, v)) }
+func (b *dcmWriter) us(tag uint32, v uint16) {
+	b.el(tag, "US", binary.LittleEndian.AppendUint16(nil, v))
+}
+func (b *dcmWriter) ul(tag uint32, v uint32) {
+	b.el(tag, "UL", binary.LittleEndian.AppendUint32(nil, v))
+}
 
 // seq writes a sequence of undefined length whose items have defined length.
 func (b *dcmWriter) seq(tag uint32, items ...[]byte) {
