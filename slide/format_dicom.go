@@ -398,6 +398,10 @@ type dcmInstance struct {
 	across int
 	down   int
 
+	// orderNote, when set, says how the frame order was decided for a file
+	// that does not state it.
+	orderNote string
+
 	fileMu sync.Mutex
 	file   *os.File // opened on the first frame read, closed with the slide
 }
@@ -675,7 +679,120 @@ func (in *dcmInstance) layout(perFrame []dcmSet) error {
 		}
 		return nil
 	}
+	if in.dimOrg == "" && n == cells {
+		// Non-conformant: the file says nothing about where its frames go
+		// (pydicom-written TCGA files store them column-major). Infer the
+		// order from the pixels, or refuse.
+		return in.inferOrder()
+	}
 	return fmt.Errorf("%w: DICOM frame layout unknown: %d frames of %dx%d with neither DimensionOrganizationType TILED_FULL nor per-frame plane positions (dimension organization %q; non-conformant file)", ErrUnsupported, n, in.frameW, in.frameH, in.dimOrg)
+}
+
+// Frame order inference for files that say nothing about it.
+const (
+	maxInferFrames = 2048 // frames decoded to decide; a larger file is refused
+	// A candidate order is taken when the steps across its frame borders
+	// are at most seamAccept times the steps beside them inside the frames
+	// (1 for a seamless picture; JPEG blocking adds a little), and the other
+	// order's are at least seamMargin times larger.
+	seamAccept = 2.0
+	seamMargin = 1.5
+)
+
+// inferOrder places the frames of an instance with no
+// DimensionOrganizationType and no per-frame positions, whose frame count
+// fills the matrix exactly once. The only two orders a writer plausibly
+// uses are tried — row-major (TILED_FULL's) and column-major — and the one
+// whose frame borders are continuous with the image on either side wins,
+// when the evidence is clear; otherwise the file is refused. With one row
+// or one column of frames the two agree. in.orderNote says what was done.
+func (in *dcmInstance) inferOrder() error {
+	rowMajor := func(cx, cy int) int { return cy*in.across + cx }
+	colMajor := func(cx, cy int) int { return cx*in.down + cy }
+	set := func(order func(cx, cy int) int) {
+		for cy := 0; cy < in.down; cy++ {
+			for cx := 0; cx < in.across; cx++ {
+				in.grid[cy*in.across+cx] = order(cx, cy)
+			}
+		}
+	}
+	if in.across == 1 || in.down == 1 {
+		set(rowMajor)
+		in.orderNote = "row-major (no DimensionOrganizationType; one row or column of frames, so the order is not in doubt)"
+		return nil
+	}
+	refuse := func(why string) error {
+		return fmt.Errorf("%w: DICOM frame layout unknown: %d frames of %dx%d in a %dx%d grid with neither DimensionOrganizationType nor per-frame plane positions (non-conformant file), and %s", ErrUnsupported, len(in.frames), in.frameW, in.frameH, in.across, in.down, why)
+	}
+	if len(in.frames) > maxInferFrames {
+		return refuse(fmt.Sprintf("too many frames (more than %d) to infer their order from the pixels", maxInferFrames))
+	}
+	defer in.closeFile()
+	frames := make([][]byte, len(in.frames))
+	for i := range frames {
+		frames[i] = make([]byte, in.frameW*in.frameH*3)
+		if err := decodeFrame(in, i, frames[i]); err != nil {
+			return err
+		}
+	}
+	row := in.seamRatio(frames, rowMajor)
+	col := in.seamRatio(frames, colMajor)
+	switch {
+	case row <= seamAccept && col > seamMargin*row:
+		set(rowMajor)
+		in.orderNote = fmt.Sprintf("row-major, inferred from image continuity (no DimensionOrganizationType or plane positions): steps across frame borders %.2fx those inside frames, %.2fx column-major", row, col)
+	case col <= seamAccept && row > seamMargin*col:
+		set(colMajor)
+		in.orderNote = fmt.Sprintf("column-major, inferred from image continuity (no DimensionOrganizationType or plane positions): steps across frame borders %.2fx those inside frames, %.2fx row-major", col, row)
+	default:
+		return refuse(fmt.Sprintf("the pixels do not tell the order (steps across frame borders %.2fx those inside frames row-major, %.2fx column-major)", row, col))
+	}
+	return nil
+}
+
+// seamRatio assembles the frames in the given order and returns the mean
+// absolute step across every frame border over the mean step between the
+// two pixel lines beside it, inside each frame.
+func (in *dcmInstance) seamRatio(frames [][]byte, order func(cx, cy int) int) float64 {
+	fw, fh := in.frameW, in.frameH
+	px := func(f []byte, x, y, c int) int { return int(f[(y*fw+x)*3+c]) }
+	abs := func(v int) int { return max(v, -v) }
+	var seam, inside int64
+	for cy := 0; cy < in.down; cy++ {
+		for cx := 0; cx < in.across; cx++ {
+			a := frames[order(cx, cy)]
+			hValid := min(fh, in.totalH-cy*fh)
+			wValid := min(fw, in.totalW-cx*fw)
+			if cx+1 < in.across && fw >= 2 {
+				b := frames[order(cx+1, cy)]
+				bw := min(fw, in.totalW-(cx+1)*fw)
+				for y := 0; y < hValid; y++ {
+					for c := 0; c < 3; c++ {
+						seam += int64(abs(px(a, fw-1, y, c) - px(b, 0, y, c)))
+						inside += int64(abs(px(a, fw-2, y, c)-px(a, fw-1, y, c)))
+						if bw >= 2 {
+							inside += int64(abs(px(b, 0, y, c) - px(b, 1, y, c)))
+						}
+					}
+				}
+			}
+			if cy+1 < in.down && fh >= 2 {
+				b := frames[order(cx, cy+1)]
+				bh := min(fh, in.totalH-(cy+1)*fh)
+				for x := 0; x < wValid; x++ {
+					for c := 0; c < 3; c++ {
+						seam += int64(abs(px(a, x, fh-1, c) - px(b, x, 0, c)))
+						inside += int64(abs(px(a, x, fh-2, c)-px(a, x, fh-1, c)))
+						if bh >= 2 {
+							inside += int64(abs(px(b, x, 0, c) - px(b, x, 1, c)))
+						}
+					}
+				}
+			}
+		}
+	}
+	// Each border has one seam line and up to two inside lines.
+	return 2 * float64(seam) / max(float64(inside), 1)
 }
 
 func knownTransferSyntaxes() string {
@@ -748,6 +865,11 @@ func openDICOMSeries(path string) (*dcmSeries, error) {
 		m.Properties[key+"transfer-syntax"] = in.ts
 		m.Properties[key+"frames"] = strconv.Itoa(len(in.frames))
 		m.Properties[key+"dimension-organization"] = in.dimOrg
+		m.Properties[key+"transfer-syntax-name"] = transferSyntaxNames[in.ts]
+		if in.orderNote != "" {
+			m.Properties[key+"frame-order"] = in.orderNote
+			slog.Warn("non-conformant DICOM: frame order not stated", "file", in.path, "order", in.orderNote)
+		}
 	}
 	m.Properties["dicom.SeriesInstanceUID"] = base.series
 	if sp := base.spacingMM; sp[0] > 0 {

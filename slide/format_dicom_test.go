@@ -103,6 +103,7 @@ type genDICOM struct {
 	noDimOrg   bool
 	quality    int  // JPEG quality, default 100
 	j2k        bool // lossless JPEG 2000 frames
+	colMajor   bool // frames stored column by column (with noDimOrg: the TCGA file's way)
 }
 
 // cells returns the frames of g.img, row-major, edge frames padded black.
@@ -162,6 +163,15 @@ func writeDICOM(t testing.TB, path string, g genDICOM) {
 	var frames []placed
 	for i, f := range cells {
 		frames = append(frames, placed{f, i % across, i / across})
+	}
+	if g.colMajor {
+		down := len(cells) / across
+		frames = frames[:0]
+		for cx := 0; cx < across; cx++ {
+			for cy := 0; cy < down; cy++ {
+				frames = append(frames, placed{cells[cy*across+cx], cx, cy})
+			}
+		}
 	}
 	if g.sparse {
 		var keep []placed
@@ -463,7 +473,7 @@ func TestDICOMBadInput(t *testing.T) {
 		{"missing-frames", func(g *genDICOM) { g.jpeg = true; g.dropFrames = 2 }, 0, "fragments for"},
 		{"frame-count", func(g *genDICOM) { g.frames = 5; g.dropFrames = 3 }, 0, "frames for a TILED_FULL matrix"},
 		{"transfer-syntax", func(g *genDICOM) { g.ts = "1.2.840.10008.1.2.4.80" }, 0, "transfer syntax"},
-		{"no-layout", func(g *genDICOM) { g.noDimOrg = true }, 0, "frame layout unknown"},
+		{"no-layout", func(g *genDICOM) { g.noDimOrg = true; g.img = noise(256, 128) }, 0, "the pixels do not tell the order"},
 	}
 	for _, c := range cases {
 		g := base
@@ -534,11 +544,103 @@ func TestDICOMRealFiles(t *testing.T) {
 		t.Errorf("seam at a frame border: step %.1f against %.1f beside it", seam, beside)
 	}
 
-	tcga := filepath.Join(dataDir(t, "tcga-xk-aaju-dicom-wsi"), "small_dicom.dcm")
-	_, err = slide.Open(tcga, slide.Options{})
-	if !errors.Is(err, slide.ErrUnsupported) || !strings.Contains(err.Error(), "frame layout unknown") || !strings.HasPrefix(err.Error(), "slide: "+tcga+": ") {
-		t.Errorf("non-conformant TCGA file: want a clear unsupported error, got %v", err)
+}
+
+// The TCGA file states neither DimensionOrganizationType nor frame
+// positions, and stores its 7×6 frames column by column: the order is
+// inferred from the pixels, said in the metadata, and the assembled image
+// has no seams at frame borders.
+func TestDICOMRealTCGAInferredOrder(t *testing.T) {
+	p := filepath.Join(dataDir(t, "tcga-xk-aaju-dicom-wsi"), "small_dicom.dcm")
+	s, err := slide.Open(p, slide.Options{})
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer s.Close()
+	m := s.Meta
+	if lv := m.Levels; len(lv) != 1 || lv[0].Width != 3236 || lv[0].Height != 2638 || lv[0].TileWidth != 500 {
+		t.Fatalf("levels %+v", lv)
+	}
+	if o := m.Properties["dicom.level[0].frame-order"]; !strings.HasPrefix(o, "column-major, inferred from image continuity") {
+		t.Errorf("frame order %q", o)
+	}
+	if _, _, err := s.MPP(); !errors.Is(err, slide.ErrNoMPP) {
+		t.Errorf("no PixelSpacing: want ErrNoMPP, got %v", err)
+	}
+	whole, err := s.ReadRegion(0, 0, 0, 3236, 2638)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Across each vertical frame border the mean step is like the steps
+	// beside it; in row-major order it is many times larger.
+	step := func(x int) float64 {
+		sum := 0
+		for y := 0; y < 2638; y++ {
+			for c := 0; c < 3; c++ {
+				d := int(whole.Pix[(y*3236+x)*3+c]) - int(whole.Pix[(y*3236+x-1)*3+c])
+				sum += max(d, -d)
+			}
+		}
+		return float64(sum) / (2638 * 3)
+	}
+	for _, x := range []int{500, 1000, 1500, 2000, 2500, 3000} {
+		if seam, beside := step(x), (step(x-3)+step(x+3))/2; seam > 2*beside+2 {
+			t.Errorf("seam at x = %d: step %.1f against %.1f beside it", x, seam, beside)
+		}
+	}
+	for _, r := range [][4]int{{450, 950, 120, 120}, {2990, 2490, 246, 148}} {
+		got, err := s.ReadRegion(0, r[0], r[1], r[2], r[3])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mx, _ := diff(got, crop(whole, r[0], r[1], r[2], r[3])); mx != 0 {
+			t.Errorf("region %v differs from the whole read by %d", r, mx)
+		}
+	}
+}
+
+// Generated files without DimensionOrganizationType or positions: the
+// order is inferred (row- or column-major) and the pixels equal the source.
+func TestDICOMInferredOrderGenerated(t *testing.T) {
+	for _, col := range []bool{false, true} {
+		p := filepath.Join(t.TempDir(), "x.dcm")
+		src := dcmPattern(300, 200, 0)
+		// 60-px frames: the pattern's wrap at x = 256 is inside a frame
+		// (a hard edge right on a frame border would look like a seam).
+		writeDICOM(t, p, genDICOM{img: src, fw: 60, fh: 48, series: "1", noDimOrg: true, colMajor: col})
+		s, err := slide.Open(p, slide.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "row-major, inferred"
+		if col {
+			want = "column-major, inferred"
+		}
+		if o := s.Meta.Properties["dicom.level[0].frame-order"]; !strings.HasPrefix(o, want) {
+			t.Errorf("column-major %v: frame order %q", col, o)
+		}
+		got, err := s.ReadRegion(0, 0, 0, 300, 200)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mx, _ := diff(got, src); mx != 0 {
+			t.Errorf("column-major %v: differs from the source by %d", col, mx)
+		}
+		s.Close()
+	}
+}
+
+// noise is an image whose frame borders say nothing about the frame order.
+func noise(w, h int) *raster.RGB {
+	m := raster.New(w, h)
+	x := uint32(12345)
+	for i := range m.Pix {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		m.Pix[i] = uint8(x)
+	}
+	return m
 }
 
 // Every truncation of a series file fails with one line naming the file (or,

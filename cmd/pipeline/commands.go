@@ -97,7 +97,27 @@ func printInfo(w io.Writer, m slide.Metadata) {
 		if lv.MPPX > 0 {
 			mpp = fmt.Sprintf("  %.4f µm/px", lv.MPPX)
 		}
-		fmt.Fprintf(w, "    %d: %d x %d  downsample %.4g%s\n", i, lv.Width, lv.Height, lv.Downsample, mpp)
+		tile := ""
+		if lv.TileWidth > 0 {
+			kind := "tile"
+			if m.Format == "dicom" {
+				kind = "frame"
+			}
+			tile = fmt.Sprintf("  %s %d x %d", kind, lv.TileWidth, lv.TileHeight)
+		}
+		fmt.Fprintf(w, "    %d: %d x %d  downsample %.4g%s%s\n", i, lv.Width, lv.Height, lv.Downsample, mpp, tile)
+		if m.Format == "dicom" {
+			key := fmt.Sprintf("dicom.level[%d].", i)
+			org := m.Properties[key+"dimension-organization"]
+			if org == "" {
+				org = "not stated"
+			}
+			fmt.Fprintf(w, "       %s: %s frames, %s (%s), dimension organization %s\n", m.Properties[key+"file"],
+				m.Properties[key+"frames"], m.Properties[key+"transfer-syntax-name"], m.Properties[key+"transfer-syntax"], org)
+			if o := m.Properties[key+"frame-order"]; o != "" {
+				fmt.Fprintf(w, "       frame order: %s\n", o)
+			}
+		}
 	}
 }
 
