@@ -769,7 +769,7 @@ func (in *dcmInstance) seamRatio(frames [][]byte, order func(cx, cy int) int) fl
 				for y := 0; y < hValid; y++ {
 					for c := 0; c < 3; c++ {
 						seam += int64(abs(px(a, fw-1, y, c) - px(b, 0, y, c)))
-						inside += int64(abs(px(a, fw-2, y, c)-px(a, fw-1, y, c)))
+						inside += int64(abs(px(a, fw-2, y, c) - px(a, fw-1, y, c)))
 						if bw >= 2 {
 							inside += int64(abs(px(b, 0, y, c) - px(b, 1, y, c)))
 						}
@@ -782,7 +782,7 @@ func (in *dcmInstance) seamRatio(frames [][]byte, order func(cx, cy int) int) fl
 				for x := 0; x < wValid; x++ {
 					for c := 0; c < 3; c++ {
 						seam += int64(abs(px(a, x, fh-1, c) - px(b, x, 0, c)))
-						inside += int64(abs(px(a, x, fh-2, c)-px(a, x, fh-1, c)))
+						inside += int64(abs(px(a, x, fh-2, c) - px(a, x, fh-1, c)))
 						if bh >= 2 {
 							inside += int64(abs(px(b, x, 0, c) - px(b, x, 1, c)))
 						}
