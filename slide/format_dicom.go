@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -1278,4 +1279,46 @@ func DICOMSeriesPrimary(path string) string {
 		return path
 	}
 	return best.path
+}
+
+// DICOMFolderSlide returns the file that opens the DICOM WSI series held in
+// folder dir (its .dcm instances, not looking into subfolders) as one
+// slide: the instance with the largest level (see DICOMSeriesPrimary). A
+// folder with no DICOM instance, or with instances of more than one
+// series, is an error naming the folder.
+func DICOMFolderSlide(dir string) (string, error) {
+	if err := ensureInit(); err != nil {
+		return "", err
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return "", fmt.Errorf("slide: %s: %w", dir, unwrapPathError(err))
+	}
+	var first string
+	series := map[string]bool{}
+	for _, e := range ents {
+		p := filepath.Join(dir, e.Name())
+		if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") || !strings.EqualFold(filepath.Ext(p), ".dcm") {
+			continue
+		}
+		if h, err := readHeader(p); err != nil || !isDICOM(h) {
+			return "", fmt.Errorf("slide: %s: %s is not a DICOM file (no DICM preamble)", dir, e.Name())
+		}
+		uid, err := dicomSeriesUID(p)
+		if err != nil {
+			return "", fmt.Errorf("slide: %s: %s: damaged DICOM: %w", dir, e.Name(), err)
+		}
+		series[uid] = true
+		if first == "" {
+			first = p
+		}
+	}
+	switch {
+	case first == "":
+		return "", fmt.Errorf("slide: %s: no DICOM instances (.dcm files) in the folder", dir)
+	case len(series) > 1:
+		uids := slices.Sorted(maps.Keys(series))
+		return "", fmt.Errorf("slide: %s: instances of %d DICOM series (%s): one series (one slide) per folder", dir, len(series), strings.Join(uids, ", "))
+	}
+	return DICOMSeriesPrimary(first), nil
 }
