@@ -133,7 +133,7 @@ func runSynth(ctx context.Context, args []string) error {
 	if synthCasesRequested(args) {
 		return runSynthCases(ctx, args)
 	}
-	fs := newFlags("synth", "--out FILE.svs [flags]")
+	fs := newFlags("synth", "--out FILE.svs [flags] | --dicom --out FOLDER [flags]")
 	out := fs.String("out", "", "output file (required)")
 	o := synth.SlideOptions{Aperio: true, Pyramid4: true}
 	fs.IntVar(&o.Width, "width", 16384, "level-0 width in pixels")
@@ -144,6 +144,7 @@ func runSynth(ctx context.Context, args []string) error {
 	stain := fs.String("stain", "he", "texture: he or ihc")
 	blobs := fs.Int("blobs", 3, "number of tissue pieces")
 	seed := fs.Uint64("seed", 1, "random seed")
+	dicom := fs.Bool("dicom", false, "write a DICOM WSI series instead: --out is a folder, one TILED_FULL JPEG .dcm per level")
 	if err := parse(fs, args); err != nil {
 		if errors.Is(err, errHelp) { // and the case-set form's flags
 			fmt.Println()
@@ -158,6 +159,17 @@ func runSynth(ctx context.Context, args []string) error {
 	o.Tissue = synth.Layout(o.Width, o.Height, *blobs)
 	if o.MPP == 0 && o.AppMag == 0 {
 		o.Aperio = false
+	}
+	if *dicom {
+		if err := os.MkdirAll(*out, 0o755); err != nil {
+			return err
+		}
+		files, err := synth.WriteDICOM(*out, filepath.Base(*out), o)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("wrote %s: %d DICOM instances (%dx%d, %g µm/px)\n", *out, len(files), o.Width, o.Height, o.MPP)
+		return nil
 	}
 	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
 		return err
