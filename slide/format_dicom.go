@@ -1255,18 +1255,29 @@ func (c *frameCache) drop(in *dcmInstance) {
 // other instances with that one, so a scan takes it and passes over the
 // rest. For a file that is not a readable DICOM WSI instance it returns path.
 func DICOMSeriesPrimary(path string) string {
+	primary, _ := DICOMSeries(path)
+	return primary
+}
+
+// DICOMSeries returns path's DICOM series in its folder: the primary
+// instance (see DICOMSeriesPrimary) and every readable instance of the
+// series there, path among them, sorted. For a file that is not a readable
+// DICOM WSI instance both are path alone.
+func DICOMSeries(path string) (primary string, files []string) {
 	if h, err := readHeader(path); err != nil || !isDICOM(h) {
-		return path
+		return path, []string{path}
 	}
 	first, err := parseDICOMInstance(path)
 	if err != nil || first.series == "" {
-		return path
+		return path, []string{path}
 	}
+	files = []string{path}
 	best := first
 	if best.kind() == "LABEL" || best.kind() == "OVERVIEW" || best.kind() == "THUMBNAIL" {
 		best = nil
 	}
 	for _, in := range siblingInstances(path, first.series) {
+		files = append(files, in.path)
 		switch in.kind() {
 		case "LABEL", "OVERVIEW", "THUMBNAIL":
 			continue
@@ -1275,10 +1286,11 @@ func DICOMSeriesPrimary(path string) string {
 			best = in
 		}
 	}
+	sort.Strings(files)
 	if best == nil {
-		return path
+		return path, files
 	}
-	return best.path
+	return best.path, files
 }
 
 // DICOMFolderSlide returns the file that opens the DICOM WSI series held in

@@ -295,6 +295,11 @@ type Watcher struct {
 
 	runner  *pipeline.Runner       // the stages, used by the processing goroutine alone
 	predict *pipeline.PredictStage // the runner's last stage, for the prediction row
+
+	// Loose DICOM instances in the inbox, grouped by series (see
+	// dicomGroups); used by scan alone.
+	dcmFP      string
+	dcmPrimary map[string]string // instance name → its series' primary instance name
 }
 
 // New checks the options and fills in defaults.
@@ -555,6 +560,7 @@ func (w *Watcher) finishedOnce() bool {
 func (w *Watcher) scan(now time.Time) (next time.Time, err error) {
 	w.reclaimFailed(now)
 	entries, err := os.ReadDir(w.opt.Inbox)
+	dcmGroup := w.dicomGroups(entries)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.lastScan = now
@@ -573,12 +579,15 @@ func (w *Watcher) scan(now time.Time) (next time.Time, err error) {
 		var extra string
 		switch {
 		case e.Type().IsRegular() && isSlideCandidate(name):
+			if p := w.dcmPrimary[name]; p != "" && p != name {
+				continue // another instance of a DICOM series: it goes with its primary
+			}
 			fi, err := e.Info()
 			if err != nil {
 				continue // gone since listed
 			}
 			size, mod = fi.Size(), fi.ModTime()
-			extra = companionFingerprint(w.opt.Inbox, name)
+			extra = companionFingerprint(w.opt.Inbox, name) + dcmGroup[name]
 		case e.IsDir() && isDICOMFolder(w.opt.Inbox, name):
 			var n int
 			var err error
@@ -658,6 +667,66 @@ func isSlideCandidate(name string) bool {
 		}
 	}
 	return true
+}
+
+// dicomGroups groups the loose .dcm files of the inbox by DICOM series:
+// only a series' primary instance (its largest level) is a slide, which
+// opens with the others (slide.DICOMSeries) and moves with them. It
+// returns, for each primary with companions, a fingerprint of the
+// companions (count, bytes, latest mtime), so the slide is complete only
+// when all its instances are. Headers are parsed again only when the
+// inbox's set of .dcm files changes.
+func (w *Watcher) dicomGroups(entries []os.DirEntry) map[string]string {
+	type stat struct {
+		size int64
+		mod  time.Time
+	}
+	files := map[string]stat{}
+	var fp strings.Builder
+	for _, e := range entries {
+		name := e.Name()
+		if !e.Type().IsRegular() || !isSlideCandidate(name) || !strings.EqualFold(filepath.Ext(name), ".dcm") {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		files[name] = stat{fi.Size(), fi.ModTime()}
+		fmt.Fprintf(&fp, "%s/%d/%d;", name, fi.Size(), fi.ModTime().UnixNano())
+	}
+	if fp.String() != w.dcmFP {
+		w.dcmFP = fp.String()
+		w.dcmPrimary = map[string]string{}
+		for name := range files {
+			if _, done := w.dcmPrimary[name]; done {
+				continue
+			}
+			primary, members := slide.DICOMSeries(filepath.Join(w.opt.Inbox, name))
+			for _, m := range members {
+				w.dcmPrimary[filepath.Base(m)] = filepath.Base(primary)
+			}
+		}
+	}
+	out := map[string]string{}
+	members := map[string][]string{}
+	for name, p := range w.dcmPrimary {
+		if _, ok := files[name]; ok && name != p {
+			members[p] = append(members[p], name)
+		}
+	}
+	for p, ms := range members {
+		var size int64
+		var latest time.Time
+		for _, m := range ms {
+			size += files[m].size
+			if files[m].mod.After(latest) {
+				latest = files[m].mod
+			}
+		}
+		out[p] = fmt.Sprintf(" +%d dicom instances %d bytes %d", len(ms), size, latest.UnixNano())
+	}
+	return out
 }
 
 // isDICOMFolder says whether inbox/name, a folder, is a DICOM slide: one
@@ -1265,8 +1334,31 @@ func (w *Watcher) moveSlide(name, sub string, before func(dest string) error) (s
 			return "", err
 		}
 	}
+	var companions []string // the other instances of a loose DICOM series
+	if strings.EqualFold(filepath.Ext(name), ".dcm") {
+		_, files := slide.DICOMSeries(src)
+		for _, f := range files {
+			if f != src {
+				companions = append(companions, f)
+			}
+		}
+	}
 	if err := os.Rename(src, filepath.Join(dir, dest)); err != nil {
 		return "", err
+	}
+	for _, f := range companions {
+		base := filepath.Base(f)
+		stem, ext := splitExt(base)
+		to := filepath.Join(dir, base)
+		for n := 2; n <= maxMoveN; n++ {
+			if _, err := os.Lstat(to); errors.Is(err, fs.ErrNotExist) {
+				break
+			}
+			to = filepath.Join(dir, fmt.Sprintf("%s_%d%s", stem, n, ext))
+		}
+		if err := os.Rename(f, to); err != nil {
+			slog.Warn("watch: an instance of the DICOM series could not be moved with it", "file", f, "err", err)
+		}
 	}
 	return dest, nil
 }

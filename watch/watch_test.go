@@ -1102,7 +1102,8 @@ func TestWatchTakesLockAndRecordsState(t *testing.T) {
 // by file is one slide, named after the folder, taken only once the folder
 // has stayed unchanged for the settle time, and moved whole to done/; a
 // lone .dcm file is a slide like any other; a folder holding two series
-// fails with a one-line reason.
+// fails with a one-line reason; a series' instances loose in the inbox are
+// one slide (the largest instance's name), moved to done/ together.
 func TestWatchDICOM(t *testing.T) {
 	e := newWatchEnv(t)
 	var sc stageCounter
@@ -1136,11 +1137,24 @@ func TestWatchDICOM(t *testing.T) {
 	os.Mkdir(mixed, 0o755)
 	copyKeepTime(t, files[0], filepath.Join(mixed, "a.dcm"))
 	copyKeepTime(t, loneFiles[0], filepath.Join(mixed, "b.dcm"))
+	// A series' instances loose in the inbox: one slide, its largest
+	// instance, and the others go with it.
+	loose := filepath.Join(t.TempDir(), "loose")
+	os.Mkdir(loose, 0o755)
+	looseFiles := fixture.DICOMSeries(t, loose, "loose", 3, 4)
+	for i := len(looseFiles) - 1; i >= 0; i-- {
+		copyKeepTime(t, looseFiles[i], filepath.Join(e.inbox, filepath.Base(looseFiles[i])))
+	}
 
-	waitFor(t, "the three DICOM slides done or failed", 90*time.Second, func() bool {
+	waitFor(t, "the four DICOM slides done or failed", 90*time.Second, func() bool {
 		s := w.Snapshot()
-		return len(s.Done)+len(s.Failed) == 3 && s.Current == nil
+		return len(s.Done)+len(s.Failed) == 4 && s.Current == nil
 	})
+	for _, f := range looseFiles {
+		if !exists(filepath.Join(e.inbox, InboxDone, filepath.Base(f))) {
+			t.Errorf("loose instance %s not moved to done/", filepath.Base(f))
+		}
+	}
 	for _, f := range files {
 		if !exists(filepath.Join(e.inbox, InboxDone, "case7", filepath.Base(f))) {
 			t.Errorf("%s not moved to done/case7/", filepath.Base(f))
@@ -1149,14 +1163,14 @@ func TestWatchDICOM(t *testing.T) {
 	if exists(folder) || !exists(filepath.Join(e.inbox, InboxDone, "lone.dcm")) {
 		t.Error("case7/ or lone.dcm left in the inbox")
 	}
-	if sc.get("case7", pipeline.StageTile) != 1 || sc.processed() != 2 {
+	if sc.get("case7", pipeline.StageTile) != 1 || sc.get("loose-level-0", pipeline.StageTile) != 1 || sc.processed() != 3 {
 		t.Errorf("processed: case7 %d times, %d slides", sc.get("case7", pipeline.StageTile), sc.processed())
 	}
 	j := readJournalFile(t, e.work, "case7")
 	if j.Status != JournalDone || j.Slide != "case7" || j.MovedTo != "done/case7" || j.Prediction == nil {
 		t.Errorf("journal %+v", j)
 	}
-	if rows := predictionRows(t, e.work); rows["case7"] != 1 || rows["lone"] != 1 || len(rows) != 2 {
+	if rows := predictionRows(t, e.work); rows["case7"] != 1 || rows["lone"] != 1 || rows["loose-level-0"] != 1 || len(rows) != 3 {
 		t.Errorf("predictions.csv rows %v", rows)
 	}
 	// The slide was read as the whole series: tiled at level 0 of 1792×1280.
