@@ -728,13 +728,19 @@ func (in *dcmInstance) inferOrder() error {
 	if len(in.frames) > maxInferFrames {
 		return refuse(fmt.Sprintf("too many frames (more than %d) to infer their order from the pixels", maxInferFrames))
 	}
+	if in.frameW < 2 || in.frameH < 2 {
+		return refuse("frames too small to infer their order from the pixels")
+	}
 	defer in.closeFile()
-	frames := make([][]byte, len(in.frames))
+	// Only the two outer lines on each side of a frame are looked at: keep
+	// those, decoding every frame into one buffer.
+	frames := make([]frameEdges, len(in.frames))
+	buf := make([]byte, in.frameW*in.frameH*3)
 	for i := range frames {
-		frames[i] = make([]byte, in.frameW*in.frameH*3)
-		if err := decodeFrame(in, i, frames[i]); err != nil {
+		if err := decodeFrame(in, i, buf); err != nil {
 			return err
 		}
+		frames[i] = newFrameEdges(buf, in.frameW, in.frameH)
 	}
 	row := in.seamRatio(frames, rowMajor)
 	col := in.seamRatio(frames, colMajor)
@@ -751,12 +757,50 @@ func (in *dcmInstance) inferOrder() error {
 	return nil
 }
 
+// frameEdges are the rows and columns 0, 1, n-2 and n-1 of a decoded frame.
+type frameEdges struct {
+	w, h       int
+	rows, cols [4][]byte // packed RGB lines
+}
+
+func newFrameEdges(pix []byte, w, h int) frameEdges {
+	e := frameEdges{w: w, h: h}
+	for k, y := range [4]int{0, 1, h - 2, h - 1} {
+		e.rows[k] = slices.Clone(pix[y*w*3 : (y+1)*w*3])
+	}
+	for k, x := range [4]int{0, 1, w - 2, w - 1} {
+		col := make([]byte, 3*h)
+		for y := 0; y < h; y++ {
+			copy(col[3*y:3*y+3], pix[(y*w+x)*3:])
+		}
+		e.cols[k] = col
+	}
+	return e
+}
+
+// at is channel c of pixel (x, y), which must lie on a kept row or column.
+func (e frameEdges) at(x, y, c int) int {
+	switch y {
+	case 0, 1:
+		return int(e.rows[y][3*x+c])
+	case e.h - 2, e.h - 1:
+		return int(e.rows[y-e.h+4][3*x+c])
+	}
+	switch x {
+	case 0, 1:
+		return int(e.cols[x][3*y+c])
+	case e.w - 2, e.w - 1:
+		return int(e.cols[x-e.w+4][3*y+c])
+	}
+	panic("frameEdges: pixel off the kept lines")
+}
+
 // seamRatio assembles the frames in the given order and returns the mean
 // absolute step across every frame border over the mean step between the
 // two pixel lines beside it, inside each frame.
-func (in *dcmInstance) seamRatio(frames [][]byte, order func(cx, cy int) int) float64 {
+func (in *dcmInstance) seamRatio(frames []frameEdges, order func(cx, cy int) int) float64 {
 	fw, fh := in.frameW, in.frameH
-	px := func(f []byte, x, y, c int) int { return int(f[(y*fw+x)*3+c]) }
+	px := func(f frameEdges, x, y, c int) int { return f.at(x, y, c) }
 	abs := func(v int) int { return max(v, -v) }
 	var seam, inside int64
 	for cy := 0; cy < in.down; cy++ {

@@ -855,3 +855,42 @@ func TestDICOMCorruptFrame(t *testing.T) {
 		t.Errorf("want one line naming %s and frame 2, got %v", p, err)
 	}
 }
+
+// Whatever the bytes, opening and reading a .dcm file returns a slide or
+// one error line naming the file; it never panics.
+func FuzzDICOM(f *testing.F) {
+	dir := f.TempDir()
+	for i, g := range []genDICOM{
+		{img: dcmPattern(70, 40, 0), fw: 32, fh: 32, series: "1", spacingMM: `0.0005\0.0005`},
+		{img: dcmPattern(70, 40, 0), fw: 32, fh: 16, series: "1", jpeg: true, sparse: true, skip: 1},
+		{img: dcmPattern(64, 48, 0), fw: 16, fh: 16, series: "1", ts: "1.2.840.10008.1.2", noDimOrg: true, colMajor: true},
+	} {
+		p := filepath.Join(dir, fmt.Sprint(i, ".dcm"))
+		writeDICOM(f, p, g)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > 1<<20 {
+			return
+		}
+		p := filepath.Join(t.TempDir(), "f.dcm")
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		s, err := slide.Open(p, slide.Options{})
+		if err != nil {
+			if msg := err.Error(); !strings.HasPrefix(msg, "slide: "+p+": ") || strings.Contains(msg, "\n") {
+				t.Fatalf("error %q", msg)
+			}
+			return
+		}
+		defer s.Close()
+		if lv := s.Meta.Levels[0]; lv.TileWidth*lv.TileHeight <= 1<<20 {
+			_, _ = s.ReadRegion(0, 0, 0, int(min(lv.Width, 64)), int(min(lv.Height, 64)))
+		}
+	})
+}
