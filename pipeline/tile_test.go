@@ -337,7 +337,11 @@ func TestTileRealData(t *testing.T) {
 		{"bci-he-ihc-her2-pairs", "IHC/00901_test_1+.jpg", 0.46, 9, 9, 0.9, 1, ""},
 		{"bci-he-ihc-her2-pairs", "IHC/00345_test_0.jpg", 0.46, 4, 7, 0.35, 0.6, ""},
 		{"bci-he-ihc-her2-pairs", "IHC/00672_test_3+.jpg", 0.46, 5, 8, 0.45, 0.7, ""},
-		{"tcga-xk-aaju-dicom-wsi", "small_dicom.dcm", 0, 0, 0, 0, 0, "unsupported format: DICOM"},
+		// Non-conformant DICOM (frame order inferred: column-major), no
+		// pixel spacing: fails without --mpp; with an assumed 0.5 the
+		// section (about 40 % of the 3236×2638 image, looked at) tiles.
+		{"tcga-xk-aaju-dicom-wsi", "small_dicom.dcm", 0, 0, 0, 0, 0, "--mpp"},
+		{"tcga-xk-aaju-dicom-wsi", "small_dicom.dcm", 0.5, 50, 100, 0.25, 0.55, ""},
 	}
 	qcDir := os.Getenv("HER2WSI_QC_DIR")
 	for _, c := range cases {
