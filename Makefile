@@ -11,7 +11,7 @@ export HER2WSI_DATA := $(SHARED_DATA)
 # faster model training and prediction); the build works without it.
 export GOEXPERIMENT ?= simd
 
-.PHONY: all setup build install uninstall test vet docker-check demo bench bench-embed bench-anchors bench-model bench-predict-large bench-learning bench-pipeline bench-viewer soak fuzz clean encoders encoders-check vit-model gpu-bundle
+.PHONY: all setup build install uninstall test vet docker-check demo bench bench-embed bench-anchors bench-model bench-predict-large bench-learning bench-pipeline bench-viewer bench-dicom soak fuzz clean encoders encoders-check vit-model gpu-bundle
 
 all: build
 
@@ -93,6 +93,10 @@ $(BENCH_SLIDE): | build
 bench-viewer: build $(BENCH_SLIDE)
 	$(GO) test -run '^$$' -bench 'BenchmarkViewerTiles' -benchtime 1x -count 1 -timeout 30m ./viewer
 	$(GO) test -run '^$$' -bench 'BenchmarkViewerPan' -benchtime 1x -count 1 -timeout 30m ./viewer
+
+# DICOM read path against SVS on the same generated 40x pixels (ratio: dicom/svs).
+bench-dicom: setup
+	$(GO) test -run '^$$' -bench 'BenchmarkDICOMReadPath' -benchtime 1x -count 1 -timeout 30m ./slide
 
 # Each benchmark in its own process, so peak memory is the stage's own.
 bench: build $(BENCH_SLIDE)

@@ -24,11 +24,25 @@ import (
 // testWork makes a work folder with one generated slide "s1" (a pyramid)
 // and returns the server over it and the open slide.
 func testWork(t *testing.T) (*Server, *slide.Slide, string) {
+	return testWorkOf(t, false)
+}
+
+// testWorkOf is testWork, the slide stored as a DICOM series (opened from
+// its level 0 instance) when dicom is set.
+func testWorkOf(t *testing.T, dicom bool) (*Server, *slide.Slide, string) {
 	t.Helper()
 	dir := t.TempDir()
 	sp := filepath.Join(dir, "s1.tif")
-	err := synth.WriteSlide(sp, synth.SlideOptions{Width: 1300, Height: 900, Pyramid: true, MPP: 0.25, Quality: 95,
-		Tissue: []image.Rectangle{image.Rect(100, 80, 1200, 850)}})
+	o := synth.SlideOptions{Width: 1300, Height: 900, Pyramid: true, MPP: 0.25, Quality: 95,
+		Tissue: []image.Rectangle{image.Rect(100, 80, 1200, 850)}}
+	err := synth.WriteSlide(sp, o)
+	if dicom {
+		var files []string
+		files, err = synth.WriteDICOM(dir, "s1", o)
+		if err == nil {
+			sp = files[0]
+		}
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,6 +78,22 @@ func get(t *testing.T, h http.Handler, url string) (int, []byte, http.Header) {
 
 func TestServeDZIAndTiles(t *testing.T) {
 	srv, sl, _ := testWork(t)
+	checkDZIAndTiles(t, srv, sl)
+}
+
+// A DICOM slide is served like a TIFF one: its tiles are its pixels, and
+// reduced levels are level 0 reduced.
+func TestServeDICOM(t *testing.T) {
+	srv, sl, _ := testWorkOf(t, true)
+	if sl.Meta.Format != "dicom" || len(sl.Meta.Levels) < 3 {
+		t.Fatalf("meta %+v", sl.Meta)
+	}
+	checkDZIAndTiles(t, srv, sl)
+	checkReducedTiles(t, srv, sl)
+}
+
+func checkDZIAndTiles(t *testing.T, srv *Server, sl *slide.Slide) {
+	t.Helper()
 	code, b, _ := get(t, srv, "/slides/s1.dzi")
 	if code != 200 || !strings.Contains(string(b), `Width="1300"`) || !strings.Contains(string(b), `Height="900"`) {
 		t.Fatalf("dzi: %d %s", code, b)
@@ -213,6 +243,11 @@ func TestServeMovedSlide(t *testing.T) {
 // there, reduced (from whichever slide level it was read).
 func TestServeReducedTiles(t *testing.T) {
 	srv, sl, _ := testWork(t)
+	checkReducedTiles(t, srv, sl)
+}
+
+func checkReducedTiles(t *testing.T, srv *Server, sl *slide.Slide) {
+	t.Helper()
 	g, _ := NewGeometry(1300, 900)
 	top := g.Levels() - 1
 	for _, c := range []struct {
