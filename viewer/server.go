@@ -29,9 +29,13 @@ import (
 // Server defaults (see Options).
 const (
 	DefaultMaxSlides   = 8
-	DefaultMaxTiles    = 2048
+	DefaultCacheBytes  = 256 << 20 // ~13 000 tiles of ~20 kB
 	DefaultJPEGQuality = 80
 )
+
+// tileOverhead is what the cache counts per tile besides its JPEG and key
+// (list element, map entry, struct).
+const tileOverhead = 160
 
 // Options configure a Server.
 type Options struct {
@@ -39,7 +43,11 @@ type Options struct {
 	// MaxSlides is how many slides stay open at once (least recently
 	// used closed first; 0: DefaultMaxSlides).
 	MaxSlides int
-	// MaxTiles is how many encoded tiles are kept (0: DefaultMaxTiles).
+	// CacheBytes bounds the encoded tiles kept in memory, counted as their
+	// JPEG bytes plus key and bookkeeping (0: DefaultCacheBytes; negative:
+	// none kept). Least recently used tiles go first.
+	CacheBytes int64
+	// MaxTiles, when positive, also bounds how many tiles are kept.
 	MaxTiles int
 	// Concurrency is how many tiles are read at once (0: the CPUs).
 	Concurrency int
@@ -67,6 +75,7 @@ type Server struct {
 	lru    *list.List
 	tiles  map[string]*list.Element // of *cachedTile
 	tlru   *list.List
+	tbytes int64 // what the cached tiles count (cost)
 	reads  singleflight.Group // one read per tile however many ask at once
 }
 
@@ -91,8 +100,8 @@ func New(opt Options) (*Server, error) {
 	if opt.MaxSlides <= 0 {
 		opt.MaxSlides = DefaultMaxSlides
 	}
-	if opt.MaxTiles <= 0 {
-		opt.MaxTiles = DefaultMaxTiles
+	if opt.CacheBytes == 0 {
+		opt.CacheBytes = DefaultCacheBytes
 	}
 	if opt.Concurrency <= 0 {
 		opt.Concurrency = runtime.NumCPU()
@@ -275,18 +284,39 @@ func (s *Server) cachedTile(key string) ([]byte, bool) {
 	return nil, false
 }
 
+// cost is what a cached tile counts against Options.CacheBytes.
+func (t *cachedTile) cost() int64 { return int64(len(t.b)+len(t.key)) + tileOverhead }
+
+// keepTile caches a tile, dropping the least recently used ones until the
+// cache is within its byte budget (and count, when set). A tile larger
+// than the whole budget is not kept.
 func (s *Server) keepTile(key string, b []byte) {
+	t := &cachedTile{key: key, b: b}
+	if t.cost() > s.opt.CacheBytes {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.tiles[key]; ok {
 		return
 	}
-	s.tiles[key] = s.tlru.PushFront(&cachedTile{key: key, b: b})
-	for s.tlru.Len() > s.opt.MaxTiles {
+	s.tiles[key] = s.tlru.PushFront(t)
+	s.tbytes += t.cost()
+	for s.tbytes > s.opt.CacheBytes || (s.opt.MaxTiles > 0 && s.tlru.Len() > s.opt.MaxTiles) {
 		e := s.tlru.Back()
+		old := e.Value.(*cachedTile)
 		s.tlru.Remove(e)
-		delete(s.tiles, e.Value.(*cachedTile).key)
+		delete(s.tiles, old.key)
+		s.tbytes -= old.cost()
 	}
+}
+
+// CacheStats says how many tiles the cache holds and what they count
+// against Options.CacheBytes.
+func (s *Server) CacheStats() (tiles int, bytes int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tlru.Len(), s.tbytes
 }
 
 // Tile returns the JPEG of tile (col, row) of Deep Zoom level of slide id.
@@ -469,3 +499,16 @@ func (s *Server) serveAttention(w http.ResponseWriter, r *http.Request, id strin
 }
 
 func urlPathEscape(s string) string { return url.PathEscape(s) }
+
+// inCache says whether tile (col, row) of level of slide id is cached (tests).
+func (s *Server) inCache(id string, level int, cr [2]int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	suffix := "\x00" + strconv.Itoa(level) + "/" + strconv.FormatInt(cr[0], 10) + "_" + strconv.FormatInt(cr[1], 10)
+	for k := range s.tiles {
+		if strings.HasPrefix(k, id+"\x00") && strings.HasSuffix(k, suffix) {
+			return true
+		}
+	}
+	return false
+}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"slices"
 	"testing"
 	"time"
 
@@ -320,5 +321,86 @@ func TestServeConcurrentEviction(t *testing.T) {
 	}
 	if code, _, _ := get(t, srv, "/slides/s1_files/11/0_0.jpeg"); code != 200 {
 		t.Errorf("the other slide: %d", code)
+	}
+}
+
+// The tile cache is bounded by bytes: with room for about three of these
+// tiles, it holds what fits, never more than its budget, and drops the
+// least recently used first.
+func TestTileCacheBytes(t *testing.T) {
+	_, _, dir := testWork(t)
+	ctx := t.Context()
+	big, err := New(Options{Work: pipeline.Work{Dir: dir}, CacheBytes: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer big.Close()
+	tiles := [][2]int64{{0, 0}, {1, 0}, {2, 0}, {0, 1}, {1, 1}, {2, 1}}
+	cost := map[[2]int64]int64{}
+	var total int64
+	for _, c := range tiles {
+		b, err := big.Tile(ctx, "s1", 11, c[0], c[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, after := big.CacheStats()
+		cost[c] = after - total
+		total = after
+		if cost[c] < int64(len(b)) {
+			t.Fatalf("tile %v counts %d bytes, its JPEG alone %d", c, cost[c], len(b))
+		}
+	}
+	if n, _ := big.CacheStats(); n != len(tiles) {
+		t.Fatalf("a large cache holds %d tiles, want %d", n, len(tiles))
+	}
+	budget := cost[tiles[0]] + cost[tiles[1]] + cost[tiles[2]] + 10
+	for _, c := range []struct {
+		name   string
+		budget int64
+		wantN  int
+	}{
+		{"three fit", budget, 3},
+		{"none kept", -1, 0},
+		{"smaller than a tile", 100, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			srv, err := New(Options{Work: pipeline.Work{Dir: dir}, CacheBytes: c.budget})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer srv.Close()
+			for i, tc := range tiles {
+				if _, err := srv.Tile(ctx, "s1", 11, tc[0], tc[1]); err != nil {
+					t.Fatal(err)
+				}
+				if i == 3 { // touch the oldest still kept: tile 1 becomes the LRU
+					if _, err := srv.Tile(ctx, "s1", 11, tiles[1][0], tiles[1][1]); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if _, b := srv.CacheStats(); b > max(c.budget, 0) {
+					t.Fatalf("after tile %d the cache counts %d bytes, over its budget %d", i, b, c.budget)
+				}
+			}
+			n, b := srv.CacheStats()
+			if n < c.wantN-1 || n > c.wantN {
+				t.Errorf("cache holds %d tiles (%d bytes), want %d (budget %d)", n, b, c.wantN, c.budget)
+			}
+			if c.wantN == 3 {
+				// kept: the last two and the one touched after tile 3; dropped: the rest
+				var kept []int
+				for i, tc := range tiles {
+					if srv.inCache("s1", 11, tc) {
+						kept = append(kept, i)
+					}
+				}
+				if n == 3 && !slices.Equal(kept, []int{1, 4, 5}) && !slices.Equal(kept, []int{3, 4, 5}) {
+					t.Errorf("kept tiles %v, want the most recently used", kept)
+				}
+				if !slices.Contains(kept, 5) || slices.Contains(kept, 0) {
+					t.Errorf("kept tiles %v: the newest must stay and the oldest go", kept)
+				}
+			}
+		})
 	}
 }
