@@ -60,6 +60,7 @@ type Options struct {
 //	/slides/<id>.dzi                          the Deep Zoom descriptor
 //	/slides/<id>_files/<level>/<col>_<row>.jpeg  a tile, read from the slide
 //	/slides/<id>/attention.json               the model's attention per patch
+//	/slides/<id>/tiling.json                  the tissue outline and the patch grid
 //	/slides/<id>/view                         the OpenSeadragon viewer page
 //
 // and /viewer/ its scripts. The slide is the file named in WORK's
@@ -75,7 +76,7 @@ type Server struct {
 	lru    *list.List
 	tiles  map[string]*list.Element // of *cachedTile
 	tlru   *list.List
-	tbytes int64 // what the cached tiles count (cost)
+	tbytes int64              // what the cached tiles count (cost)
 	reads  singleflight.Group // one read per tile however many ask at once
 }
 
@@ -453,6 +454,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "image/jpeg")
 		w.Header().Set("Cache-Control", "private, max-age=300")
 		_, _ = w.Write(b)
+	case strings.HasSuffix(p, "/tiling.json"):
+		s.serveTiling(w, r, strings.TrimSuffix(p, "/tiling.json"))
 	case strings.HasSuffix(p, "/attention.json"):
 		s.serveAttention(w, r, strings.TrimSuffix(p, "/attention.json"))
 	case strings.HasSuffix(p, "/view"):
