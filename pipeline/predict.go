@@ -129,10 +129,11 @@ func PredictSlide(ctx context.Context, work Work, encoder, id string, m *LoadedM
 	if err := writeHeatmap(work, id, sd, pr.Attention); err != nil {
 		return PredictRow{}, err
 	}
-	if err := writeAttention(work, id, sd, pr.Attention, pr.Probs, pr.Predicted, m.ID); err != nil {
+	now := time.Now()
+	if err := writeAttention(work, id, sd, pr.Attention, pr.Probs, pr.Predicted, m, now); err != nil {
 		return PredictRow{}, err
 	}
-	return PredictRow{SlideID: id, Probs: pr.Probs, Predicted: pr.Predicted, ModelID: m.ID, Time: time.Now()}, nil
+	return PredictRow{SlideID: id, Probs: pr.Probs, Predicted: pr.Predicted, ModelID: m.ID, Time: now}, nil
 }
 
 // WritePredictions writes rows as WORK/predictions.csv, replacing the rows

@@ -14,6 +14,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -480,14 +481,42 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 }
 
+// validModel: a model id as the predict stage names its attention files
+// (hex digits; letters, digits, '-' and '_' accepted).
+func validModel(m string) bool {
+	if m == "" || len(m) > 64 {
+		return false
+	}
+	for _, c := range m {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// attentionFile is the attention of slide id: model's (?model=) when
+// given, else the latest (attention.json).
+func attentionFile(id, model string) string {
+	if model != "" {
+		return path.Join("slides", id, "attention", model+".json")
+	}
+	return path.Join("slides", id, "attention.json")
+}
+
 func (s *Server) serveAttention(w http.ResponseWriter, r *http.Request, id string) {
-	if !validID(id) {
+	model := r.URL.Query().Get("model")
+	if !validID(id) || (model != "" && !validModel(model)) {
 		http.NotFound(w, r)
 		return
 	}
-	f, err := s.root.Open(path.Join("slides", id, "attention.json"))
+	f, err := s.root.Open(attentionFile(id, model))
 	if err != nil {
-		http.Error(w, "no attention for this slide: run the predict stage", http.StatusNotFound)
+		msg := "no attention for this slide: run the predict stage"
+		if model != "" {
+			msg = "no attention of model " + model + " for this slide"
+		}
+		http.Error(w, msg, http.StatusNotFound)
 		return
 	}
 	defer f.Close()
@@ -499,6 +528,44 @@ func (s *Server) serveAttention(w http.ResponseWriter, r *http.Request, id strin
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-cache")
 	http.ServeContent(w, r, "attention.json", fi.ModTime(), f)
+}
+
+// ModelRun is one model's stored prediction of a slide
+// (attention/<model>.json).
+type ModelRun struct {
+	Model      string `json:"model"`
+	Variant    string `json:"variant"`
+	RunDir     string `json:"run_dir"`
+	Prediction string `json:"prediction"`
+	Time       string `json:"time"`
+}
+
+// ModelRuns lists the models whose attention is stored for slide id,
+// latest first.
+func (s *Server) ModelRuns(id string) []ModelRun {
+	if !validID(id) {
+		return nil
+	}
+	entries, err := fs.ReadDir(s.root.FS(), path.Join("slides", id, "attention"))
+	if err != nil {
+		return nil
+	}
+	var runs []ModelRun
+	for _, e := range entries {
+		m, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || !e.Type().IsRegular() || !validModel(m) {
+			continue
+		}
+		b, err := s.root.ReadFile(attentionFile(id, m))
+		var run ModelRun
+		if err != nil || json.Unmarshal(b, &run) != nil {
+			continue
+		}
+		run.Model = m
+		runs = append(runs, run)
+	}
+	sort.SliceStable(runs, func(a, b int) bool { return runs[a].Time > runs[b].Time })
+	return runs
 }
 
 func urlPathEscape(s string) string { return url.PathEscape(s) }

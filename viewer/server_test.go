@@ -24,7 +24,7 @@ import (
 
 // testWork makes a work folder with one generated slide "s1" (a pyramid)
 // and returns the server over it and the open slide.
-func testWork(t *testing.T) (*Server, *slide.Slide, string) {
+func testWork(t testing.TB) (*Server, *slide.Slide, string) {
 	t.Helper()
 	dir := t.TempDir()
 	sp := filepath.Join(dir, "s1.tif")
@@ -403,4 +403,71 @@ func TestTileCacheBytes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Every model's stored attention is served by ?model=; unknown or
+// malformed model ids are 404, and the view page offers each run.
+func TestServeModelAttention(t *testing.T) {
+	srv, _, dir := testWork(t)
+	work := pipeline.Work{Dir: dir}
+	latest := `{"patch_size_level0":256,"patches":[[0,0,1]],"prediction":"3+","model":"bbbb","time":"2026-12-02T11:00:00Z"}`
+	older := `{"patch_size_level0":256,"patches":[[0,0,0.5]],"prediction":"1+","model":"aaaa","variant":"pama","time":"2026-12-01T11:00:00Z"}`
+	if err := os.MkdirAll(work.AttentionDir("s1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for p, b := range map[string]string{work.AttentionJSON("s1"): latest, work.ModelAttentionJSON("s1", "bbbb"): latest, work.ModelAttentionJSON("s1", "aaaa"): older} {
+		if err := os.WriteFile(p, []byte(b), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		url  string
+		code int
+		want string
+	}{
+		{"/slides/s1/attention.json", 200, latest},
+		{"/slides/s1/attention.json?model=bbbb", 200, latest},
+		{"/slides/s1/attention.json?model=aaaa", 200, older},
+		{"/slides/s1/attention.json?model=cccc", 404, "no attention of model cccc"},
+		{"/slides/s1/attention.json?model=../s1/attention", 404, ""},
+		{"/slides/s1/attention.json?model=a.b", 404, ""},
+		{"/slides/s1/view?model=aaaa", 200, `data-attention="/slides/s1/attention.json?model=aaaa"`},
+		{"/slides/s1/view?model=cccc", 404, "no attention of model cccc"},
+		{"/slides/s1/view?model=..%2Fx", 404, ""},
+		{"/slides/s1/view", 200, `<option value="aaaa">pama aaaa · 1&#43; · 2026-12-01T11:00:00Z</option>`},
+	} {
+		code, b, _ := get(t, srv, c.url)
+		if code != c.code || !strings.Contains(string(b), c.want) {
+			t.Errorf("%s: %d, want %d with %q:\n%s", c.url, code, c.code, c.want, b)
+		}
+	}
+	if runs := srv.ModelRuns("s1"); len(runs) != 2 || runs[0].Model != "bbbb" || runs[1].Variant != "pama" {
+		t.Errorf("model runs, latest first: %+v", runs)
+	}
+}
+
+// Whatever the path, the server answers 200, 404 or 405, never 500 or a
+// crash.
+func FuzzServePath(f *testing.F) {
+	srv, _, _ := testWork(f)
+	for _, s := range []string{"/slides/s1.dzi", "/slides/s1_files/11/0_0.jpeg", "/slides/s1_files/0/0_0.jpeg", "/slides/s1_files/11/99_0.jpeg",
+		"/slides/s1_files/-3/0_0.jpeg", "/slides/s1/view", "/slides/s1/attention.json?model=x", "/slides/s1/tiling.json", "/viewer/viewer.js",
+		"/slides/s1_files/11/0_0.jpeg_files/1/0_0.jpeg", "/slides/_files/1/0_0.jpeg", "/slides/s1_files/9223372036854775807/0_0.jpeg",
+		"/slides/s1_files/11/9223372036854775807_9223372036854775807.jpeg", "/slides/%2e%2e/x.dzi", "/slides/a//b.dzi"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		if !strings.HasPrefix(p, "/") {
+			p = "/" + p
+		}
+		req, err := http.NewRequest("GET", "http://x"+p, nil)
+		if err != nil || req.URL.Path == "" {
+			return
+		}
+		rr := httptest.NewRecorder()
+		srv.ServeHTTP(rr, req)
+		if rr.Code != 200 && rr.Code != 404 && rr.Code != 405 {
+			t.Errorf("%q: %d %s", p, rr.Code, rr.Body.String())
+		}
+	})
 }
