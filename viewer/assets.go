@@ -77,7 +77,9 @@ header h1 small { font-weight: normal; color: #555; }
   background: linear-gradient(to right, #440154, #482878, #3e4989, #31688e, #26828e, #1f9e89, #35b779, #6ece58, #b5de2b, #fde725); }
 .key { display: inline-block; width: 1.4em; height: .8em; vertical-align: middle; margin-right: .2em; }
 #info { font-variant-numeric: tabular-nums; }
-#scale { position: absolute; left: 12px; bottom: 12px; z-index: 10; color: #fff; font-size: 12px; text-shadow: 0 0 2px #000, 0 0 2px #000; pointer-events: none; }
+#scale { position: absolute; left: 12px; bottom: 12px; z-index: 10; color: #fff; font-size: 12px; pointer-events: none;
+  background: rgba(0, 0, 0, .6); padding: 4px 6px; border-radius: 3px; }
+#scale:empty { display: none; }
 #scale div { height: 4px; background: #fff; border: 1px solid #000; }
 #keys { color: #555; font-size: .85em; }
 .missing { padding: 2em; }

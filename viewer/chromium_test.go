@@ -270,5 +270,29 @@ func TestViewClickChromium(t *testing.T) {
 	if got, want := info(), fmt.Sprintf("tiled patch %d at (%d, %d): not among the patches the model saw", n-1, coords[2*(n-1)], coords[2*(n-1)+1]); got != want {
 		t.Errorf("?model=aaaa11112222, the patch it did not see: %q, want %q", got, want)
 	}
+
+	// drawing cost with 49 152 patches (32-px patches over this slide: a
+	// 256×192 grid), whole slide (one picture) and zoomed in so that
+	// every patch is 6–7 px and outlined, most of them in view
+	var cost struct{ Pic, Rects, Visible float64 }
+	b.eval(`(() => { const v = window.her2wsiViewer, coords = [];
+		for (let r = 0; r < 192; r++) for (let c = 0; c < 256; c++) coords.push(c * 32, r * 32);
+		window.her2wsiTiling.set({patch_size_level0: 32, coords, outline: [[0, 0, 8192, 0, 8192, 6144, 0, 6144]]});
+		document.getElementById("tiling").checked = true;
+		const time = () => { const t0 = performance.now(); for (let i = 0; i < 20; i++) window.her2wsiTiling.draw(); return (performance.now() - t0) / 20; };
+		v.viewport.goHome(true); v.viewport.update();
+		const pic = time();
+		const home = v.viewport.getZoom(true), s = v.world.getItemAt(0).viewportToImageZoom(home);
+		v.viewport.zoomTo(home * 6.5 / (32 * s), null, true); v.viewport.update();
+		const rects = time();
+		const b = v.world.getItemAt(0), w = v.canvas.clientWidth, h = v.canvas.clientHeight;
+		const p0 = b.viewerElementToImageCoordinates(new OpenSeadragon.Point(0, 0)), p1 = b.viewerElementToImageCoordinates(new OpenSeadragon.Point(w, h));
+		const visible = Math.min(256, (p1.x - p0.x) / 32) * Math.min(192, (p1.y - p0.y) / 32);
+		return {pic, rects, visible}; })()`, &cost)
+	t.Logf("tiling overlay, 49 152 patches: %.2f ms a frame zoomed out (one picture), %.2f ms outlining the %.0f in view", cost.Pic, cost.Rects, cost.Visible)
+	if cost.Pic > 50 || cost.Rects > 200 || cost.Visible < 10000 {
+		t.Errorf("tiling overlay, 49 152 patches: %.2f ms zoomed out, %.2f ms for %.0f patches in view", cost.Pic, cost.Rects, cost.Visible)
+	}
+	b.screenshot(filepath.Join(shots, "viewer-many-patches.png"))
 	t.Logf("screenshots in %s", shots)
 }

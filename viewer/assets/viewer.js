@@ -139,13 +139,14 @@
     }
     if (!n) tx = ty = 0;
     const gc = Math.floor((mx - tx) / Q) + 1, gr = Math.floor((my - ty) / Q) + 1;
-    const index = new Map();
+    const index = new Map(), occ = new Uint8Array(gc * gr);
     const pic = document.createElement("canvas");
     pic.width = gc; pic.height = gr;
     const pctx = pic.getContext("2d"), img = pctx.createImageData(gc, gr);
     for (let i = 0; i < n; i++) {
       const c = Math.floor((t.coords[2 * i] - tx) / Q), r = Math.floor((t.coords[2 * i + 1] - ty) / Q);
       index.set(r * gc + c, i);
+      occ[r * gc + c] = 1;
       const o = 4 * (r * gc + c);
       img.data[o] = 0; img.data[o + 1] = 40; img.data[o + 2] = 255; img.data[o + 3] = 90;
     }
@@ -157,7 +158,7 @@
       outline.closePath();
     }
     tiling = {
-      coords: t.coords, Q, tx, ty, gc, gr, index, pic, outline, n,
+      coords: t.coords, Q, tx, ty, gc, gr, index, occ, pic, outline, n,
       cellAt(pt) {
         const c = Math.floor((pt.x - tx) / Q), r = Math.floor((pt.y - ty) / Q);
         return c >= 0 && r >= 0 && c < gc && r < gr ? index.get(r * gc + c) : undefined;
@@ -198,10 +199,31 @@
       }
       const c0 = Math.max(0, Math.floor((x0 - t.tx) / Q)), c1 = Math.min(t.gc - 1, Math.floor((x1 - t.tx) / Q));
       const r0 = Math.max(0, Math.floor((y0 - t.ty) / Q)), r1 = Math.min(t.gr - 1, Math.floor((y1 - t.ty) / Q));
+      // each patch's edges, as runs: a horizontal line between rows r-1
+      // and r wherever a patch above or below it was kept, and the same
+      // for columns (a few hundred lines, not a rectangle per patch)
+      const kept = (r, c) => r >= 0 && c >= 0 && r < t.gr && c < t.gc && t.occ[r * t.gc + c] === 1;
       const path = new Path2D();
-      for (let r = r0; r <= r1; r++) {
-        for (let cc = c0; cc <= c1; cc++) {
-          if (t.index.has(r * t.gc + cc)) path.rect(t.tx + cc * Q, t.ty + r * Q, Q, Q);
+      for (let r = r0; r <= r1 + 1; r++) {
+        let start = -1;
+        for (let cc = c0; cc <= c1 + 1; cc++) {
+          const on = cc <= c1 && (kept(r - 1, cc) || kept(r, cc));
+          if (on && start < 0) start = cc;
+          if (!on && start >= 0) {
+            path.moveTo(t.tx + start * Q, t.ty + r * Q); path.lineTo(t.tx + cc * Q, t.ty + r * Q);
+            start = -1;
+          }
+        }
+      }
+      for (let cc = c0; cc <= c1 + 1; cc++) {
+        let start = -1;
+        for (let r = r0; r <= r1 + 1; r++) {
+          const on = r <= r1 && (kept(r, cc - 1) || kept(r, cc));
+          if (on && start < 0) start = r;
+          if (!on && start >= 0) {
+            path.moveTo(t.tx + cc * Q, t.ty + start * Q); path.lineTo(t.tx + cc * Q, t.ty + r * Q);
+            start = -1;
+          }
         }
       }
       ctx.lineWidth = 1 / scale;
@@ -212,6 +234,8 @@
     ctx.strokeStyle = "rgb(0, 230, 0)";
     ctx.stroke(t.outline);
   }
+  window.her2wsiTiling = { set: setTiling, draw: drawTiling }; // for tests
+  if (new URLSearchParams(location.search).get("tiling") === "1") tilingToggle.checked = true;
   tilingToggle.addEventListener("change", drawTiling);
   viewer.addHandler("update-viewport", drawTiling);
   viewer.addHandler("resize", drawTiling);
