@@ -15,6 +15,8 @@ package pipeline
 //	    features/<encoder>.h5  embed: features [N,D] float32 + coords (CLAM/TRIDENT layout)
 //	    anchors.h5             anchors: ppk_<v>/anchor_index [K] int64 + geometry attrs
 //	    heatmap.png            predict: [CLS]→patch attention over thumbnail.jpg
+//	    attention.json         predict: the attention per patch, for the slide viewer (the latest model's)
+//	    attention/<model>.json predict: the same, kept per model
 //	    report.html            predict: the slide's report
 //	    state.json             the runner: per stage status, parameters, key, output stamps
 //	    .lock                  the slide's lock while a process works on it

@@ -37,9 +37,7 @@ func TestViewChromium(t *testing.T) {
 	ts := httptest.NewServer(srv)
 	defer ts.Close()
 	for _, c := range []struct{ hash, want string }{
-		{"#at=300,10", "patch 1 at (256, 0), attention 0.500"},
-		{"#at=600,300", "patch 2 at (512, 256), attention 1.000"},
-		{"#at=1000,800", "(1000, 800): no patch"},
+		{"#at=600,300", "patch 2 at (512, 256), attention 1.000"}, // clicks: TestViewClickChromium
 	} {
 		dom := chromiumDOM(t, chromium, ts.URL+"/slides/s1/view"+c.hash)
 		for _, want := range []string{"openseadragon-canvas", "<strong>HER2 3+</strong>", "0.100 / 0.100 / 0.200 / 0.600", `<div id="scale"><div style="width: `, c.want} {
