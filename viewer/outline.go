@@ -19,7 +19,15 @@ func Outline(w, h int, tissue []uint8) [][]float64 {
 	if w <= 0 || h <= 0 || len(tissue) != w*h {
 		return nil
 	}
-	in := func(x, y int) bool { return x >= 0 && y >= 0 && x < w && y < h && tissue[y*w+x] != 0 }
+	// padded copy: one row and column of background on every side, so
+	// the cells' corners are read without bounds checks
+	pw := w + 2
+	pad := make([]bool, pw*(h+2))
+	for y := range h {
+		for x, v := range tissue[y*w : (y+1)*w] {
+			pad[(y+1)*pw+x+1] = v != 0
+		}
+	}
 	// Points are kept in doubled coordinates (integers): the midpoint
 	// between centres (x+½, y+½) and (x+1½, y+½) is (x+1, y+½) → (2x+2, 2y+1).
 	type pt struct{ x, y int32 }
@@ -29,16 +37,10 @@ func Outline(w, h int, tissue []uint8) [][]float64 {
 	edgeEnds := [4][2]int{{0, 1}, {1, 2}, {3, 2}, {0, 3}}
 	cornerOff := [4][2]int{{0, 0}, {1, 0}, {1, 1}, {0, 1}}
 	for cy := -1; cy < h; cy++ {
+		top, bot := pad[(cy+1)*pw:(cy+2)*pw], pad[(cy+2)*pw:(cy+3)*pw]
 		for cx := -1; cx < w; cx++ {
-			var v [4]bool
-			n := 0
-			for k, o := range cornerOff {
-				v[k] = in(cx+o[0], cy+o[1])
-				if v[k] {
-					n++
-				}
-			}
-			if n == 0 || n == 4 {
+			v := [4]bool{top[cx+1], top[cx+2], bot[cx+2], bot[cx+1]}
+			if v[0] == v[1] && v[1] == v[2] && v[2] == v[3] {
 				continue
 			}
 			centre := func(k int) pt { // doubled coordinates of corner k's pixel centre
