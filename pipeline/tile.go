@@ -346,6 +346,23 @@ func ReadMask(path string) (w, h int, tissue []uint8, err error) {
 	b := img.Bounds()
 	w, h = b.Dx(), b.Dy()
 	tissue = make([]uint8, w*h)
+	if p, ok := img.(*image.Paletted); ok { // as WriteMask writes it
+		white := make([]uint8, len(p.Palette))
+		for i, c := range p.Palette {
+			if color.GrayModel.Convert(c).(color.Gray).Y >= 128 {
+				white[i] = 1
+			}
+		}
+		for y := 0; y < h; y++ {
+			row := p.Pix[y*p.Stride : y*p.Stride+w]
+			for x, v := range row {
+				if int(v) < len(white) {
+					tissue[y*w+x] = white[v]
+				}
+			}
+		}
+		return w, h, tissue, nil
+	}
 	for y := 0; y < h; y++ {
 		for x := 0; x < w; x++ {
 			if c := color.GrayModel.Convert(img.At(b.Min.X+x, b.Min.Y+y)).(color.Gray); c.Y >= 128 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"math"
 	"net/http"
 	"os"
@@ -54,8 +55,13 @@ func (s *Server) Tiling(id string) (*TilingOverlay, error) {
 	case errors.Is(err, fs.ErrNotExist):
 		t.Note = "no tissue outline: the slide was tiled before the tile stage kept its mask (tissue.png); tile it again to see it"
 		return t, nil
-	case err != nil:
-		return nil, fmt.Errorf("viewer: slide %s: %w", id, err)
+	case err != nil: // the patches still show
+		slog.Warn("viewer: tissue outline", "slide", id, "err", err)
+		t.Note = "no tissue outline: " + err.Error() + "; tile the slide again"
+		return t, nil
+	case mw != rec.MaskWidth || mh != rec.MaskHeight:
+		t.Note = fmt.Sprintf("no tissue outline: tissue.png is %dx%d, slide.json's mask %dx%d; tile the slide again", mw, mh, rec.MaskWidth, rec.MaskHeight)
+		return t, nil
 	}
 	l0 := rec.Slide.Levels[0]
 	sx, sy := float64(l0.Width)/float64(mw), float64(l0.Height)/float64(mh)

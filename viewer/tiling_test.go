@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/her2wsi/her2wsi/pipeline"
@@ -97,13 +98,23 @@ func TestServeTiling(t *testing.T) {
 			t.Errorf("patch at (%d, %d): %d of 256 points inside the tissue outline", coords[k], coords[k+1], in)
 		}
 	}
-	if err := os.Remove(work.TissuePNG("t1")); err != nil {
-		t.Fatal(err)
-	}
-	code, b, _ = get(t, srv, "/slides/t1/tiling.json")
-	var old TilingOverlay
-	if err := json.Unmarshal(b, &old); code != 200 || err != nil || len(old.Outline) != 0 || old.Note == "" || !slices.Equal(old.Coords, coords) {
-		t.Errorf("without tissue.png: %d %v %s", code, err, b)
+	// a broken or missing mask: the patches without the outline, and why
+	for _, c := range []struct{ name, content, note string }{
+		{"corrupt", "not a png", "tissue.png"},
+		{"missing", "", "tiled before"},
+	} {
+		if c.content != "" {
+			if err := os.WriteFile(work.TissuePNG("t1"), []byte(c.content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := os.Remove(work.TissuePNG("t1")); err != nil {
+			t.Fatal(err)
+		}
+		code, b, _ = get(t, srv, "/slides/t1/tiling.json")
+		var old TilingOverlay
+		if err := json.Unmarshal(b, &old); code != 200 || err != nil || len(old.Outline) != 0 || !strings.Contains(old.Note, c.note) || !slices.Equal(old.Coords, coords) {
+			t.Errorf("%s tissue.png: %d %v %.300s", c.name, code, err, b)
+		}
 	}
 	for _, u := range []string{"/slides/nope/tiling.json", "/slides/../t1/tiling.json", "/slides/t1/x/tiling.json"} {
 		if code, b, _ := get(t, srv, u); code != http.StatusNotFound {

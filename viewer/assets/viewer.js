@@ -164,7 +164,10 @@
         return c >= 0 && r >= 0 && c < gc && r < gr ? index.get(r * gc + c) : undefined;
       },
     };
-    if (t.note) tilingToggle.parentElement.title = t.note;
+    if (t.note) {
+      tilingToggle.parentElement.title = t.note;
+      tilingToggle.addEventListener("change", () => { if (tilingToggle.checked) info.textContent = t.note; });
+    }
     drawTiling();
   }
   function drawTiling() {
