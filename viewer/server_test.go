@@ -471,3 +471,16 @@ func FuzzServePath(f *testing.F) {
 		}
 	})
 }
+
+// inCache says whether tile (col, row) of level of slide id is cached (tests).
+func (s *Server) inCache(id string, level int, cr [2]int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	suffix := "\x00" + strconv.Itoa(level) + "/" + strconv.FormatInt(cr[0], 10) + "_" + strconv.FormatInt(cr[1], 10)
+	for k := range s.tiles {
+		if strings.HasPrefix(k, id+"\x00") && strings.HasSuffix(k, suffix) {
+			return true
+		}
+	}
+	return false
+}
