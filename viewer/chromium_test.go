@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"image"
+	"math"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -267,6 +268,19 @@ func TestViewClickChromium(t *testing.T) {
 	b.click(x, y)
 	if got, want := info(), fmt.Sprintf("tiled patch %d at (%d, %d): not among the patches the model saw", n-1, coords[2*(n-1)], coords[2*(n-1)+1]); got != want {
 		t.Errorf("?model=aaaa11112222, the patch it did not see: %q, want %q", got, want)
+	}
+
+	// a link to a patch (#at=X,Y) shows it and zooms to it with its neighbours
+	k = n / 3
+	px, py := coords[2*k]+100, coords[2*k+1]+50
+	b.navigate(fmt.Sprintf("%s/slides/t1/view?tiling=1#at=%d,%d", ts.URL, px, py)) // another document: not a same-page hash change
+	b.waitFor("the viewer at a patch", ready, 60*time.Second)
+	var view struct{ CX, CY, W float64 }
+	b.eval(`(() => { const v = window.her2wsiViewer, b = v.world.getItemAt(0), r = b.viewportToImageRectangle(v.viewport.getBounds(true));
+		return {cx: r.x + r.width / 2, cy: r.y + r.height / 2, w: Math.min(r.width, r.height)}; })()`, &view)
+	if got, want := info(), fmt.Sprintf("patch %d at (%d, %d)", k, coords[2*k], coords[2*k+1]); !strings.HasPrefix(got, want) ||
+		math.Abs(view.CX-float64(px)) > 64 || math.Abs(view.CY-float64(py)) > 64 || view.W < 700 || view.W > 1000 {
+		t.Errorf("#at=%d,%d: %q (want %q), view centred at (%.0f, %.0f), %.0f px across", px, py, got, want, view.CX, view.CY, view.W)
 	}
 
 	// drawing cost with 49 152 patches (32-px patches over this slide: a

@@ -33,7 +33,12 @@
     pending.delete(what);
     if (pending.size) return;
     const m = /^#at=(\d+),(\d+)$/.exec(location.hash);
-    if (m) showAt({ x: +m[1], y: +m[2] });
+    const base = viewer.world.getItemAt(0);
+    if (m && base) { // a link to a patch: shown, and zoomed to with its neighbours
+      const pt = { x: +m[1], y: +m[2] }, Q = P || (tiling && tiling.Q) || 512;
+      viewer.viewport.fitBounds(base.imageToViewportRectangle(pt.x - 1.5 * Q, pt.y - 1.5 * Q, 3 * Q, 3 * Q), true);
+      showAt(pt);
+    }
     body.dataset.ready = "1";
   }
   let overlay = null, cells = null, P = 0, ox = 0, oy = 0, cols = 0, att = null;
