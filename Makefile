@@ -168,6 +168,7 @@ fuzz: setup
 	$(GO) test -run '^$$' -fuzz FuzzAperioDescription -fuzztime 15s ./slide
 	$(GO) test -run '^$$' -fuzz FuzzSniff -fuzztime 15s ./slide
 	$(GO) test -run '^$$' -fuzz FuzzPlanRead -fuzztime 15s ./tiling
+	$(GO) test -run '^$$' -fuzz FuzzServePath -fuzztime 15s ./viewer
 
 clean:
 	rm -rf bin $(DEMO) .cache

@@ -133,14 +133,15 @@ func PredictSlide(ctx context.Context, work Work, encoder, id string, m *LoadedM
 	if err := writeHeatmap(work, id, sd, pr.Attention); err != nil {
 		return PredictRow{}, err
 	}
-	if err := writeAttention(work, id, sd, pr.Attention, pr.Probs, pr.Predicted, m.ID); err != nil {
+	now := time.Now()
+	if err := writeAttention(work, id, sd, pr.Attention, pr.Probs, pr.Predicted, m, now); err != nil {
 		return PredictRow{}, err
 	}
 	note := patchNote(sd, m.Config)
 	if note != "" {
 		slog.Info("patches read", "slide", id, "stage", StagePredict, "note", note)
 	}
-	return PredictRow{SlideID: id, Probs: pr.Probs, Predicted: pr.Predicted, ModelID: m.ID, Time: time.Now(), PatchesRead: sd.N(), PatchNote: note}, nil
+	return PredictRow{SlideID: id, Probs: pr.Probs, Predicted: pr.Predicted, ModelID: m.ID, Time: now, PatchesRead: sd.N(), PatchNote: note}, nil
 }
 
 // patchNote says how the patches read relate to the slide's: empty when

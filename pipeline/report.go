@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"html/template"
+	"net/url"
 	"os"
 	"time"
 
@@ -140,6 +141,13 @@ func WriteReport(work Work, d ReportData) error {
 	v.HasQC, v.HasHeat = errQC == nil, errHeat == nil
 	if _, err := os.Stat(work.AttentionJSON(id)); err == nil {
 		v.ViewURL = ViewerURL(id)
+		// the attention of the model this report is about, kept when
+		// another model predicts the slide later
+		if mid := d.Row.ModelID; mid != "" {
+			if _, err := os.Stat(work.ModelAttentionJSON(id, mid)); err == nil {
+				v.ViewURL += "?model=" + url.QueryEscape(mid)
+			}
+		}
 	}
 	if rec, err := work.ReadSlideRecord(id); err == nil {
 		v.Patches = rec.NumPatches

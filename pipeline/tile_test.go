@@ -7,6 +7,7 @@ import (
 	"image"
 	_ "image/jpeg"
 	_ "image/png"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -146,6 +147,18 @@ func TestTileExactPatchSet(t *testing.T) {
 			}
 			if fi, err := os.Stat(work.QCPNG(in.ID)); err != nil || fi.Size() < 1000 {
 				t.Errorf("qc.png: %v", err)
+			}
+			// tissue.png is the mask the grid was chosen on
+			mw, mh, tissue, err := ReadMask(work.TissuePNG(in.ID))
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for _, v := range tissue {
+				n += int(v)
+			}
+			if mw != rec.MaskWidth || mh != rec.MaskHeight || math.Abs(float64(n)/float64(mw*mh)-rec.TissueFraction) > 1e-9 {
+				t.Errorf("tissue.png %dx%d with %d tissue pixels; slide.json: %dx%d, tissue fraction %.4f", mw, mh, n, rec.MaskWidth, rec.MaskHeight, rec.TissueFraction)
 			}
 		})
 	}
