@@ -35,7 +35,7 @@ func runCompare(ctx context.Context, args []string) error {
 	reference := fs.Bool("reference", false, "the reference code's settings (see train)")
 	epochs := fs.Int("epochs", 0, "epochs (overrides the training config)")
 	backend := fs.String("backend", "", "GoMLX backend (default $GOMLX_BACKEND, else "+model.DefaultBackend+")")
-	sampling := fs.String("sampling", bundle.SampleFirst, "training patch sampling for slides over max_patches: first or random")
+	sampling := fs.String("sampling", "", "training patch sampling for slides over max_patches: spatial (default), first (default with --reference) or random (as train)")
 	cache := fs.Bool("cache", true, "keep bundles in memory between epochs")
 	replicates := fs.Int("replicates", metrics.DefaultReplicates, "bootstrap replicates")
 	logf := addLogFlags(fs)
@@ -75,8 +75,8 @@ func runCompare(ctx context.Context, args []string) error {
 		return usageError{fmt.Errorf("--jobs %d must not be negative", *jobs)}
 	case *replicates < 100:
 		return usageError{fmt.Errorf("--replicates %d: at least 100", *replicates)}
-	case *sampling != bundle.SampleFirst && *sampling != bundle.SampleRandom:
-		return usageError{fmt.Errorf("--sampling %q: first or random", *sampling)}
+	case *sampling != "" && *sampling != bundle.SampleSpatial && *sampling != bundle.SampleFirst && *sampling != bundle.SampleRandom:
+		return usageError{fmt.Errorf("--sampling %q: spatial, first or random", *sampling)}
 	}
 	c := model.DefaultConfig()
 	tc := model.DefaultTrainConfig()
