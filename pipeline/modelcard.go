@@ -106,6 +106,14 @@ func explainMetrics(m metrics.Metrics) string {
 	}
 	fmt.Fprintf(&b, " and the model gives the right score to %d of %d (accuracy %.2f; chance is 0.25). %s",
 		correctCount(m), m.N, m.Accuracy, verdict(m.MacroAUC))
+	if m.CI != nil && !m.CI.MacroAUC.Undefined() && !math.IsNaN(m.MacroAUC) {
+		lo, hi := m.CI.MacroAUC[0], m.CI.MacroAUC[1]
+		if lo <= 0.5 {
+			fmt.Fprintf(&b, " The macro-AUC's 95%% interval, %.2f to %.2f, includes chance: these test cases cannot tell this model from guessing.", lo, hi)
+		} else {
+			fmt.Fprintf(&b, " The macro-AUC's 95%% interval, %.2f to %.2f, lies above chance.", lo, hi)
+		}
+	}
 	if m.N < 30 {
 		fmt.Fprintf(&b, " With %d test cases one case moves these numbers by several points.", m.N)
 	}

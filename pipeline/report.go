@@ -10,6 +10,7 @@ import (
 
 	"github.com/her2wsi/her2wsi/internal/cases"
 	"github.com/her2wsi/her2wsi/internal/store"
+	"github.com/her2wsi/her2wsi/model/metrics"
 )
 
 // ReportData is what a slide's report shows besides the pictures.
@@ -201,7 +202,12 @@ func newReportModel(mi ModelInfo) reportModel {
 			r.CVMean["macro_auc"], r.CVStd["macro_auc"], r.CVMean["accuracy"], r.CVStd["accuracy"])
 	}
 	if m := r.Test; m != nil && m.N > 0 {
-		rm.Test = fmt.Sprintf("%d held-out cases: macro-AUC %.3f, accuracy %.3f, macro-F1 %.3f (chance: AUC 0.5, accuracy 0.25)", m.N, m.MacroAUC, m.Accuracy, m.MacroF1)
+		ci := ""
+		if m.CI != nil {
+			ci = "; [95 % CI] by stratified bootstrap over the test cases"
+		}
+		rm.Test = fmt.Sprintf("%d held-out cases: macro-AUC %s, accuracy %s, macro-F1 %s (chance: AUC 0.5, accuracy 0.25%s)", m.N,
+			m.WithCI(metrics.NameMacroAUC), m.WithCI(metrics.NameAccuracy), m.WithCI(metrics.NameMacroF1), ci)
 		rm.TestMeaning = "In plain words: " + explainMetrics(*m)
 	}
 	return rm

@@ -45,6 +45,9 @@ type TrainReport struct {
 	Epochs  int                    `json:"epochs"`
 	Data    *TrainingData          `json:"data,omitempty"` // what it was trained on
 	Extra   map[string]interface{} `json:"extra,omitempty"`
+
+	bestEpoch int                    // the kept epoch of the run in Out (0-based)
+	testPreds []model.CasePrediction // the test cases' predictions (compare)
 }
 
 // FoldResult is one cross-validation fold.
@@ -117,7 +120,7 @@ func Train(ctx context.Context, opt TrainOptions) (TrainReport, error) {
 		if valS == nil {
 			return res, nil, nil
 		}
-		m, err := evaluateInto(filepath.Join(dir, "validation"), opt.Runtime, res.Params, valCS)
+		m, _, err := evaluateInto(filepath.Join(dir, "validation"), opt.Runtime, res.Params, valCS)
 		return res, &m, err
 	}
 	tc := opt.Train
@@ -150,7 +153,7 @@ func Train(ctx context.Context, opt TrainOptions) (TrainReport, error) {
 		if err != nil {
 			return rep, err
 		}
-		rep.Epochs, rep.ModelID = res.Epochs, model.ModelID(res.Params)
+		rep.Epochs, rep.ModelID, rep.bestEpoch = res.Epochs, model.ModelID(res.Params), res.BestEpoch
 	} else {
 		tr, val := train, []cases.Case(nil)
 		if opt.ValFold >= 0 {
@@ -163,7 +166,7 @@ func Train(ctx context.Context, opt TrainOptions) (TrainReport, error) {
 		if err != nil {
 			return rep, err
 		}
-		rep.Val, rep.Epochs, rep.ModelID = m, res.Epochs, model.ModelID(res.Params)
+		rep.Val, rep.Epochs, rep.ModelID, rep.bestEpoch = m, res.Epochs, model.ModelID(res.Params), res.BestEpoch
 	}
 	if len(test) > 0 {
 		p, err := model.LoadWeights(filepath.Join(opt.Out, "model.safetensors"), opt.Model)
@@ -174,11 +177,11 @@ func Train(ctx context.Context, opt TrainOptions) (TrainReport, error) {
 		if err != nil {
 			return rep, err
 		}
-		m, err := evaluateInto(filepath.Join(opt.Out, "test"), opt.Runtime, p, ts)
+		m, preds, err := evaluateInto(filepath.Join(opt.Out, "test"), opt.Runtime, p, ts)
 		if err != nil {
 			return rep, err
 		}
-		rep.Test = &m
+		rep.Test, rep.testPreds = &m, preds
 	}
 	if err := writeJSONFile(filepath.Join(opt.Out, "report.json"), rep); err != nil {
 		return rep, err
@@ -186,25 +189,31 @@ func Train(ctx context.Context, opt TrainOptions) (TrainReport, error) {
 	return rep, nil
 }
 
-// evaluateInto predicts a case set and writes dir/metrics.json, dir/roc.png
-// and dir/predictions.csv.
-func evaluateInto(dir string, rt *model.Runtime, p *model.Params, s *CaseSource) (metrics.Metrics, error) {
+// evaluateInto predicts a case set and writes dir/metrics.json (with
+// bootstrap 95 % intervals, metrics.ComputeWithCI), dir/roc.png and
+// dir/predictions.csv.
+func evaluateInto(dir string, rt *model.Runtime, p *model.Params, s *CaseSource) (metrics.Metrics, []model.CasePrediction, error) {
 	m, preds, err := model.Evaluate(rt, p, s)
 	if err != nil {
-		return m, err
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return m, fmt.Errorf("pipeline: %w", err)
-	}
-	if err := writeJSONFile(filepath.Join(dir, "metrics.json"), m); err != nil {
-		return m, err
+		return m, nil, err
 	}
 	labels := make([]int, len(preds))
 	probs := make([][]float64, len(preds))
-	var b strings.Builder
-	b.WriteString("case_id,label,p0,p1,p2,p3,predicted\n")
 	for i, pr := range preds {
 		labels[i], probs[i] = pr.Label, pr.Probs
+	}
+	if m, err = metrics.ComputeWithCI(labels, probs, rt.Config.Classes); err != nil {
+		return m, nil, fmt.Errorf("pipeline: %s: %w", dir, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return m, nil, fmt.Errorf("pipeline: %w", err)
+	}
+	if err := writeJSONFile(filepath.Join(dir, "metrics.json"), m); err != nil {
+		return m, nil, err
+	}
+	var b strings.Builder
+	b.WriteString("case_id,label,p0,p1,p2,p3,predicted\n")
+	for _, pr := range preds {
 		fmt.Fprintf(&b, "%s,%s", csvField(pr.ID), cases.LabelName(pr.Label))
 		for _, q := range pr.Probs {
 			fmt.Fprintf(&b, ",%.6f", q)
@@ -212,13 +221,13 @@ func evaluateInto(dir string, rt *model.Runtime, p *model.Params, s *CaseSource)
 		fmt.Fprintf(&b, ",%s\n", cases.LabelName(pr.Predicted))
 	}
 	if err := store.WriteFileAtomic(filepath.Join(dir, "predictions.csv"), []byte(b.String()), 0o644); err != nil {
-		return m, fmt.Errorf("pipeline: %w", err)
+		return m, nil, fmt.Errorf("pipeline: %w", err)
 	}
 	names := []string{"0", "1+", "2+", "3+"}
 	if err := metrics.WritePNG(filepath.Join(dir, "roc.png"), labels, probs, names, "ROC ("+filepath.Base(dir)+")"); err != nil {
-		return m, fmt.Errorf("pipeline: %w", err)
+		return m, nil, fmt.Errorf("pipeline: %w", err)
 	}
-	return m, nil
+	return m, preds, nil
 }
 
 func metricMap(m metrics.Metrics) map[string]float64 {

@@ -7,6 +7,7 @@
 //	pipeline synth --cases N --out WORK        generate a synthetic case set (paired H&E/IHC bundles)
 //	pipeline cases pair --he DIR --ihc DIR --out C.csv  case set from paired H&E/IHC folders
 //	pipeline train --cases C.csv --work WORK --out RUNDIR --encoder NAME
+//	pipeline compare --cases C.csv --work WORK --features NAME --variants ipca,pama,abmil --seeds 5 --cv 5 --out DIR
 //	pipeline predict --model RUNDIR --work WORK --encoder NAME --input SLIDE...
 //	pipeline watch --inbox DIR --out WORK --model RUNDIR --encoder M.onnx [--http :8080] [--once]
 //	pipeline serve --work WORK [--http 127.0.0.1:8080]  status page and slide viewer of a work folder
@@ -48,6 +49,7 @@ var commands = map[string]struct {
 	"cases":           {runCases, "cases check|split|pair: validate the case set against the work folder; stratified train/test split and folds; pair an H&E folder with an IHC folder into a case set"},
 	"anchors":         {runAnchors, "anchors bins: write one ppk group's distance and polar bins over all patches"},
 	"train":           {runTrain, "train (and cross-validate) a model on a case set; test on the held-out cases"},
+	"compare":         {runCompare, "compare model variants on a case set: the same seeds and folds for each, bootstrap CIs, paired differences, forest plot and ROC bands"},
 	"predict":         {runPredict, "H&E-only prediction of embedded, anchored slides with a trained model (= run --stage predict by slide id)"},
 	"watch":           {runWatch, "watch a folder: process each slide once fully copied (tile, embed, anchors, predict), write a report, move it to done/ or failed/; optional status page"},
 	"serve":           {runServe, "serve a work folder's status page, reports and slide viewer (Deep Zoom tiles, attention overlay) without watching an inbox"},
@@ -56,7 +58,7 @@ var commands = map[string]struct {
 
 func usage(w io.Writer) {
 	fmt.Fprintf(w, "usage: pipeline COMMAND [flags]\n\ncommands:\n")
-	for _, name := range []string{"info", "run", "tile", "import-features", "anchors", "cases", "train", "predict", "watch", "serve", "synth"} {
+	for _, name := range []string{"info", "run", "tile", "import-features", "anchors", "cases", "train", "compare", "predict", "watch", "serve", "synth"} {
 		fmt.Fprintf(w, "  %-16s %s\n", name, commands[name].help)
 	}
 	fmt.Fprintf(w, "\n'pipeline COMMAND -h' lists a command's flags.\n")

@@ -44,6 +44,11 @@ func TestExitCodes(t *testing.T) {
 		{"watch absurd batch", []string{"watch", "--inbox", dir, "--out", work, "--encoder", enc, "--model", dir, "--batch", "100000000"}, exitUsage},
 		{"watch no readers", []string{"watch", "--inbox", dir, "--out", work, "--encoder", enc, "--model", dir, "--readers", "0"}, exitUsage},
 		{"negative workers", []string{"run", "--stage", "tile", "--input", good, "--out", work, "--workers", "-1"}, exitUsage},
+		{"compare one variant", []string{"compare", "--cases", bad, "--work", work, "--features", "f", "--out", dir, "--variants", "ipca"}, exitUsage},
+		{"compare unknown variant", []string{"compare", "--cases", bad, "--work", work, "--features", "f", "--out", dir, "--variants", "ipca,nope"}, exitUsage},
+		{"compare cv 1", []string{"compare", "--cases", bad, "--work", work, "--features", "f", "--out", dir, "--cv", "1"}, exitUsage},
+		{"compare no out", []string{"compare", "--cases", bad, "--work", work, "--features", "f"}, exitUsage},
+		{"compare bad cases file", []string{"compare", "--cases", bad, "--work", work, "--features", "f", "--out", dir}, exitFailed},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 	"github.com/her2wsi/her2wsi/features"
 	"github.com/her2wsi/her2wsi/internal/cases"
 	"github.com/her2wsi/her2wsi/model"
+	"github.com/her2wsi/her2wsi/model/metrics"
 	"github.com/her2wsi/her2wsi/pipeline"
 )
 
@@ -159,11 +160,15 @@ func runTrain(ctx context.Context, args []string) error {
 		}
 	}
 	if rep.Val != nil {
-		fmt.Printf("validation: accuracy %.3f, macro-AUC %.3f, macro-F1 %.3f\n", rep.Val.Accuracy, rep.Val.MacroAUC, rep.Val.MacroF1)
+		fmt.Printf("validation: accuracy %s, macro-AUC %s, macro-F1 %s\n", rep.Val.WithCI(metrics.NameAccuracy), rep.Val.WithCI(metrics.NameMacroAUC), rep.Val.WithCI(metrics.NameMacroF1))
 	}
 	if rep.Test != nil {
-		fmt.Printf("test (%d cases): accuracy %.3f, macro-AUC %.3f, weighted-AUC %.3f, macro-F1 %.3f, weighted-F1 %.3f\n",
-			rep.Test.N, rep.Test.Accuracy, rep.Test.MacroAUC, rep.Test.WeightedAUC, rep.Test.MacroF1, rep.Test.WeightedF1)
+		fmt.Printf("test (%d cases): accuracy %s, macro-AUC %s, weighted-AUC %s, macro-F1 %s, weighted-F1 %s\n", rep.Test.N,
+			rep.Test.WithCI(metrics.NameAccuracy), rep.Test.WithCI(metrics.NameMacroAUC), rep.Test.WithCI(metrics.NameWeightedAUC),
+			rep.Test.WithCI(metrics.NameMacroF1), rep.Test.WithCI(metrics.NameWeightedF1))
+		if rep.Test.CI != nil {
+			fmt.Printf("  [95 %% CI]: %s, %d replicates\n", rep.Test.CI.Method, rep.Test.CI.Replicates)
+		}
 		fmt.Print(rep.ExplainTest())
 	}
 	fmt.Printf("model %s (%s, %d epochs): %s\n", rep.ModelID, c.Variant, rep.Epochs, filepath.Join(*out, "model.safetensors"))

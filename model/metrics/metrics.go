@@ -40,6 +40,9 @@ type Metrics struct {
 	// UndefinedAUC lists the classes left out of the AUC averages (no
 	// positives or no negatives), ascending.
 	UndefinedAUC []int `json:"undefined_auc,omitempty"`
+	// CI holds bootstrap 95 % confidence intervals of the summary metrics
+	// (ComputeWithCI, Bootstrap); nil when not computed.
+	CI *Intervals `json:"ci95,omitempty"`
 }
 
 // ErrInput is wrapped by every error about malformed input.
@@ -189,6 +192,7 @@ type jsonMetrics struct {
 	PerClass     []ClassStat `json:"per_class"`
 	Confusion    [][]int     `json:"confusion"`
 	UndefinedAUC []int       `json:"undefined_auc,omitempty"`
+	CI           *Intervals  `json:"ci95,omitempty"`
 }
 
 func nullable(x float64) *float64 {
@@ -211,7 +215,7 @@ func (m Metrics) MarshalJSON() ([]byte, error) {
 		N: m.N, Classes: m.Classes, Accuracy: m.Accuracy,
 		MacroAUC: nullable(m.MacroAUC), WeightedAUC: nullable(m.WeightedAUC),
 		MacroF1: m.MacroF1, WeightedF1: m.WeightedF1,
-		PerClass: m.PerClass, Confusion: m.Confusion, UndefinedAUC: m.UndefinedAUC,
+		PerClass: m.PerClass, Confusion: m.Confusion, UndefinedAUC: m.UndefinedAUC, CI: m.CI,
 	})
 }
 
@@ -226,7 +230,7 @@ func (m *Metrics) UnmarshalJSON(data []byte) error {
 		N: j.N, Classes: j.Classes, Accuracy: j.Accuracy,
 		MacroAUC: fromNullable(j.MacroAUC), WeightedAUC: fromNullable(j.WeightedAUC),
 		MacroF1: j.MacroF1, WeightedF1: j.WeightedF1,
-		PerClass: j.PerClass, Confusion: j.Confusion, UndefinedAUC: j.UndefinedAUC,
+		PerClass: j.PerClass, Confusion: j.Confusion, UndefinedAUC: j.UndefinedAUC, CI: j.CI,
 	}
 	return nil
 }
