@@ -79,6 +79,9 @@ type Options struct {
 	MPP float64
 	// Reader forces a loader: "" or "auto", ReaderTIFF, ReaderOpenSlide.
 	Reader string
+	// NoScaledDecode turns scaled JPEG decoding off (see scaled.go): box
+	// reads of tiled JPEG TIFF pages then decode every pixel and average.
+	NoScaledDecode bool
 }
 
 // ErrUnsupported is wrapped by errors for files that are recognisably a
@@ -107,6 +110,10 @@ type Slide struct {
 	// images.
 	openLevel      func(level int) (*vipsImage, error)
 	readAssociated func(name string) (*raster.RGB, error)
+	// Scaled JPEG decoding of box reads (scaled.go): per level, the TIFF
+	// page's tile index, opened on first use.
+	noScaled bool
+	jpeg     []*jpegLevel
 }
 
 type levelHandle struct {
@@ -145,6 +152,7 @@ func Open(path string, opt Options) (*Slide, error) {
 	if err != nil {
 		return nil, fmt.Errorf("slide: %s: %w", path, err)
 	}
+	s.noScaled = opt.NoScaledDecode
 	if err := finishMetadata(&s.Meta, path, fi.Size(), opt); err != nil {
 		s.Close()
 		return nil, err
@@ -181,9 +189,10 @@ func ReadMetadata(path string, opt Options) (Metadata, error) {
 // Format.Open whose levels libvips cannot load by path sets openLevel (and
 // readAssociated) on it.
 func newSlide(meta Metadata) *Slide {
-	s := &Slide{Meta: meta, levels: make([]*levelHandle, len(meta.Levels)), strictLevels: make([]*levelHandle, len(meta.Levels))}
+	s := &Slide{Meta: meta, levels: make([]*levelHandle, len(meta.Levels)), strictLevels: make([]*levelHandle, len(meta.Levels)),
+		jpeg: make([]*jpegLevel, len(meta.Levels))}
 	for i := range s.levels {
-		s.levels[i], s.strictLevels[i] = &levelHandle{}, &levelHandle{}
+		s.levels[i], s.strictLevels[i], s.jpeg[i] = &levelHandle{}, &levelHandle{}, &jpegLevel{}
 	}
 	return s
 }
@@ -346,6 +355,16 @@ func (s *Slide) ReadRegionBoxInto(level, x, y, factor int, dst *raster.RGB) erro
 	if s.closed {
 		return fmt.Errorf("slide: %s: %w", s.Meta.Path, errClosed)
 	}
+	if ok, err := s.readScaled(level, x, y, factor, dst); ok && err == nil {
+		return nil
+	} else if ok {
+		// A corrupt tile: as after a decoder warning, the slide reads
+		// through OpenSlide from now on, which fails on it with its own
+		// message.
+		if !s.strict.Swap(true) {
+			slog.Warn("scaled JPEG decoding failed; reading through OpenSlide from now on", "slide", s.Meta.ID, "reason", err.Error())
+		}
+	}
 	err := s.checked(level, func(img *vipsImage) error { return img.readBox(x, y, dst.W, dst.H, factor, dst.Pix) })
 	if err != nil {
 		return fmt.Errorf("slide: %s: read level %d region (%d,%d %dx%d): %s", s.Meta.Path, level, x, y, factor*dst.W, factor*dst.H, firstLine(err.Error()))
@@ -506,6 +525,10 @@ func (s *Slide) Close() error {
 	for _, h := range append(s.levels, s.strictLevels...) {
 		h.once.Do(func() {}) // a level never opened stays unopened
 		h.img.close()
+	}
+	for _, j := range s.jpeg {
+		j.once.Do(func() {})
+		j.close()
 	}
 	return nil
 }
