@@ -97,6 +97,7 @@ bench-viewer: build $(BENCH_SLIDE)
 # Each benchmark in its own process, so peak memory is the stage's own.
 bench: build $(BENCH_SLIDE)
 	$(GO) test -run '^$$' -bench 'BenchmarkReadPath' -benchtime 1x -count 1 -timeout 30m ./pipeline
+	$(GO) test -run '^$$' -bench 'BenchmarkScaledDecode' -benchtime 1x -count 1 -timeout 30m ./pipeline
 	$(GO) test -run '^$$' -bench 'BenchmarkTileStage' -benchtime 1x -count 1 -timeout 30m ./pipeline
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/raster ./tiling
 

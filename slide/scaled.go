@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"os"
 	"sync"
-	"time"
 	"unsafe"
 
 	"github.com/her2wsi/her2wsi/internal/raster"
@@ -169,58 +168,88 @@ func (s *Slide) ScaledDecoding(level, factor int) bool {
 	return t != nil && int(t.tw)%factor == 0 && int(t.th)%factor == 0
 }
 
-// DecodeTilesBare decodes, whole and at 1/factor, every tile of level
-// that the regions (x, y, w, h in level pixels) touch, from bytes read
-// into memory beforehand, in one C loop: the ceiling of scaled decoding
-// for benchmarks. It returns the number of tiles decoded and the time the
-// decoding took (the reads before it not counted).
-func (s *Slide) DecodeTilesBare(level, factor int, regions [][4]int) (int, time.Duration, error) {
+// BareTiles are the raw bytes of the tiles some regions of a level touch,
+// read into C memory: the ceiling of scaled decoding for benchmarks
+// (Decode). Free releases them.
+type BareTiles struct {
+	s    *Slide
+	t    *C.her2_jtiles
+	arr  **C.uchar // n tile buffers
+	lens []C.size_t
+}
+
+// LoadTilesBare reads the raw tiles that the regions (x, y, w, h in level
+// pixels) of level touch, a tile once per region that touches it, as the
+// read path decodes them.
+func (s *Slide) LoadTilesBare(level int, regions [][4]int) (*BareTiles, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed || level < 0 || level >= len(s.jpeg) {
-		return 0, 0, fmt.Errorf("slide: %s: level %d not available", s.Meta.Path, level)
+		return nil, fmt.Errorf("slide: %s: level %d not available", s.Meta.Path, level)
 	}
 	t := s.jpegLevel(level)
 	if t == nil {
-		return 0, 0, fmt.Errorf("slide: %s: level %d is not a tiled JPEG page: %v", s.Meta.Path, level, s.jpeg[level].err)
+		return nil, fmt.Errorf("slide: %s: level %d is not a tiled JPEG page: %v", s.Meta.Path, level, s.jpeg[level].err)
 	}
 	tw, th, across := int(t.tw), int(t.th), int(t.across)
 	offs := unsafe.Slice((*int64)(unsafe.Pointer(t.offs)), int(t.across*t.down))
 	cnts := unsafe.Slice((*int64)(unsafe.Pointer(t.cnts)), int(t.across*t.down))
 	var bufs []*C.uchar
-	var lens []C.size_t
-	defer func() {
-		for _, b := range bufs {
-			C.free(unsafe.Pointer(b))
-		}
-	}()
+	bt := &BareTiles{s: s, t: t}
 	for _, r := range regions {
 		for ty := r[1] / th; ty <= (r[1]+r[3]-1)/th; ty++ {
 			for tx := r[0] / tw; tx <= (r[0]+r[2]-1)/tw; tx++ {
 				i := ty*across + tx
 				b := (*C.uchar)(C.malloc(C.size_t(cnts[i])))
 				bufs = append(bufs, b)
-				lens = append(lens, C.size_t(cnts[i]))
+				bt.lens = append(bt.lens, C.size_t(cnts[i]))
 				if _, err := s.jpeg[level].f.ReadAt(unsafe.Slice((*byte)(unsafe.Pointer(b)), cnts[i]), offs[i]); err != nil {
-					return 0, 0, err
+					for _, b := range bufs {
+						C.free(unsafe.Pointer(b))
+					}
+					return nil, err
 				}
 			}
 		}
 	}
-	if len(bufs) == 0 {
-		return 0, 0, nil
-	}
 	// The pointer array lives in C memory (cgo: no Go pointers to pointers).
-	arr := (**C.uchar)(C.malloc(C.size_t(len(bufs)) * C.size_t(unsafe.Sizeof(uintptr(0)))))
-	defer C.free(unsafe.Pointer(arr))
-	copy(unsafe.Slice(arr, len(bufs)), bufs)
-	var msg *C.char
-	t0 := time.Now()
-	if C.her2_decode_tiles_bare(t, arr, &lens[0], C.int(len(bufs)), C.int(factor), &msg) != 0 {
-		defer C.free(unsafe.Pointer(msg))
-		return 0, 0, errors.New(C.GoString(msg))
+	bt.arr = (**C.uchar)(C.malloc(C.size_t(len(bufs)+1) * C.size_t(unsafe.Sizeof(uintptr(0)))))
+	copy(unsafe.Slice(bt.arr, len(bufs)), bufs)
+	return bt, nil
+}
+
+// Len is the number of tiles.
+func (bt *BareTiles) Len() int { return len(bt.lens) }
+
+// Decode decodes every tile, whole, at 1/factor, with one decompressor in
+// one C loop, discarding the pixels.
+func (bt *BareTiles) Decode(factor int) error {
+	if len(bt.lens) == 0 {
+		return nil
 	}
-	return len(bufs), time.Since(t0), nil
+	bt.s.mu.RLock()
+	defer bt.s.mu.RUnlock()
+	if bt.s.closed {
+		return fmt.Errorf("slide: %s: %w", bt.s.Meta.Path, errClosed)
+	}
+	var msg *C.char
+	if C.her2_decode_tiles_bare(bt.t, bt.arr, &bt.lens[0], C.int(len(bt.lens)), C.int(factor), &msg) != 0 {
+		defer C.free(unsafe.Pointer(msg))
+		return errors.New(C.GoString(msg))
+	}
+	return nil
+}
+
+// Free releases the tiles' memory.
+func (bt *BareTiles) Free() {
+	if bt.arr == nil {
+		return
+	}
+	for _, b := range unsafe.Slice(bt.arr, len(bt.lens)) {
+		C.free(unsafe.Pointer(b))
+	}
+	C.free(unsafe.Pointer(bt.arr))
+	bt.arr, bt.lens = nil, nil
 }
 
 // readScaledWhole is readScaled with whole tiles decoded (no
