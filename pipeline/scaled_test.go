@@ -112,9 +112,14 @@ func TestScaledDecodeViTCosine(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if s.ScaledDecoding(0, 2) == no {
+				t.Fatalf("%s: scaled decoding %v with NoScaledDecode %v", p, !no, no)
+			}
+			// A step of 520: the generated texture repeats every 512 px,
+			// so patches on the 512 grid would all be alike.
 			l0 := s.Meta.Levels[0]
-			for y := 0; y+512 <= int(l0.Height) && len(both[k]) < 32; y += 512 {
-				for x := 0; x+512 <= int(l0.Width) && len(both[k]) < 32; x += 512 {
+			for y := 0; y+512 <= int(l0.Height) && len(both[k]) < 32; y += 520 {
+				for x := 0; x+512 <= int(l0.Width) && len(both[k]) < 32; x += 520 {
 					m := raster.New(256, 256)
 					if err := s.ReadRegionBoxInto(0, x, y, 2, m); err != nil {
 						t.Fatal(err)
@@ -133,7 +138,12 @@ func TestScaledDecodeViTCosine(t *testing.T) {
 			t.Fatal(err)
 		}
 		lo, mean := cosines(a, b, enc.Dim())
-		t.Logf("%s, ViT-B/32 random, %d patches: cosine scaled vs exact min %.5f mean %.5f", filepath.Base(p), len(both[0]), lo, mean)
+		// For scale: how alike this random-weight model finds two
+		// different patches (each exact patch against the next one).
+		d := enc.Dim()
+		nb, _ := cosines(b[:len(b)-d], b[d:], d)
+		t.Logf("%s, ViT-B/32 random, %d patches: cosine scaled vs exact min %.6f mean %.6f (1-cos %.2g); neighbouring different patches min %.6f (1-cos %.2g)",
+			filepath.Base(p), len(both[0]), lo, mean, 1-lo, nb, 1-nb)
 		if lo < 0.99 {
 			t.Errorf("%s: cosine %.4f, want ≥ 0.99", filepath.Base(p), lo)
 		}
