@@ -58,6 +58,13 @@ P=$here/bin/pipeline
 
 say "== her2wsi gpu bundle $(cat "$here/VERSION" 2>/dev/null) $(date -u +%FT%TZ) device=$device batch=$batch readers=$readers scaled-decode=$scaled cpus=$(nproc)"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | tee -a "$log" || true
+case "$device" in cuda*)
+  prov=$here/lib/her2wsi/gpu/libonnxruntime_providers_cuda.so
+  [ -f "$prov" ] || { say "this bundle has no CUDA provider (built with CPU_ONLY): use --device cpu"; exit 1; }
+  missing=$(ldd "$prov" 2>&1 | grep 'not found' | awk '{print $1}' | tr '\n' ' ')
+  [ -z "$missing" ] || say "warning: libraries of the CUDA provider not found (CUDA 13 runtime, cuBLAS, cuDNN 9: pip install nvidia-cuda-runtime nvidia-cublas nvidia-cudnn-cu13 ..., or LD_LIBRARY_PATH): $missing"
+  ;;
+esac
 
 if [ -z "$encoder" ]; then
   kind=cpu
