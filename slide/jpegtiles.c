@@ -285,3 +285,46 @@ int her2_decode_tiles_bare(const her2_jtiles *t, unsigned char **bufs, const siz
 	free(row);
 	return r;
 }
+
+/* The same tiles through libvips instead (vips_jpegload_buffer with
+ * "shrink" f, which uses libjpeg's DCT scaling too): each tile's bytes with
+ * the page's tables merged in (tables without their EOI, tile without its
+ * SOI), decoded whole into memory. For the benchmark that chose between the
+ * two. */
+int her2_decode_tiles_vips(const her2_jtiles *t, unsigned char **bufs, const size_t *lens, int n, int f)
+{
+	unsigned char *m = NULL;
+	size_t cap = 0;
+	for (int i = 0; i < n; i++) {
+		size_t th = t->tlen >= 4 ? t->tlen - 2 : 0;
+		size_t len = th + lens[i] - (th ? 2 : 0);
+		if (len > cap) {
+			free(m);
+			cap = len;
+			if (!(m = malloc(cap))) {
+				vips_error("her2", "out of memory");
+				return -1;
+			}
+		}
+		if (th) {
+			memcpy(m, t->tables, th);
+			memcpy(m + th, bufs[i] + 2, lens[i] - 2);
+		} else
+			memcpy(m, bufs[i], lens[i]);
+		VipsImage *im = NULL;
+		if (vips_jpegload_buffer(m, len, &im, "shrink", f, "access", VIPS_ACCESS_SEQUENTIAL, NULL)) {
+			free(m);
+			return -1;
+		}
+		size_t sz = 0;
+		void *px = vips_image_write_to_memory(im, &sz);
+		g_object_unref(im);
+		if (!px) {
+			free(m);
+			return -1;
+		}
+		g_free(px);
+	}
+	free(m);
+	return 0;
+}

@@ -240,6 +240,25 @@ func (bt *BareTiles) Decode(factor int) error {
 	return nil
 }
 
+// DecodeVips decodes every tile like Decode but through libvips'
+// jpegload_buffer with shrink factor (the page's tables merged into each
+// tile's bytes): the alternative to calling libjpeg-turbo directly, kept
+// for the benchmark that compares them.
+func (bt *BareTiles) DecodeVips(factor int) error {
+	if len(bt.lens) == 0 {
+		return nil
+	}
+	bt.s.mu.RLock()
+	defer bt.s.mu.RUnlock()
+	if bt.s.closed {
+		return fmt.Errorf("slide: %s: %w", bt.s.Meta.Path, errClosed)
+	}
+	if C.her2_decode_tiles_vips(bt.t, bt.arr, &bt.lens[0], C.int(len(bt.lens)), C.int(factor)) != 0 {
+		return errors.New(takeError())
+	}
+	return nil
+}
+
 // Free releases the tiles' memory.
 func (bt *BareTiles) Free() {
 	if bt.arr == nil {

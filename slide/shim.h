@@ -108,6 +108,10 @@ int her2_read_scaled(const her2_jtiles *t, int x, int y, int w, int h, int f, in
 int her2_decode_tiles_bare(const her2_jtiles *t, unsigned char **bufs, const size_t *lens, int n,
 			   int f, char **msg);
 
+/* The same through libvips' jpegload_buffer with shrink f (tables merged
+ * into each tile's bytes), for the benchmark that compared the two. */
+int her2_decode_tiles_vips(const her2_jtiles *t, unsigned char **bufs, const size_t *lens, int n, int f);
+
 void her2_unref(VipsImage *im);
 
 #endif
