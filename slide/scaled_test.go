@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/her2wsi/her2wsi/internal/raster"
@@ -195,5 +196,99 @@ func TestScaledDecodeCorruptTiles(t *testing.T) {
 	msg := readErr.Error()
 	if !strings.Contains(msg, "bad.svs") || !strings.Contains(strings.ToLower(msg), "jpeg") || strings.Contains(msg, "\n") {
 		t.Errorf("error %q should be one line naming the file and the JPEG problem", msg)
+	}
+}
+
+// Which reads go through scaled decoding: JPEG TIFF pages at factors 2, 4
+// and 8 on the tiffload reader; not JPEG 2000 (OpenSlide), not a slide
+// forced onto OpenSlide, not with NoScaledDecode, not factor 3.
+func TestScaledDecodeEligibility(t *testing.T) {
+	p := writeFixture(t, t.TempDir(), fixture{"e.svs", synth.SlideOptions{Width: 2048, Height: 2048, MPP: 0.25, Aperio: true, Pyramid4: true, Tissue: tissue}})
+	cases := []struct {
+		name   string
+		path   string
+		opt    slide.Options
+		factor int
+		want   bool
+	}{
+		{"jpeg svs 1/2", p, slide.Options{}, 2, true},
+		{"jpeg svs 1/4", p, slide.Options{}, 4, true},
+		{"jpeg svs 1/8", p, slide.Options{}, 8, true},
+		{"factor 3", p, slide.Options{}, 3, false},
+		{"turned off", p, slide.Options{NoScaledDecode: true}, 2, false},
+		{"openslide reader", p, slide.Options{Reader: slide.ReaderOpenSlide}, 2, false},
+	}
+	if testutil.SharedDataRoot() != "" {
+		cases = append(cases, struct {
+			name   string
+			path   string
+			opt    slide.Options
+			factor int
+			want   bool
+		}{"jpeg 2000 svs", filepath.Join(dataDir(t, "tcga-cr-7395-svs-j2k"), "tcga-cr-7395-01a-01-ts1.svs"), slide.Options{MPP: 0.25}, 2, false})
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s, err := slide.Open(c.path, c.opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if got := s.ScaledDecoding(0, c.factor); got != c.want {
+				t.Errorf("scaled decoding %v, want %v", got, c.want)
+			}
+			m := raster.New(128, 128)
+			if err := s.ReadRegionBoxInto(0, 512, 512, 2, m); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// Many goroutines doing scaled box reads on one slide get exactly what
+// serial reads get.
+func TestScaledDecodeConcurrent(t *testing.T) {
+	p := writeFixture(t, t.TempDir(), fixture{"cc.svs", synth.SlideOptions{Width: 4096, Height: 4096, MPP: 0.25, Aperio: true, Pyramid4: true, TileSize: 240, Tissue: tissue}})
+	s, err := slide.Open(p, slide.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rng := rand.New(rand.NewPCG(5, 6))
+	type req struct{ x, y int }
+	var reqs []req
+	for i := 0; i < 96; i++ {
+		reqs = append(reqs, req{rng.IntN(3500) &^ 1, rng.IntN(3500) &^ 1})
+	}
+	want := make([]*raster.RGB, len(reqs))
+	for i, r := range reqs {
+		want[i] = raster.New(256, 256)
+		if err := s.ReadRegionBoxInto(0, r.x, r.y, 2, want[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	errs := make(chan string, len(reqs))
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			got := raster.New(256, 256)
+			for i := g; i < len(reqs); i += 8 {
+				if err := s.ReadRegionBoxInto(0, reqs[i].x, reqs[i].y, 2, got); err != nil {
+					errs <- err.Error()
+					return
+				}
+				if maxDiff(got, want[i]) != 0 {
+					errs <- "read differs under concurrency"
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
 	}
 }

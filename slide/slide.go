@@ -16,6 +16,9 @@
 // openslideload; plain JPEG/PNG/GIF/WebP images and flat TIFFs open as
 // one-level slides. DICOM WSI, which libvips 8.14 / OpenSlide 3.4.1 cannot
 // read, is parsed here and its frames decoded by libvips (format_dicom.go).
+// Box reads at 1/2, 1/4 or 1/8 (a 40× slide read at 20×) of tiled JPEG TIFF
+// pages skip libvips: the raw tiles are decoded at that scale by
+// libjpeg-turbo (scaled.go), unless Options.NoScaledDecode.
 //
 // A Slide is safe for concurrent ReadRegion calls from many goroutines; its
 // owner calls Close once all readers are done.
