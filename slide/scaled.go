@@ -139,7 +139,7 @@ func (s *Slide) jpegLevel(i int) *C.her2_jtiles {
 // is false when the read does not qualify (then nothing was done).
 // The caller holds s.mu (read).
 func (s *Slide) readScaled(level, x, y, factor int, dst *raster.RGB) (ok bool, err error) {
-	if s.noScaled || s.Meta.Reader != ReaderTIFF || s.openLevel != nil || s.strict.Load() || !scaledFactorOK(factor) ||
+	if s.noScaled || s.Meta.Reader != ReaderTIFF || s.openLevel != nil || s.readRaw != nil || s.strict.Load() || !scaledFactorOK(factor) ||
 		level < 0 || level >= len(s.jpeg) || x < 0 || y < 0 || x%factor != 0 || y%factor != 0 ||
 		int64(x+factor*dst.W) > s.Meta.Levels[level].Width || int64(y+factor*dst.H) > s.Meta.Levels[level].Height {
 		return false, nil
@@ -161,7 +161,7 @@ func (s *Slide) readScaled(level, x, y, factor int, dst *raster.RGB) (ok bool, e
 func (s *Slide) ScaledDecoding(level, factor int) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.closed || s.noScaled || s.Meta.Reader != ReaderTIFF || s.openLevel != nil || !scaledFactorOK(factor) || level < 0 || level >= len(s.jpeg) {
+	if s.closed || s.noScaled || s.Meta.Reader != ReaderTIFF || s.openLevel != nil || s.readRaw != nil || !scaledFactorOK(factor) || level < 0 || level >= len(s.jpeg) {
 		return false
 	}
 	t := s.jpegLevel(level)

@@ -112,6 +112,15 @@ int her2_decode_tiles_bare(const her2_jtiles *t, unsigned char **bufs, const siz
  * into each tile's bytes), for the benchmark that compared the two. */
 int her2_decode_tiles_vips(const her2_jtiles *t, unsigned char **bufs, const size_t *lens, int n, int f);
 
+/* Decode an 8-bit JPEG in memory with libjpeg on the calling thread into dh
+ * rows of dw packed RGB pixels (cropping a larger image); corrupt data fails.
+ * msg: JMSG_LENGTH_MAX (200) bytes for the failure. */
+int her2_jpeg_decode(const unsigned char *buf, size_t len, unsigned char *dst, int dw, int dh,
+		     int *w, int *h, char *msg);
+
+/* Box-average f×f blocks of src (rows lskip bytes apart) into w×h packed RGB. */
+void her2_box_reduce(const unsigned char *src, size_t lskip, int w, int h, int f, unsigned char *dst);
+
 void her2_unref(VipsImage *im);
 
 #endif
