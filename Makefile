@@ -101,6 +101,7 @@ bench-dicom: setup
 # Each benchmark in its own process, so peak memory is the stage's own.
 bench: build $(BENCH_SLIDE)
 	$(GO) test -run '^$$' -bench 'BenchmarkReadPath' -benchtime 1x -count 1 -timeout 30m ./pipeline
+	$(GO) test -run '^$$' -bench 'BenchmarkScaledDecode' -benchtime 1x -count 1 -timeout 30m ./pipeline
 	$(GO) test -run '^$$' -bench 'BenchmarkTileStage' -benchtime 1x -count 1 -timeout 30m ./pipeline
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/raster ./tiling
 
@@ -161,10 +162,19 @@ bench-embed: build $(VIT_MODEL)
 	$(GO) test -run '^$$' -bench BenchmarkEmbedStage -benchtime 1x -timeout 60m ./pipeline
 	bin/embed-bench --encoder $(VIT_MODEL) --batch 32 --seconds 20
 
-# What scripts/gpu-check.sh needs on a GPU machine, in .gpu/ (ignored).
+# The whole embed stage for a CUDA machine without Go or libvips, in
+# .gpu/her2wsi-gpu/ (+ .tar.gz; ignored): the binaries, every library they
+# link (ldd; glibc excepted), libvips' OpenSlide module, ONNX Runtime with
+# its CUDA provider, and run.sh (the stage on generated 40× slides against
+# ONNX Runtime alone; scripts/gpu-run.sh). The files scripts/gpu-check.sh
+# needs (ONNX Runtime alone) stay in .gpu/ as before. scripts/gpu-bundle-check.sh
+# then runs the bundle on the CPU from an empty folder and environment and
+# checks that every library loaded is the bundle's (glibc's excepted).
 gpu-bundle: build
 	scripts/fetch-onnxruntime.sh gpu >/dev/null
 	mkdir -p .gpu && cp -L .cache/onnxruntime/gpu-1.29.0/*.so bin/embed-bench .gpu/
+	scripts/gpu-bundle.sh .gpu/her2wsi-gpu
+	scripts/gpu-bundle-check.sh .gpu/her2wsi-gpu
 
 fuzz: setup
 	$(GO) test -run '^$$' -fuzz FuzzParseTIFF -fuzztime 30s ./slide

@@ -64,8 +64,9 @@ func benchPatches(b *testing.B, s *slide.Slide, n int) (tiling.ReadPlan, []tilin
 }
 
 // BenchmarkReadPath compares, with 1 and 2 workers, the patches/s of the
-// real read path (slide.ReadRegionInto + tiling.PatchReader: 512×512 at
-// level 0 halved to 256×256) with the bare libvips ceiling (the same
+// exact read path (slide + tiling.PatchReader: 512×512 at level 0 decoded
+// whole by libvips and halved to 256×256; scaled JPEG decoding, measured
+// by BenchmarkScaledDecode, off) with the bare libvips ceiling (the same
 // regions fetched in one C loop, no Go in between). The two alternate in
 // rounds on separately opened handles so machine noise hits both alike;
 // the reported ratio is path/ceiling.
@@ -75,7 +76,7 @@ func BenchmarkReadPath(b *testing.B) {
 	for _, workers := range []int{1, 2} {
 		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
 			open := func() *slide.Slide {
-				s, err := slide.Open(path, slide.Options{})
+				s, err := slide.Open(path, slide.Options{NoScaledDecode: true})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -186,4 +187,140 @@ func BenchmarkTileStage(b *testing.B) {
 	b.ReportMetric(maskTime.Seconds()/float64(b.N), "mask_s")
 	b.ReportMetric(total.Seconds()/float64(b.N), "stage_s")
 	b.ReportMetric(float64(ru.Maxrss)/1024, "peak_RSS_MB")
+}
+
+// BenchmarkScaledDecode measures, on one core, the embed stage's
+// read+preprocess path on the benchmark slide (512 px at level 0 → 256 at
+// 20×) with scaled JPEG decoding against the exact path (every pixel
+// decoded by libvips' tiffload, then box-averaged), and the scaled read
+// against its ceiling: bare libjpeg-turbo decoding of the same tiles at
+// 1/2 scale, whole, from memory, in one C loop (and the same through
+// libvips' jpegload_buffer with shrink 2, the alternative that was not
+// kept: vips/bare). The preparation is the
+// encoder contract's: CLIP (Pillow bicubic 256→224 + normalise, the CPU's
+// contract) and raw (uint8 patches, resized on the GPU). The modes
+// alternate chunk by chunk (the machine is shared: noise then hits all
+// alike) on separately opened slides; times are the process's CPU time, so
+// the rates are per core; the ratios are reported.
+func BenchmarkScaledDecode(b *testing.B) {
+	path := benchSlide(b)
+	const n, chunk = 768, 64
+	open := func(no bool) *slide.Slide {
+		s, err := slide.Open(path, slide.Options{NoScaledDecode: no})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return s
+	}
+	sScaled, sExact, sBare := open(false), open(true), open(false)
+	defer sScaled.Close()
+	defer sExact.Close()
+	defer sBare.Close()
+	plan, patches := benchPatches(b, sScaled, n)
+	if plan.Level != 0 || plan.ReadSize != 512 || !sScaled.ScaledDecoding(0, 2) || sExact.ScaledDecoding(0, 2) {
+		b.Fatalf("plan %+v: want 512 px at level 0 with scaled decoding on one slide only", plan)
+	}
+	var bare []*slide.BareTiles
+	for c := 0; c < n; c += chunk {
+		var regions [][4]int
+		for _, p := range patches[c : c+chunk] {
+			regions = append(regions, [4]int{int(p.X), int(p.Y), plan.ReadSize, plan.ReadSize})
+		}
+		bt, err := sBare.LoadTilesBare(0, regions)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer bt.Free()
+		bare = append(bare, bt)
+	}
+	for _, contract := range []string{"clip", "raw"} {
+		b.Run("contract="+contract, func(b *testing.B) {
+			enc := testEncoder(b, "tiny-"+contract+".onnx")
+			fb, err := enc.NewBatch(64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer fb.Close()
+			prep := enc.NewPreparer()
+			dst := raster.New(plan.PatchSize, plan.PatchSize)
+			prScaled, prExact := tiling.NewPatchReader(sScaled, plan), tiling.NewPatchReader(sExact, plan)
+			run := func(pr *tiling.PatchReader, ps []tiling.Patch, withPrep bool) time.Duration {
+				t0 := processCPU()
+				for i, p := range ps {
+					if err := pr.Read(p.X, p.Y, dst); err != nil {
+						b.Fatal(err)
+					}
+					if withPrep {
+						if err := prep.Prepare(dst, fb, i%fb.Cap); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				return processCPU() - t0
+			}
+			decode := func(bt *slide.BareTiles) time.Duration {
+				t0 := processCPU()
+				if err := bt.Decode(2); err != nil {
+					b.Fatal(err)
+				}
+				return processCPU() - t0
+			}
+			decodeVips := func(bt *slide.BareTiles) time.Duration {
+				t0 := processCPU()
+				if err := bt.DecodeVips(2); err != nil {
+					b.Fatal(err)
+				}
+				return processCPU() - t0
+			}
+			// Times are the process's CPU time (this goroutine's, libvips'
+			// worker threads', the runtime's): per-core rates that the
+			// other processes of a shared machine do not skew as they skew
+			// wall time.
+			run(prScaled, patches, true) // warm the handles and the page cache
+			run(prExact, patches, true)
+			var tScaled, tExact, tRead, tBare, tVips time.Duration
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				for c := 0; c < n/chunk; c++ {
+					ps := patches[c*chunk : (c+1)*chunk]
+					if c%2 == 0 {
+						tScaled += run(prScaled, ps, true)
+						tExact += run(prExact, ps, true)
+						tRead += run(prScaled, ps, false)
+						tBare += decode(bare[c])
+						tVips += decodeVips(bare[c])
+					} else {
+						tVips += decodeVips(bare[c])
+						tBare += decode(bare[c])
+						tRead += run(prScaled, ps, false)
+						tExact += run(prExact, ps, true)
+						tScaled += run(prScaled, ps, true)
+					}
+				}
+			}
+			b.StopTimer()
+			k := float64(n * b.N)
+			scaled, exact, read, ceil := k/tScaled.Seconds(), k/tExact.Seconds(), k/tRead.Seconds(), k/tBare.Seconds()
+			b.ReportMetric(scaled, "scaled_patches/s")
+			b.ReportMetric(exact, "exact_patches/s")
+			b.ReportMetric(scaled/exact, "scaled/exact")
+			b.ReportMetric(read, "scaled_read_patches/s")
+			b.ReportMetric(ceil, "bare_decode_patches/s")
+			b.ReportMetric(read/ceil, "read/bare")
+			b.ReportMetric(scaled/ceil, "read+prep/bare")
+			b.ReportMetric(k/tVips.Seconds(), "vips_shrink_decode_patches/s")
+			b.ReportMetric(k/tVips.Seconds()/ceil, "vips/bare")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+// processCPU is the CPU time (user + system) of the whole process.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

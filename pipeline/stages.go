@@ -88,9 +88,10 @@ func (s *EmbedStage) OneEngine() {}
 func (s *EmbedStage) Name() string { return StageEmbed }
 func (s *EmbedStage) Workers() int { return max(s.opt.InFlight, 1) }
 
-// Params are what state.json records: the encoder and the batch size.
+// Params are what state.json records: the encoder, the batch size and
+// whether patches were read with scaled JPEG decoding.
 func (s *EmbedStage) Params() any {
-	return map[string]any{"encoder": s.enc.Name(), "encoder_sha256": s.enc.Checksum(), "device": s.enc.Device(), "batch": s.opt.Batch}
+	return map[string]any{"encoder": s.enc.Name(), "encoder_sha256": s.enc.Checksum(), "device": s.enc.Device(), "batch": s.opt.Batch, "scaled_decode": s.opt.ScaledDecode}
 }
 
 func (s *EmbedStage) Close() error {
@@ -108,8 +109,9 @@ func (s *EmbedStage) Close() error {
 	return err
 }
 
-// Plan: the slide file's content, the coordinates and the encoder's
-// weights (the batch size and device do not change the features).
+// Plan: the slide file's content, the coordinates, the encoder's weights
+// and the read path (scaled JPEG decoding changes the pixels a little);
+// the batch size and device do not change the features.
 func (s *EmbedStage) Plan(in Input, fingerprint func(string) (string, error)) (string, []string, error) {
 	rec, err := s.work.ReadSlideRecord(in.ID)
 	if err != nil {
@@ -119,7 +121,7 @@ func (s *EmbedStage) Plan(in Input, fingerprint func(string) (string, error)) (s
 	if err != nil {
 		return "", nil, err
 	}
-	key, err := StageKey(StageEmbed, map[string]any{"encoder": s.enc.Name(), "encoder_sha256": s.enc.Checksum(), "dim": s.enc.Dim(), "patch_size": s.enc.PatchSize()},
+	key, err := StageKey(StageEmbed, map[string]any{"encoder": s.enc.Name(), "encoder_sha256": s.enc.Checksum(), "dim": s.enc.Dim(), "patch_size": s.enc.PatchSize(), "scaled_decode": s.opt.ScaledDecode},
 		map[string]string{"slide": src, "coords": rec.CoordsSHA256})
 	return key, []string{s.work.FeaturesH5(in.ID, s.enc.Name())}, err
 }

@@ -3,8 +3,15 @@ package slide
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"strings"
+	"sync"
 )
+
+// noOpenSlideOnce: the warning that libvips lacks its OpenSlide module is
+// given once per process.
+var noOpenSlideOnce sync.Once
 
 // The TIFF family: Aperio SVS, generic pyramidal TIFF, BigTIFF, flat TIFF.
 // OpenSlide reads the header (vendor, levels, resolution, associated
@@ -75,6 +82,11 @@ func readTIFFMetadata(path string, opt Options) (Metadata, error) {
 
 	// Not an OpenSlide slide: a TIFF libvips can load (flat, stripped)
 	// becomes a one-level slide.
+	if strings.Contains(oserr.Error(), `class "openslideload" not found`) {
+		noOpenSlideOnce.Do(func() {
+			slog.Warn("libvips has no OpenSlide loader (its vips-openslide module was not found; a bundle needs VIPSHOME): pyramidal slides open as one-level images, without their levels and vendor metadata", "slide", ID(path))
+		})
+	}
 	lv, gerr := imageLevel(path)
 	if gerr != nil {
 		if tinfo != nil {

@@ -74,6 +74,44 @@ unsigned char *her2_decode_buffer(const void *buf, size_t len, int kind, int *w,
  * for test series. */
 int her2_encode_j2k(const unsigned char *pix, int w, int h, void **buf, size_t *len);
 
+/* Scaled JPEG decoding of a tiled JPEG TIFF page (Aperio SVS, pyramidal
+ * TIFF): the page's tile index and JPEGTables, in C memory, owned by the Go
+ * side (her2_jtiles_new / her2_jtiles_free). */
+typedef struct {
+	int fd;                       /* the slide file, read with pread */
+	int64_t *offs, *cnts;         /* per tile, row-major */
+	int across, down;             /* tiles per row and per column */
+	int tw, th;                   /* tile size */
+	int iw, ih;                   /* page size */
+	unsigned char *tables;        /* JPEGTables (SOI, DQT/DHT, EOI), or NULL */
+	size_t tlen;
+	int rgb;                      /* photometric RGB: the JPEG data is RGB, not YCbCr */
+} her2_jtiles;
+
+her2_jtiles *her2_jtiles_new(int fd, const int64_t *offs, const int64_t *cnts, int ntiles,
+			     int across, int down, int tw, int th, int iw, int ih,
+			     const unsigned char *tables, size_t tlen, int rgb);
+void her2_jtiles_free(her2_jtiles *t);
+
+/* Read the (f·w)×(f·h) region at (x, y) of the page reduced by f (1, 2, 4
+ * or 8) straight into dst (w×h packed RGB): each tile it touches is read
+ * raw and decoded by libjpeg-turbo at scale 1/f in the DCT domain, only the
+ * needed columns (jpeg_crop_scanline) and rows (jpeg_skip_scanlines) when
+ * crop is set. The region must lie inside the page and x, y be multiples of
+ * f. A libjpeg error or warning (corrupt data) fails the read: *msg is a
+ * malloc'd one-line reason. */
+int her2_read_scaled(const her2_jtiles *t, int x, int y, int w, int h, int f, int crop,
+		     unsigned char *dst, char **msg);
+
+/* The benchmark ceiling: decode n tiles held in memory (bufs[i], lens[i])
+ * at scale 1/f, whole, with one decompressor, discarding the pixels. */
+int her2_decode_tiles_bare(const her2_jtiles *t, unsigned char **bufs, const size_t *lens, int n,
+			   int f, char **msg);
+
+/* The same through libvips' jpegload_buffer with shrink f (tables merged
+ * into each tile's bytes), for the benchmark that compared the two. */
+int her2_decode_tiles_vips(const her2_jtiles *t, unsigned char **bufs, const size_t *lens, int n, int f);
+
 /* Decode an 8-bit JPEG in memory with libjpeg on the calling thread into dh
  * rows of dw packed RGB pixels (cropping a larger image); corrupt data fails.
  * msg: JMSG_LENGTH_MAX (200) bytes for the failure. */

@@ -16,6 +16,9 @@
 // openslideload; plain JPEG/PNG/GIF/WebP images and flat TIFFs open as
 // one-level slides. DICOM WSI, which libvips 8.14 / OpenSlide 3.4.1 cannot
 // read, is parsed here and its frames decoded by libvips (format_dicom.go).
+// Box reads at 1/2, 1/4 or 1/8 (a 40× slide read at 20×) of tiled JPEG TIFF
+// pages skip libvips: the raw tiles are decoded at that scale by
+// libjpeg-turbo (scaled.go), unless Options.NoScaledDecode.
 //
 // A Slide is safe for concurrent ReadRegion calls from many goroutines; its
 // owner calls Close once all readers are done.
@@ -79,6 +82,9 @@ type Options struct {
 	MPP float64
 	// Reader forces a loader: "" or "auto", ReaderTIFF, ReaderOpenSlide.
 	Reader string
+	// NoScaledDecode turns scaled JPEG decoding off (see scaled.go): box
+	// reads of tiled JPEG TIFF pages then decode every pixel and average.
+	NoScaledDecode bool
 }
 
 // ErrUnsupported is wrapped by errors for files that are recognisably a
@@ -107,6 +113,10 @@ type Slide struct {
 	// images.
 	openLevel      func(level int) (*vipsImage, error)
 	readAssociated func(name string) (*raster.RGB, error)
+	// Scaled JPEG decoding of box reads (scaled.go): per level, the TIFF
+	// page's tile index, opened on first use.
+	noScaled bool
+	jpeg     []*jpegLevel
 	// readRaw, when set (by a Format.Open that assembles pixels itself),
 	// serves ReadRegionInto and ReadRegionBoxInto without a libvips image:
 	// it writes the w×h region at (x, y) of level into dst (packed RGB,
@@ -152,6 +162,7 @@ func Open(path string, opt Options) (*Slide, error) {
 	if err != nil {
 		return nil, fmt.Errorf("slide: %s: %w", path, err)
 	}
+	s.noScaled = opt.NoScaledDecode
 	if err := finishMetadata(&s.Meta, path, fi.Size(), opt); err != nil {
 		s.Close()
 		return nil, err
@@ -188,9 +199,10 @@ func ReadMetadata(path string, opt Options) (Metadata, error) {
 // Format.Open whose levels libvips cannot load by path sets openLevel (and
 // readAssociated) on it.
 func newSlide(meta Metadata) *Slide {
-	s := &Slide{Meta: meta, levels: make([]*levelHandle, len(meta.Levels)), strictLevels: make([]*levelHandle, len(meta.Levels))}
+	s := &Slide{Meta: meta, levels: make([]*levelHandle, len(meta.Levels)), strictLevels: make([]*levelHandle, len(meta.Levels)),
+		jpeg: make([]*jpegLevel, len(meta.Levels))}
 	for i := range s.levels {
-		s.levels[i], s.strictLevels[i] = &levelHandle{}, &levelHandle{}
+		s.levels[i], s.strictLevels[i], s.jpeg[i] = &levelHandle{}, &levelHandle{}, &jpegLevel{}
 	}
 	return s
 }
@@ -357,6 +369,16 @@ func (s *Slide) ReadRegionBoxInto(level, x, y, factor int, dst *raster.RGB) erro
 	defer s.mu.RUnlock()
 	if s.closed {
 		return fmt.Errorf("slide: %s: %w", s.Meta.Path, errClosed)
+	}
+	if ok, err := s.readScaled(level, x, y, factor, dst); ok && err == nil {
+		return nil
+	} else if ok {
+		// A corrupt tile: as after a decoder warning, the slide reads
+		// through OpenSlide from now on, which fails on it with its own
+		// message.
+		if !s.strict.Swap(true) {
+			slog.Warn("scaled JPEG decoding failed; reading through OpenSlide from now on", "slide", s.Meta.ID, "reason", err.Error())
+		}
 	}
 	var err error
 	switch {
@@ -531,6 +553,10 @@ func (s *Slide) Close() error {
 	for _, h := range append(s.levels, s.strictLevels...) {
 		h.once.Do(func() {}) // a level never opened stays unopened
 		h.img.close()
+	}
+	for _, j := range s.jpeg {
+		j.once.Do(func() {})
+		j.close()
 	}
 	if s.onClose != nil {
 		s.onClose()

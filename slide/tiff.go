@@ -42,12 +42,17 @@ type tiffPage struct {
 	SubIFDs        int     // number of SubIFD pointers
 	hasDataOffsets bool
 	nextPtrAt      int64 // file offset of this IFD's next-IFD pointer
+	// For reading tiles raw (scaled JPEG decoding, scaled.go): the page's
+	// JPEGTables and its tile/strip offsets and byte counts (read lazily).
+	jpegTables           []byte
+	chunkOffs, chunkCnts tiffField
 }
 
 // tiffInfo is the parsed directory chain of a TIFF or BigTIFF file.
 type tiffInfo struct {
 	BigTIFF bool
 	Pages   []tiffPage
+	parser  *ifdParser
 }
 
 // maxTIFFPages bounds the IFD chain so a looping or hostile file cannot make
@@ -116,6 +121,7 @@ func parseTIFF(r io.ReaderAt, size int64) (*tiffInfo, error) {
 		return nil, errNotTIFF
 	}
 	p := &ifdParser{r: r, size: size, bo: bo, big: info.BigTIFF}
+	info.parser = p
 	seen := map[int64]bool{}
 	for next != 0 {
 		if len(info.Pages) >= maxTIFFPages {
@@ -307,6 +313,9 @@ func (p *ifdParser) readIFD(off int64) (tiffPage, int64, error) {
 	if f, ok := fields[330]; ok {
 		page.SubIFDs = int(f.count)
 	}
+	if f, ok := fields[347]; ok && (f.typ == 7 || f.typ == 1) {
+		page.jpegTables = f.data
+	}
 	if page.Width <= 0 || page.Height <= 0 {
 		return page, 0, fmt.Errorf("missing or zero image size (%dx%d)", page.Width, page.Height)
 	}
@@ -343,6 +352,38 @@ func (p *ifdParser) value(f tiffField, i int64) int64 {
 	return 0
 }
 
+// chunkIndex returns the tile/strip offsets and byte counts of page i
+// (checked against the file's size by parseTIFF).
+func (ti *tiffInfo) chunkIndex(i int) (offs, cnts []int64, err error) {
+	pg := ti.Pages[i]
+	if !pg.hasDataOffsets {
+		return nil, nil, errors.New("page has no data offsets")
+	}
+	p := ti.parser
+	all := func(f tiffField) ([]int64, error) {
+		data := f.data
+		if data == nil {
+			var err error
+			if data, err = p.read(f.at, typeSize(f.typ)*f.count); err != nil {
+				return nil, err
+			}
+		}
+		v := make([]int64, f.count)
+		g := tiffField{typ: f.typ, data: data}
+		for j := range v {
+			v[j] = p.value(g, int64(j))
+		}
+		return v, nil
+	}
+	if offs, err = all(pg.chunkOffs); err != nil {
+		return nil, nil, err
+	}
+	if cnts, err = all(pg.chunkCnts); err != nil {
+		return nil, nil, err
+	}
+	return offs, cnts, nil
+}
+
 // checkChunks verifies every tile/strip of the page lies inside the file.
 // Offset arrays are streamed in blocks so a huge level costs little memory.
 func (p *ifdParser) checkChunks(page *tiffPage, offs, cnts tiffField) error {
@@ -354,6 +395,7 @@ func (p *ifdParser) checkChunks(page *tiffPage, offs, cnts tiffField) error {
 	}
 	page.hasDataOffsets = true
 	page.DataChunks = offs.count
+	page.chunkOffs, page.chunkCnts = offs, cnts
 	get := func(f tiffField) func(i int64) (int64, error) {
 		ts := typeSize(f.typ)
 		if f.data == nil {

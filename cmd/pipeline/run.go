@@ -109,6 +109,7 @@ func runStages(ctx context.Context, name string, args []string) error {
 		enc.addFlags(fs, "embed stage: ")
 		fs.IntVar(&eopt.Batch, "batch", eopt.Batch, "embed stage: patches per inference call")
 		fs.IntVar(&eopt.Readers, "readers", eopt.Readers, "embed stage: goroutines reading and preprocessing patches")
+		fs.BoolVar(&eopt.ScaledDecode, "scaled-decode", eopt.ScaledDecode, "embed stage: decode 40×/80× JPEG tiles at 1/2 or 1/4 scale (libjpeg-turbo) instead of whole then averaged; false reads every pixel")
 		fs.IntVar(&eopt.InFlight, "in-flight", eopt.InFlight, "embed stage: slides open at once")
 		// anchors
 		ppkList = fs.String("ppk", joinInts(aopt.PPK), "anchors stage: patches-per-anchor values")

@@ -35,6 +35,7 @@ func runWatch(ctx context.Context, args []string) error {
 	eo.addFlags(fs, "")
 	fs.IntVar(&eopt.Batch, "batch", eopt.Batch, "patches per inference call")
 	fs.IntVar(&eopt.Readers, "readers", eopt.Readers, "goroutines reading and preprocessing patches")
+	fs.BoolVar(&eopt.ScaledDecode, "scaled-decode", eopt.ScaledDecode, "decode 40×/80× JPEG tiles at 1/2 or 1/4 scale (libjpeg-turbo) instead of whole then averaged; false reads every pixel")
 	// tile
 	topt := pipeline.DefaultTileOptions()
 	fs.Float64Var(&topt.MPP, "mpp", 0, "microns per pixel at level 0 for slides whose metadata has none")
