@@ -95,12 +95,15 @@ func (c *cluster) submit(t *testing.T, j job, array string, wait bool, env ...st
 		args = append(args, "--wait")
 	}
 	args = append(args, filepath.Join(j.root, "deploy", "slurm", "pipeline.sbatch"))
+	start := time.Now()
 	out, code := c.sh(t.TempDir(), "sbatch", args...)
 	m := regexp.MustCompile(`(?m)^(\d+)(;\S+)?$`).FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("sbatch %s: exit %d, no job id:\n%s", strings.Join(args, " "), code, out)
 	}
-	t.Logf("sbatch --array=%s: job %s, exit %d", array, m[1], code)
+	if wait {
+		t.Logf("sbatch --wait --array=%s: job %s, exit %d after %s", array, m[1], code, time.Since(start).Round(100*time.Millisecond))
+	}
 	return m[1], code
 }
 
