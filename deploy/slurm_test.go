@@ -172,6 +172,9 @@ func taskLog(t *testing.T, j job, jobID string, task int) string {
 	if err != nil {
 		t.Fatalf("task %d's log: %v", task, err)
 	}
+	if m := regexp.MustCompile(`\d+ slides in \S+`).Find(b); m != nil {
+		t.Logf("job %s_%d: %s", jobID, task, m)
+	}
 	return string(b)
 }
 

@@ -134,6 +134,9 @@ SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 ReturnToService=2
+# Finished jobs leave squeue after 10 s (sacct keeps them): sbatch --wait
+# then polls every 8 s instead of every 32 s (the default 300 s).
+MinJobAge=10
 # Accounting through slurmdbd (MariaDB) so that sacct answers.
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
