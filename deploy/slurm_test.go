@@ -75,9 +75,12 @@ func (c *cluster) must(t *testing.T, name string, args ...string) string {
 	return out
 }
 
-// job is what the test passes to the shipped pipeline.sbatch.
+// job is what the test passes to the shipped pipeline.sbatch: the
+// variables, the folder sbatch runs in (dir; a new temporary one when
+// empty) and the absolute log folder.
 type job struct {
 	root, input, work, encoder, model, pipeline string
+	dir, logs                                   string
 }
 
 // submit runs sbatch on deploy/slurm/pipeline.sbatch, unchanged, over the
@@ -90,13 +93,17 @@ func (c *cluster) submit(t *testing.T, j job, array string, wait bool, env ...st
 	export := strings.Join(append([]string{"ALL", "SHARDS=3", "INPUT=" + j.input, "WORK=" + j.work,
 		"ENCODER=" + j.encoder, "MODEL=" + j.model, "PIPELINE=" + j.pipeline}, env...), ",")
 	args := []string{"--parsable", "--array=" + array, "--cpus-per-task=1", "--mem=1G", "--time=15",
-		"--output=" + filepath.Join(j.work, "logs", "%A_%a.out"), "--export=" + export}
+		"--output=" + filepath.Join(j.logs, "%A_%a.out"), "--export=" + export}
 	if wait {
 		args = append(args, "--wait")
 	}
 	args = append(args, filepath.Join(j.root, "deploy", "slurm", "pipeline.sbatch"))
 	start := time.Now()
-	out, code := c.sh(t.TempDir(), "sbatch", args...)
+	dir := j.dir
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	out, code := c.sh(dir, "sbatch", args...)
 	m := regexp.MustCompile(`(?m)^(\d+)(;\S+)?$`).FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("sbatch %s: exit %d, no job id:\n%s", strings.Join(args, " "), code, out)
@@ -168,7 +175,7 @@ func (c *cluster) gone(t *testing.T, jobID string) {
 // taskLog returns task's log, WORK/logs/JOB_TASK.out.
 func taskLog(t *testing.T, j job, jobID string, task int) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(j.work, "logs", fmt.Sprintf("%s_%d.out", jobID, task)))
+	b, err := os.ReadFile(filepath.Join(j.logs, fmt.Sprintf("%s_%d.out", jobID, task)))
 	if err != nil {
 		t.Fatalf("task %d's log: %v", task, err)
 	}
@@ -264,14 +271,29 @@ func writeSlide(t *testing.T, path string, w, h int, seed uint64) {
 	}
 }
 
+// waitTiled waits until state.json records slide id as tiled (by task of
+// job, whose log is shown if that takes over 3 min).
+func waitTiled(t *testing.T, j job, jobID string, task int, id string) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	for !stageDone(j.work, id, "tile") {
+		if time.Now().After(deadline) {
+			t.Fatalf("slide %s not tiled 3 min after submitting; task log:\n%s", id, taskLog(t, j, jobID, task))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // TestSlurmArrayJob brings up a one-node Slurm (local-cluster.sh), submits
 // deploy/slurm/pipeline.sbatch unchanged as a 3-task array over generated
 // slides with the tiny test encoder and an untrained tiny model, and checks
 // what a user of the array job relies on: every slide predicted exactly
-// once, one log per task, sacct's states; a resubmitted task redoes only
-// what was deleted; a task cancelled mid-slide (scancel) leaves no lock and
-// no row, and its rerun finishes that slide without redoing the rest. The
-// cluster is taken down at the end, also when the test fails.
+// once, one log per task, sacct's states; a resubmitted task (relative
+// paths) redoes only what was deleted; a task cancelled mid-slide (scancel)
+// leaves no lock and no row, and its rerun finishes that slide without
+// redoing the rest; a task requeued mid-slide does the same in its second
+// attempt, appending to its log; a misconfigured task fails with exit code
+// 2. The cluster is taken down at the end, also when the test fails.
 func TestSlurmArrayJob(t *testing.T) {
 	if os.Getenv(slurmEnv) != "1" {
 		t.Skipf("brings up a one-node Slurm as root (installing it when missing): make test-slurm, or %s=1", slurmEnv)
@@ -289,7 +311,7 @@ func TestSlurmArrayJob(t *testing.T) {
 	tmp := t.TempDir()
 	j := job{root: root, input: filepath.Join(tmp, "slides"), work: filepath.Join(tmp, "work"),
 		encoder: filepath.Join(root, "features", "testdata", "encoders", "tiny-clip.onnx"),
-		model:   fixture.TinyModelDir(t, nil), pipeline: os.Getenv("PIPELINE")}
+		model:   fixture.TinyModelDir(t, nil), pipeline: os.Getenv("PIPELINE"), logs: filepath.Join(tmp, "work", "logs")}
 	if j.pipeline == "" {
 		j.pipeline = filepath.Join(tmp, "pipeline")
 		t.Logf("building %s (set PIPELINE to use a built one)", j.pipeline)
@@ -315,7 +337,7 @@ func TestSlurmArrayJob(t *testing.T) {
 		}
 	}
 	slices.Sort(ids)
-	if err := os.MkdirAll(filepath.Join(j.work, "logs"), 0o755); err != nil {
+	if err := os.MkdirAll(j.logs, 0o755); err != nil {
 		t.Fatal(err)
 	}
 
@@ -364,8 +386,9 @@ func TestSlurmArrayJob(t *testing.T) {
 		t.FailNow()
 	}
 
-	// 2. One slide's features deleted, its task resubmitted: only that
-	// slide's embedding is redone.
+	// 2. One slide's features deleted, its task resubmitted (with paths
+	// relative to the folder sbatch runs in): only that slide's embedding
+	// is redone.
 	redo := shards[1][0]
 	feat := filepath.Join(j.work, "slides", redo, "features", "tiny-clip.h5")
 	if err := os.Remove(feat); err != nil {
@@ -373,7 +396,9 @@ func TestSlurmArrayJob(t *testing.T) {
 	}
 	before := outputs(j.work, ids)
 	time.Sleep(10 * time.Millisecond) // a rewritten file's time differs
-	jobID, code = c.submit(t, j, "1", true)
+	rel := j
+	rel.dir, rel.input, rel.work = tmp, "slides", "work"
+	jobID, code = c.submit(t, rel, "1", true)
 	l := taskLog(t, j, jobID, 1)
 	wantLog(t, l, 1, "shard 1/3: 2 of 6 slides", "tile: 0 done, 2 skipped, 0 failed", "embed: 1 done, 1 skipped, 0 failed",
 		"anchors: 0 done, 2 skipped, 0 failed", "predict: 2 done, 0 skipped, 0 failed")
@@ -403,13 +428,7 @@ func TestSlurmArrayJob(t *testing.T) {
 	jobID, _ = c.submit(t, j, "2", false)
 	bigDir := filepath.Join(j.work, "slides", big)
 	bigFeat := filepath.Join(bigDir, "features", "tiny-clip.h5")
-	deadline := time.Now().Add(3 * time.Minute)
-	for !stageDone(j.work, big, "tile") {
-		if time.Now().After(deadline) {
-			t.Fatalf("slide %s not tiled 3 min after submitting; task log:\n%s", big, taskLog(t, j, jobID, 2))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitTiled(t, j, jobID, 2, big)
 	c.must(t, "scancel", jobID+"_2")
 	cancelled := time.Now()
 	c.gone(t, jobID)
@@ -437,8 +456,46 @@ func TestSlurmArrayJob(t *testing.T) {
 		t.Errorf("sacct: rerun task %s", st)
 	}
 	wantPredictions(t, j.work, append(ids, big))
+	var deadline time.Time
 
-	// 4. A misconfigured submission fails with exit code 2 and says why.
+	// 4. The same with a requeue (what a node failure or preemption does
+	// to a task submitted with the script's --requeue): the task is killed
+	// mid-slide and started again; its log keeps both attempts.
+	bigq := shardSlides("requeue", 3, 1)[0][0]
+	writeSlide(t, filepath.Join(j.input, bigq+".svs"), 16384, 12288, 98)
+	jobID, _ = c.submit(t, j, "0", false)
+	waitTiled(t, j, jobID, 0, bigq)
+	c.must(t, "scontrol", "requeue", jobID+"_0")
+	// A requeued batch job waits (BeginTime) before it may start again;
+	// an admin's `scontrol update StartTime=now` skips that, once the
+	// first attempt has ended.
+	deadline = time.Now().Add(2 * time.Minute)
+	for {
+		out, _ := c.sh("", "squeue", "-h", "-j", jobID, "-o", "%T")
+		if strings.TrimSpace(out) == "PENDING" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("requeued task not pending after 2 min: %q", out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if fixture.Exists(filepath.Join(j.work, "slides", bigq, "features", "tiny-clip.h5")) {
+		t.Fatalf("slide %s was embedded before the requeue reached its task: the test needs a bigger slide", bigq)
+	}
+	c.must(t, "scontrol", "update", "JobId="+jobID+"_0", "StartTime=now")
+	c.gone(t, jobID)
+	l = taskLog(t, j, jobID, 0)
+	t.Logf("the requeued task's log:\n%s", l)
+	wantLog(t, l, 0, "attempt 1,", "DUE TO JOB REQUEUE", "interrupted", "attempt 2,",
+		"tile: 0 done, 3 skipped, 0 failed", "embed: 1 done, 2 skipped, 0 failed", "predict: 3 done, 0 skipped, 0 failed")
+	out := c.must(t, "sacct", "-n", "-P", "-X", "--duplicates", "-j", jobID, "--format=JobID,State,ExitCode")
+	if got := strings.Fields(strings.ReplaceAll(out, "|", " ")); !slices.Equal(got, []string{jobID + "_0", "REQUEUED", "0:0", jobID + "_0", "COMPLETED", "0:0"}) {
+		t.Errorf("sacct --duplicates: %q, want the task REQUEUED then COMPLETED", out)
+	}
+	wantPredictions(t, j.work, append(ids, big, bigq))
+
+	// 5. A misconfigured submission fails with exit code 2 and says why.
 	jobID, code = c.submit(t, j, "0", true, "PIPELINE="+filepath.Join(tmp, "no-such-pipeline"))
 	if code != 2 {
 		t.Errorf("sbatch with a missing PIPELINE: exit %d, want 2", code)
