@@ -11,7 +11,7 @@ export HER2WSI_DATA := $(SHARED_DATA)
 # faster model training and prediction); the build works without it.
 export GOEXPERIMENT ?= simd
 
-.PHONY: all setup build install uninstall test vet docker-check demo bench bench-embed bench-anchors bench-model bench-predict-large bench-learning bench-pipeline bench-viewer bench-dicom soak fuzz clean encoders encoders-check vit-model gpu-bundle
+.PHONY: all setup build install uninstall test test-slurm vet docker-check demo bench bench-embed bench-anchors bench-model bench-predict-large bench-learning bench-pipeline bench-viewer bench-dicom soak fuzz clean encoders encoders-check vit-model gpu-bundle
 
 all: build
 
@@ -44,6 +44,16 @@ vet: setup
 
 test: setup vet docker-check
 	$(GO) test -count=1 -timeout 20m ./...
+
+# The shipped Slurm array job (deploy/slurm/pipeline.sbatch) on a real
+# one-node Slurm that the test brings up and takes down itself
+# (deploy/slurm/local-cluster.sh; root; installs slurm-wlm, slurmdbd, munge
+# and mariadb-server when missing); a few minutes. The cluster is taken down
+# again here even when the test process was killed.
+SLURM_TEST_DIR := /tmp/her2wsi-slurm-test
+test-slurm: build
+	@rc=0; HER2WSI_SLURM=1 PIPELINE=$(abspath $(BIN)) $(GO) test -count=1 -timeout 15m -run 'TestSlurmArrayJob' -v ./deploy || rc=$$?; \
+	  HER2WSI_SLURM_DIR=$(SLURM_TEST_DIR) deploy/slurm/local-cluster.sh down >/dev/null 2>&1 || true; exit $$rc
 
 # Without Docker: the Dockerfile's runtime stage holds every file the binary
 # loads at run time (the libraries' Debian packages, ONNX Runtime in the

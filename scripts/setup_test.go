@@ -122,9 +122,19 @@ echo "DEBIAN_FRONTEND=$DEBIAN_FRONTEND"
 	}
 	lock := filepath.Join(dir, "lock")
 	release := hold(t, lock, "fcntl")
-	time.AfterFunc(time.Second, release)
+	// The lock is released once the script says it waits for it (a fixed
+	// delay raced the script's start on a loaded machine), or after 30 s.
+	said := filepath.Join(dir, "said")
+	go func() {
+		for end := time.Now().Add(30 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+			if b, _ := os.ReadFile(said); strings.Contains(string(b), "setup: waiting for") {
+				break
+			}
+		}
+		release()
+	}()
 	out, _, err := sourced(t, []string{"PATH=" + dir + ":" + os.Getenv("PATH"), "APT_LOCK_TIMEOUT=60", "SUDO="},
-		`APT_LOCKS=("$1"); apt_get update -q`, lock)
+		`APT_LOCKS=("$1"); apt_get update -q 2> >(tee "$2" >&2)`, lock, said)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}

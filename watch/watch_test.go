@@ -230,11 +230,12 @@ func TestWatchSlowCopyNotPickedEarly(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := filepath.Join(e.inbox, InboxDone, "slow.tif")
-	// The journal records the move just after it: wait for both.
+	// The journal records the move just after it, and the watcher clears
+	// its current slide after that: wait for all three.
 	waitFor(t, "slow.tif in done/ and journalled", 30*time.Second, func() bool {
 		b, err := os.ReadFile(JournalPath(e.work, "slow"))
 		var j Journal
-		return exists(done) && err == nil && json.Unmarshal(b, &j) == nil && j.MovedTo != ""
+		return exists(done) && err == nil && json.Unmarshal(b, &j) == nil && j.MovedTo != "" && w.Snapshot().Current == nil
 	})
 	if sc.processed() != 1 {
 		t.Fatalf("processed %d times", sc.processed())

@@ -656,3 +656,36 @@ func TestLockProcesses(t *testing.T) {
 		})
 	}
 }
+
+// LockAll's retry rounds back off on long waits (a retried task waiting
+// out its predecessor's stale locks on a shared file system) and keep
+// their pace on short ones.
+func TestLockAllPauses(t *testing.T) {
+	for _, c := range []struct {
+		wait         time.Duration
+		first, most  time.Duration
+		rounds, fast int // rounds over the whole wait (mean pauses); with poll() every round
+	}{
+		{5 * time.Second, 250 * time.Millisecond, 250 * time.Millisecond, 20, 20},
+		{40 * time.Second, 2 * time.Second, 2 * time.Second, 20, 20},
+		{11 * time.Minute, 2 * time.Second, 30 * time.Second, 25, 330},
+		{time.Hour, 2 * time.Second, 30 * time.Second, 123, 1800},
+	} {
+		o := Options{Wait: c.wait}
+		var pause, slept, most time.Duration
+		rounds := 0
+		for slept < c.wait {
+			pause = o.nextPause(pause)
+			if rounds == 0 && pause != c.first {
+				t.Errorf("wait %s: first pause %s, want %s", c.wait, pause, c.first)
+			}
+			most = max(most, pause)
+			slept += pause
+			rounds++
+		}
+		if most != c.most || rounds != c.rounds || int(c.wait/o.poll()) != c.fast {
+			t.Errorf("wait %s: %d rounds (every poll(): %d), longest pause %s; want %d (%d), %s",
+				c.wait, rounds, int(c.wait/o.poll()), most, c.rounds, c.fast, c.most)
+		}
+	}
+}

@@ -138,6 +138,7 @@ func LockAll(ctx context.Context, targets []Target, opt Options) (*Set, []error)
 		pending[i] = i
 	}
 	deadline := time.Now().Add(opt.Wait)
+	var pause time.Duration
 	for {
 		var again []int
 		for _, i := range pending {
@@ -157,7 +158,8 @@ func LockAll(ctx context.Context, targets []Target, opt Options) (*Set, []error)
 			}
 		}
 		pending = again
-		if len(pending) == 0 || opt.Wait <= 0 || time.Now().After(deadline) || sleepCtx(ctx, jitter(opt.poll())) != nil {
+		pause = opt.nextPause(pause)
+		if len(pending) == 0 || opt.Wait <= 0 || time.Now().After(deadline) || sleepCtx(ctx, jitter(pause)) != nil {
 			break
 		}
 	}
