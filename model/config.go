@@ -66,6 +66,9 @@ type Config struct {
 	// (IPCA_models_sin.py), which leaves the prompt path out at prediction.
 	// Off (default): prediction uses the prompts, as the paper says.
 	ReferenceEval bool `json:"reference_eval"`
+	// The transmil/nystromformer constructor arguments (transmil.go); their
+	// keys sit at the top level of the JSON and are left out when zero.
+	NystromConfig
 }
 
 // DefaultConfig is the paper's IPCA.
@@ -126,6 +129,11 @@ func (c Config) Validate() error {
 	}
 	if c.LayerNormEps <= 0 {
 		bad("layer_norm_eps %g", c.LayerNormEps)
+	}
+	if spec.Name != "" {
+		if err := validateNystrom(c, spec); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("model: config: %w", errors.Join(errs...))
