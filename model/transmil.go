@@ -30,6 +30,16 @@ import (
 // PPEG positional layer removed and nothing else changed (the same square
 // padding, layers and state_dict names minus pos_layer.*).
 //
+// Attention map (heatmap, viewer): Nyström attention never forms the T×T
+// attention matrix; its approximation is softmax(Q·K̃ᵀ)·pinv(softmax(Q̃·K̃ᵀ))·
+// softmax(Q̃·Kᵀ) (K̃, Q̃ the landmarks), what nystrom_attention returns with
+// return_attn. The map is the [CLS] row of that matrix in the last layer,
+// averaged over the heads, at the patch tokens (a patch repeated by the
+// square padding: the mean of its two slots). Rows of the approximation do
+// not sum exactly to 1 and entries can be slightly negative; the heatmap
+// scales within the slide. The value-residual convolution (a fixed local
+// mixing of neighbouring tokens in sequence order) is not part of the map.
+//
 // Differences from the official code: in_dim is free (the official _fc1
 // takes 1024); the attention output dropout (0.1 in TransLayer) is not
 // implemented (the runtime refuses dropout > 0), so training differs there
@@ -123,11 +133,13 @@ func squareSide(n int) int {
 }
 
 // foldSquare maps attention over the side² square-padded slots back to the
-// n patches: a repeated slot's attention is added to the patch it repeats.
+// n patches: a patch repeated by the padding gets the mean of its two slots
+// (the sum would mark the first side²−n patches of every slide, in raster
+// order, as the most attended by construction).
 func foldSquare(attn []float32, n int) []float32 {
 	out := append([]float32(nil), attn[:n]...)
 	for j := n; j < len(attn); j++ {
-		out[j-n] += attn[j]
+		out[j-n] = (out[j-n] + attn[j]) / 2
 	}
 	return out
 }

@@ -33,8 +33,8 @@ type VariantSpec struct {
 	// IPCA weight file.
 	HasIHC bool
 	// SquarePad: the patches are padded to a square side² by repeating the
-	// first ones (TransMIL), so graphs are compiled per side; the attention
-	// of a repeated slot is added to its patch.
+	// first ones (TransMIL), so graphs are compiled per side; a repeated
+	// patch's attention is the mean of its two slots.
 	SquarePad bool
 
 	// params lists the parameters in the order the graphs take them.

@@ -152,9 +152,10 @@ class TransMILRef(nn.Module):
             x = self.pos_layer(x, side)
         x, attn = self.layer2(x)
         logits = self._fc2(self.norm(x)[0])
-        # Attention of a repeated slot is added to the patch it repeats.
+        # A patch repeated by the square padding: the mean of its two slots.
         folded = attn[:n].clone()
-        folded[:side * side - n] += attn[n:]
+        k = side * side - n
+        folded[:k] = (folded[:k] + attn[n:]) / 2
         return logits, folded
 
 
