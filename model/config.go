@@ -86,6 +86,9 @@ type Config struct {
 	// max_predict_patches, training draws a spatially uniform random subset
 	// of max_patches per load.
 	ReferenceSampling bool `json:"reference_sampling"`
+	// The transmil/nystromformer constructor arguments (transmil.go); their
+	// keys sit at the top level of the JSON and are left out when zero.
+	NystromConfig
 }
 
 // DefaultConfig is the paper's IPCA.
@@ -160,6 +163,11 @@ func (c Config) Validate() error {
 	}
 	if c.LayerNormEps <= 0 {
 		bad("layer_norm_eps %g", c.LayerNormEps)
+	}
+	if spec.Name != "" {
+		if err := validateNystrom(c, spec); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("model: config: %w", errors.Join(errs...))

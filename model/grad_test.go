@@ -37,6 +37,9 @@ func TestGradientsMatchFiniteDifferences(t *testing.T) {
 			c.Variant, c.Dropout = v, r.drop
 			c.InDim, c.EDim, c.Depth, c.Heads, c.Prompts, c.MLPRatio = 6, 8, 2, 2, 3, 2
 			c.MaxAnchors, c.MaxPatches, c.MaxIHC = 4, 16, 16
+			if c.Spec().SquarePad { // 9 patches: 3² slots, 10 tokens, 3 groups of 4 landmarks
+				c.NystromConfig = NystromConfig{Dim: 16, NumLandmarks: 4, ResidualConvKernel: 5}
+			}
 			rt, err := NewRuntime(c, be)
 			if err != nil {
 				t.Fatal(err)
@@ -74,7 +77,12 @@ func TestGradientsMatchFiniteDifferences(t *testing.T) {
 				p.Touch()
 				return (lp - lm) / (2 * float64(h))
 			}
-			const h = 1e-2
+			h := float32(1e-2)
+			if c.Spec().SquarePad {
+				// ReLU after _fc1 and the maxima in the pseudo-inverse's
+				// scaling put kinks closer than 1e-2 to a random point.
+				h = 1e-3
+			}
 			tol := func(fd float64) float64 { return 2e-3 + 3e-2*math.Abs(fd) }
 			for try := 0; try < 5; try++ {
 				e := randomExample(c, rng, 9, 3, 7, 1)

@@ -255,6 +255,9 @@ func (r *Runtime) Predict(p *Params, e *Example) (Prediction, error) {
 	defer finalize(outs)
 	logits := tensors.MustCopyFlatData[float32](outs[0])
 	attn := tensors.MustCopyFlatData[float32](outs[1])
+	if r.Config.Spec().SquarePad {
+		attn = foldSquare(attn, e.N)
+	}
 	pr := Prediction{Logits: logits, Probs: Softmax64(logits), Attention: attn[:e.N]}
 	pr.Predicted = argmax(pr.Probs)
 	return pr, nil

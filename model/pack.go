@@ -117,6 +117,20 @@ func pack(c Config, e *Example, anchorsKept []int, withIHC bool) *packed {
 	} else {
 		p.NB = bucket(e.N, limit)
 	}
+	if c.Spec().SquarePad {
+		// TransMIL's square padding: side² slots, the first side²−N patches
+		// repeated (the shape depends on the side only).
+		side := squareSide(e.N)
+		p.NB = side * side
+		p.he = make([]float32, p.NB*in)
+		copy(p.he, e.HE)
+		copy(p.he[e.N*in:], e.HE)
+		p.mask = make([]float32, p.NB)
+		for j := range p.mask {
+			p.mask[j] = 1
+		}
+		return p
+	}
 	p.he = make([]float32, p.NB*in)
 	copy(p.he, e.HE)
 	if !c.Spec().NeedsAnchors {

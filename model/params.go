@@ -10,11 +10,12 @@ import (
 
 // Initialisers, as the reference's initialize_weights.
 const (
-	initXavier   = iota // Linear weight: xavier_uniform
-	initZero            // Linear bias, LayerNorm bias
-	initOne             // LayerNorm weight
-	initNormal02        // cls_token, cls_token_i, kernel_token: normal(0, 0.02)
-	initNormal1         // kernel_token_i (torch.randn), nn.Embedding default
+	initXavier      = iota // Linear weight: xavier_uniform
+	initZero               // Linear bias, LayerNorm bias
+	initOne                // LayerNorm weight
+	initNormal02           // cls_token, cls_token_i, kernel_token: normal(0, 0.02)
+	initNormal1            // kernel_token_i (torch.randn), nn.Embedding default
+	initConvDefault        // torch Conv2d weight default: U(±1/√fan_in), fan_in = Π shape[1:]
 )
 
 // ParamSpec is one parameter: its reference state_dict name, its shape (the
@@ -96,6 +97,15 @@ func InitParams(c Config, seed uint64) *Params {
 		case initNormal1:
 			for j := range v {
 				v[j] = float32(rng.NormFloat64())
+			}
+		case initConvDefault:
+			fanIn := 1
+			for _, d := range s.Shape[1:] {
+				fanIn *= d
+			}
+			a := 1 / math.Sqrt(float64(fanIn))
+			for j := range v {
+				v[j] = float32((2*rng.Float64() - 1) * a)
 			}
 		}
 	}

@@ -32,6 +32,10 @@ type VariantSpec struct {
 	// variants without it are H&E-only and can take their part of a full
 	// IPCA weight file.
 	HasIHC bool
+	// SquarePad: the patches are padded to a square side² by repeating the
+	// first ones (TransMIL), so graphs are compiled per side; a repeated
+	// patch's attention is the mean of its two slots.
+	SquarePad bool
 
 	// params lists the parameters in the order the graphs take them.
 	params func(c Config, s VariantSpec, l *paramList)
@@ -65,6 +69,24 @@ var VariantSpecs = []VariantSpec{
 		params: abmilParams,
 		forward: func(b *builder, he heInputs, _ *ihcInputs, _ bool) forwardOut {
 			return b.abmil(he)
+		},
+	},
+	{
+		Name:      VariantTransMIL,
+		Doc:       "TransMIL (szc19990412/TransMIL): two Nyström-attention layers with the PPEG positional convolution between them, [CLS] head",
+		SquarePad: true,
+		params:    transmilParams,
+		forward: func(b *builder, he heInputs, _ *ihcInputs, _ bool) forwardOut {
+			return b.transmilForward(he, true)
+		},
+	},
+	{
+		Name:      VariantNystromformer,
+		Doc:       "the Nyström-transformer MIL of Table 2: TransMIL without PPEG",
+		SquarePad: true,
+		params:    transmilParams,
+		forward: func(b *builder, he heInputs, _ *ihcInputs, _ bool) forwardOut {
+			return b.transmilForward(he, false)
 		},
 	},
 }

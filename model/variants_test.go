@@ -19,6 +19,8 @@ func TestVariantSpecs(t *testing.T) {
 		{VariantNoProxy, true, true, false, "blocks.0.kernel_token_i", "head_i.weight"},
 		{VariantPAMA, true, false, false, "blocks.0.attn.dis_embed.weight", "blocks.0.kernel_token_i"},
 		{VariantABMIL, false, false, false, "abmil.fc.weight", "cls_token"},
+		{VariantTransMIL, false, false, false, "pos_layer.proj.weight", "kernel_token"},
+		{VariantNystromformer, false, false, false, "layer2.attn.res_conv.weight", "pos_layer.proj.weight"},
 	}
 	var names []string
 	for _, w := range want {
@@ -76,22 +78,22 @@ func TestUnknownVariant(t *testing.T) {
 				t.Errorf("%s: error %q does not name %s", what, err, n)
 			}
 		}
-		if !strings.Contains(err.Error(), `"transmil"`) {
+		if !strings.Contains(err.Error(), `"transformer"`) {
 			t.Errorf("%s: error %q does not name the unknown variant", what, err)
 		}
 	}
-	s, err := VariantOf("transmil")
+	s, err := VariantOf("transformer")
 	check("VariantOf", err)
 	if s.Name != "" {
 		t.Errorf("VariantOf gave %+v for an unknown name", s.Name)
 	}
 	c := DefaultConfig()
-	c.Variant = "transmil"
+	c.Variant = "transformer"
 	check("Validate", c.Validate())
 	if c.Specs() != nil || c.HasPrompts() || c.HasIHC() {
 		t.Errorf("an unknown variant has parameters or capabilities")
 	}
-	_, err = ParseConfig([]byte(`{"variant": "transmil"}`))
+	_, err = ParseConfig([]byte(`{"variant": "transformer"}`))
 	check("ParseConfig", err)
 	_, err = LoadWeights(filepath.Join(t.TempDir(), "none.safetensors"), c)
 	check("LoadWeights", err)
