@@ -66,6 +66,9 @@ type Config struct {
 	// (IPCA_models_sin.py), which leaves the prompt path out at prediction.
 	// Off (default): prediction uses the prompts, as the paper says.
 	ReferenceEval bool `json:"reference_eval"`
+	// CLAMConfig holds the clam_sb/clam_mb keys (clam.go); empty for the
+	// other variants.
+	CLAMConfig
 }
 
 // DefaultConfig is the paper's IPCA.
@@ -126,6 +129,14 @@ func (c Config) Validate() error {
 	}
 	if c.LayerNormEps <= 0 {
 		bad("layer_norm_eps %g", c.LayerNormEps)
+	}
+	if spec.check != nil {
+		errs = append(errs, spec.check(c)...)
+	}
+	if spec.check == nil || !spec.checksCLAM {
+		if c.CLAMConfig != (CLAMConfig{}) {
+			bad("gate, size_arg, k_sample, bag_weight and subtyping are clam_sb/clam_mb keys, not %s's", c.Variant)
+		}
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("model: config: %w", errors.Join(errs...))

@@ -39,6 +39,9 @@ type forwardOut struct {
 	logits    *Node // [C]
 	logitsIHC *Node // [C] (nil without the IHC branch)
 	attn      *Node // [N] [CLS]→patch attention of the last block (through the anchors; ABMIL: its attention)
+	// loss is the variant's training loss given the i32 label (nil:
+	// cross-entropy of logits, plus the IHC head's where there is one).
+	loss func(label *Node) *Node
 }
 
 // builder holds the parameter nodes of one graph, by reference name.

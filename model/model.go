@@ -76,7 +76,9 @@ func NewRuntime(c Config, backend compute.Backend) (*Runtime, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	if c.Dropout > 0 {
+	if c.Dropout > 0 && !c.Spec().checksCLAM {
+		// CLAM configs may name a dropout (its state_dict names depend on
+		// it) and predict; Grad refuses to train with it.
 		return nil, fmt.Errorf("model: dropout %g: dropout is not implemented yet (the reference trains with 0)", c.Dropout)
 	}
 	r := &Runtime{Config: c, Backend: backend, specs: c.Specs()}
@@ -118,6 +120,9 @@ func NewRuntime(c Config, backend compute.Backend) (*Runtime, error) {
 		label := rest[0]
 		out := b.forward(he, ihc, c.HasPrompts())
 		loss := crossEntropy(out.logits, label, c.Classes)
+		if out.loss != nil {
+			loss = out.loss(label)
+		}
 		if out.logitsIHC != nil {
 			loss = Add(loss, crossEntropy(out.logitsIHC, label, c.Classes))
 		}
@@ -305,6 +310,9 @@ func (r *Runtime) Grad(p *Params, e *Example, anchorsKept []int) (GradResult, er
 	}
 	if e.Label < 0 {
 		return GradResult{}, fmt.Errorf("model: %s: no label", e.ID)
+	}
+	if r.Config.Dropout > 0 {
+		return GradResult{}, fmt.Errorf("model: dropout %g: training with dropout is not implemented yet; train with dropout 0 (the default)", r.Config.Dropout)
 	}
 	if r.Config.HasIHC() && e.M == 0 {
 		return GradResult{}, fmt.Errorf("model: %s: the %s variant trains on paired IHC, and this case has no IHC patches", e.ID, r.Config.Variant)

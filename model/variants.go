@@ -37,6 +37,10 @@ type VariantSpec struct {
 	params func(c Config, s VariantSpec, l *paramList)
 	// forward builds the forward pass (see builder.forward).
 	forward func(b *builder, he heInputs, ihc *ihcInputs, withPrompts bool) forwardOut
+	// check validates the variant's own config keys (nil: none).
+	check func(c Config) []error
+	// checksCLAM: the variant reads the CLAM keys (CLAMConfig).
+	checksCLAM bool
 }
 
 // VariantSpecs is the table of variants, in the order they are listed.
@@ -66,6 +70,16 @@ var VariantSpecs = []VariantSpec{
 		forward: func(b *builder, he heInputs, _ *ihcInputs, _ bool) forwardOut {
 			return b.abmil(he)
 		},
+	},
+	{
+		Name:   VariantCLAMSB,
+		Doc:    "CLAM single-branch (mahmoodlab/CLAM CLAM_SB): gated or plain attention, instance-level clustering loss",
+		params: clamParams, forward: (*builder).clamForward, check: clamCheck, checksCLAM: true,
+	},
+	{
+		Name:   VariantCLAMMB,
+		Doc:    "CLAM multi-branch (CLAM_MB): one attention branch and one bag classifier per class",
+		params: clamParams, forward: (*builder).clamForward, check: clamCheck, checksCLAM: true,
 	},
 }
 

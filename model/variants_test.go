@@ -19,6 +19,8 @@ func TestVariantSpecs(t *testing.T) {
 		{VariantNoProxy, true, true, false, "blocks.0.kernel_token_i", "head_i.weight"},
 		{VariantPAMA, true, false, false, "blocks.0.attn.dis_embed.weight", "blocks.0.kernel_token_i"},
 		{VariantABMIL, false, false, false, "abmil.fc.weight", "cls_token"},
+		{VariantCLAMSB, false, false, false, "attention_net.3.attention_c.weight", "classifiers.0.weight"},
+		{VariantCLAMMB, false, false, false, "classifiers.0.weight", "classifiers.weight"},
 	}
 	var names []string
 	for _, w := range want {

@@ -1,0 +1,255 @@
+package model
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/her2wsi/her2wsi/internal/safetensors"
+)
+
+const clamParityDir = "testdata/parity/clam"
+
+// clamTol is the parity tolerance: logits, loss, attention and gradients
+// of the Go float32 model against the float64 torch reference.
+const clamTol = 1e-5
+
+// clamCase reads a golden case file: its example and all its tensors.
+func clamCase(t *testing.T, c Config, path string) (*Example, *safetensors.File) {
+	t.Helper()
+	f, err := safetensors.Read(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	he, err := f.Tensors["he"].Float32()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lab, err := f.Tensors["label"].Int64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := len(he) / c.InDim
+	return &Example{ID: filepath.Base(path), N: n, HE: he, Label: int(lab[0])}, f
+}
+
+// closeTo reports the largest |got − want| and fails above clamTol.
+func closeTo(t *testing.T, what string, got, want []float32) float64 {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d values, reference %d", what, len(got), len(want))
+	}
+	var worst float64
+	for i := range want {
+		worst = math.Max(worst, math.Abs(float64(got[i]-want[i])))
+	}
+	if worst > clamTol || math.IsNaN(worst) {
+		t.Errorf("%s: max |diff| %.3g > %g", what, worst, clamTol)
+	}
+	return worst
+}
+
+func f32Of(t *testing.T, f *safetensors.File, name string) []float32 {
+	t.Helper()
+	tt, ok := f.Tensors[name]
+	if !ok {
+		t.Fatalf("no %s", name)
+	}
+	v, err := tt.Float32()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// checkCLAM runs predict and a gradient step on e and compares them with
+// the reference tensors named prefix+"logits", …, and the gradients
+// gradPrefix+<state_dict name> when gradPrefix is not empty.
+func checkCLAM(t *testing.T, rt *Runtime, p *Params, e *Example, f *safetensors.File, prefix, gradPrefix string) {
+	t.Helper()
+	pr, err := rt.Predict(p, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := rt.Grad(p, e, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl := closeTo(t, prefix+"logits (predict)", pr.Logits, f32Of(t, f, prefix+"logits"))
+	closeTo(t, prefix+"logits (train)", g.Logits, f32Of(t, f, prefix+"logits"))
+	dloss := closeTo(t, prefix+"loss", []float32{float32(g.Loss)}, f32Of(t, f, prefix+"loss"))
+	da := closeTo(t, prefix+"attention", pr.Attention, f32Of(t, f, prefix+"attn"))
+	var dg float64
+	if gradPrefix != "" {
+		for i, s := range p.Specs {
+			dg = math.Max(dg, closeTo(t, gradPrefix+s.Name, g.Grads[i], f32Of(t, f, gradPrefix+s.Name)))
+		}
+	}
+	t.Logf("%s N=%d: max |diff| logits %.2g, loss %.2g, attention %.2g, gradients %.2g", e.ID, e.N, dl, dloss, da, dg)
+}
+
+// TestCLAMParity: clam_sb (official defaults) and clam_mb (plain
+// attention, big, k_sample 4, bag_weight 0.5, subtyping) equal the PyTorch
+// reference (scripts/clam_ref.py, float64) within 1e-5 on weights written
+// by torch: logits, the training loss (bag CE + instance clustering loss),
+// the attention shown, and every gradient. Case c has fewer patches than
+// k_sample.
+func TestCLAMParity(t *testing.T) {
+	if *update {
+		cmd := exec.Command("/usr/bin/python3", "../scripts/clam_ref.py", "golden", "--out", clamParityDir)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("regenerating goldens: %v", err)
+		}
+	}
+	be, err := NewBackend("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"sb", "mb"} {
+		t.Run(name, func(t *testing.T) {
+			c, err := ReadConfig(filepath.Join(clamParityDir, "config_"+name+".json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := LoadWeights(filepath.Join(clamParityDir, "weights_"+name+".safetensors"), c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rt, err := NewRuntime(c, be)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rt.Close()
+			for _, cs := range []string{"a", "b", "c"} {
+				e, f := clamCase(t, c, filepath.Join(clamParityDir, "case_"+cs+".safetensors"))
+				gp := ""
+				if cs == "a" {
+					gp = "grad_" + name + "."
+				}
+				checkCLAM(t, rt, p, e, f, "out_"+name+"_", gp)
+			}
+		})
+	}
+}
+
+// TestCLAMWeightsInTorch: weights initialised and written here load into
+// the torch reference with strict state_dict names, and torch's logits,
+// loss, attention and gradients equal ours within 1e-5. Skipped without
+// /usr/bin/python3 + torch.
+func TestCLAMWeightsInTorch(t *testing.T) {
+	if err := exec.Command("/usr/bin/python3", "-c", "import torch").Run(); err != nil {
+		t.Skip("no /usr/bin/python3 with torch")
+	}
+	be, err := NewBackend("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := false
+	cfgs := map[string]func(c *Config){
+		"sb-small-gated":       func(c *Config) { c.Variant = VariantCLAMSB },
+		"mb-small-gated-subtp": func(c *Config) { c.Variant, c.Subtyping = VariantCLAMMB, true },
+		"sb-big-plain-k3":      func(c *Config) { c.Variant, c.Gate, c.SizeArg, c.KSample = VariantCLAMSB, &gate, "big", 3 },
+	}
+	for name, set := range cfgs {
+		t.Run(name, func(t *testing.T) {
+			c := DefaultConfig()
+			c.InDim, c.Classes = 16, 4
+			set(&c)
+			rt, err := NewRuntime(c, be)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rt.Close()
+			p := InitParams(c, 17)
+			dir := t.TempDir()
+			w, cj := filepath.Join(dir, "w.safetensors"), filepath.Join(dir, "config.json")
+			if err := SaveWeights(w, c, p, nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := writeJSON(cj, c); err != nil {
+				t.Fatal(err)
+			}
+			var ins, outs []string
+			for _, cs := range []string{"a", "b", "c"} {
+				ins = append(ins, filepath.Join(clamParityDir, "case_"+cs+".safetensors"))
+				outs = append(outs, filepath.Join(dir, "out_"+cs+".safetensors"))
+			}
+			if b, err := exec.Command("/usr/bin/python3", "../scripts/clam_ref.py", "grad", "--weights", w,
+				"--config", cj, "--inputs", strings.Join(ins, ","), "--out", strings.Join(outs, ",")).CombinedOutput(); err != nil {
+				t.Fatalf("torch: %v\n%s", err, b)
+			}
+			for i, in := range ins {
+				f, err := safetensors.Read(outs[i])
+				if err != nil {
+					t.Fatal(err)
+				}
+				e, _ := clamCase(t, c, in)
+				checkCLAM(t, rt, p, e, f, "", "grad.")
+			}
+		})
+	}
+}
+
+// TestCLAMConfig: the official constructor's keys parse with their
+// defaults, bad values are one clear error, and the state_dict names follow
+// gate, size_arg, dropout and the variant.
+func TestCLAMConfig(t *testing.T) {
+	tests := []struct {
+		json    string
+		wantErr string
+		names   []string // some expected parameter names
+		shape   map[string][]int
+	}{
+		{json: `{"variant":"clam_sb","in_dim":1024,"classes":2}`,
+			names: []string{"attention_net.0.weight", "attention_net.3.attention_a.0.weight", "attention_net.3.attention_b.0.bias", "attention_net.3.attention_c.weight", "classifiers.weight", "instance_classifiers.1.bias"},
+			shape: map[string][]int{"attention_net.0.weight": {512, 1024}, "attention_net.3.attention_c.weight": {1, 256}, "classifiers.weight": {2, 512}}},
+		{json: `{"variant":"clam_mb","size_arg":"big","gate":false,"classes":4}`,
+			names: []string{"attention_net.3.module.0.weight", "attention_net.3.module.2.weight", "classifiers.3.weight", "instance_classifiers.3.weight"},
+			shape: map[string][]int{"attention_net.3.module.2.weight": {4, 384}, "classifiers.0.weight": {1, 512}}},
+		{json: `{"variant":"clam_sb","gate":false,"dropout":0.25}`,
+			names: []string{"attention_net.3.module.3.weight"}},
+		{json: `{"variant":"clam_sb","size_arg":"huge"}`, wantErr: `size_arg "huge"`},
+		{json: `{"variant":"clam_mb","bag_weight":1.5}`, wantErr: "bag_weight 1.5"},
+		{json: `{"variant":"clam_mb","k_sample":-2}`, wantErr: "k_sample -2"},
+		{json: `{"variant":"ipca","gate":true}`, wantErr: "clam_sb/clam_mb keys"},
+	}
+	for _, tt := range tests {
+		c, err := ParseConfig([]byte(tt.json))
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("%s: error %v, want one containing %q", tt.json, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", tt.json, err)
+		}
+		shapes := map[string][]int{}
+		for _, s := range c.Specs() {
+			shapes[s.Name] = s.Shape
+		}
+		for _, n := range tt.names {
+			if _, ok := shapes[n]; !ok {
+				t.Errorf("%s: no parameter %s (have %v)", tt.json, n, shapes)
+			}
+		}
+		for n, want := range tt.shape {
+			if fmt.Sprint(shapes[n]) != fmt.Sprint(want) {
+				t.Errorf("%s: %s shape %v, want %v", tt.json, n, shapes[n], want)
+			}
+		}
+	}
+	// A config written and read back is the same config.
+	c, _ := ParseConfig([]byte(`{"variant":"clam_mb","k_sample":4,"bag_weight":0,"subtyping":true}`))
+	b, _ := json.Marshal(c)
+	c2, err := ParseConfig(b)
+	if err != nil || c2.CLAMBagWeight() != 0 || c2.CLAMKSample() != 4 || !c2.Subtyping || !c2.CLAMGate() {
+		t.Errorf("round trip %s: %+v, %v", b, c2.CLAMConfig, err)
+	}
+}
