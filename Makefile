@@ -11,7 +11,7 @@ export HER2WSI_DATA := $(SHARED_DATA)
 # faster model training and prediction); the build works without it.
 export GOEXPERIMENT ?= simd
 
-.PHONY: all setup build install uninstall test vet docker-check demo bench bench-embed bench-anchors bench-model bench-learning bench-pipeline bench-viewer soak fuzz clean encoders encoders-check vit-model gpu-bundle
+.PHONY: all setup build install uninstall test vet docker-check demo bench bench-embed bench-anchors bench-model bench-clam bench-learning bench-pipeline bench-viewer soak fuzz clean encoders encoders-check vit-model gpu-bundle
 
 all: build
 
@@ -104,6 +104,11 @@ bench: build $(BENCH_SLIDE)
 # and the same step in PyTorch (Debian's torch) with their ratio.
 bench-model: setup
 	scripts/bench-model.sh
+
+# CLAM training step (clam_sb, clam_mb) against the official mahmoodlab/CLAM
+# code on the same threads (CLAM_REPO: a checkout of it), as a ratio.
+bench-clam: setup
+	scripts/bench-clam.sh
 
 # Learning on generated cases (H&E signal weak, IHC strong): ipca vs pama vs
 # abmil, H&E-only test metrics.

@@ -217,7 +217,7 @@ func TestCLAMConfig(t *testing.T) {
 		{json: `{"variant":"clam_sb","size_arg":"huge"}`, wantErr: `size_arg "huge"`},
 		{json: `{"variant":"clam_mb","bag_weight":1.5}`, wantErr: "bag_weight 1.5"},
 		{json: `{"variant":"clam_mb","k_sample":-2}`, wantErr: "k_sample -2"},
-		{json: `{"variant":"ipca","gate":true}`, wantErr: "clam_sb/clam_mb keys"},
+		{json: `{"variant":"ipca","gate":false,"k_sample":-2}`, names: []string{"head_i.weight"}}, // ignored by other variants
 	}
 	for _, tt := range tests {
 		c, err := ParseConfig([]byte(tt.json))

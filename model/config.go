@@ -133,11 +133,6 @@ func (c Config) Validate() error {
 	if spec.check != nil {
 		errs = append(errs, spec.check(c)...)
 	}
-	if spec.check == nil || !spec.checksCLAM {
-		if c.CLAMConfig != (CLAMConfig{}) {
-			bad("gate, size_arg, k_sample, bag_weight and subtyping are clam_sb/clam_mb keys, not %s's", c.Variant)
-		}
-	}
 	if len(errs) > 0 {
 		return fmt.Errorf("model: config: %w", errors.Join(errs...))
 	}

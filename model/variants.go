@@ -37,7 +37,9 @@ type VariantSpec struct {
 	params func(c Config, s VariantSpec, l *paramList)
 	// forward builds the forward pass (see builder.forward).
 	forward func(b *builder, he heInputs, ihc *ihcInputs, withPrompts bool) forwardOut
-	// check validates the variant's own config keys (nil: none).
+	// check validates the variant's own config keys (nil: none). Other
+	// variants ignore those keys, so one config file can serve several
+	// variants through --variant.
 	check func(c Config) []error
 	// checksCLAM: the variant reads the CLAM keys (CLAMConfig).
 	checksCLAM bool
