@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/gomlx/compute/dtypes"
 	. "github.com/gomlx/gomlx/core/graph" //nolint:staticcheck // the GoMLX graph DSL reads best unqualified
@@ -252,4 +253,24 @@ func (b *builder) clamInstanceLoss(h, a, mask, label *Node) *Node {
 		total = DivScalar(total, float64(C))
 	}
 	return total
+}
+
+// clamLegacyName offers current names for the state_dict names of CLAM
+// before its 2024 rewrite, whose attention_net appended Dropout only when
+// dropout was set (the attention module at index 2 without it), and for
+// the plain attention's output layer, whose index (2 or 3) follows dropout
+// in every version: a checkpoint trained with dropout predicts here with
+// dropout 0 and the other way round.
+func clamLegacyName(n string) []string {
+	const old, cur = "attention_net.2.", "attention_net.3."
+	if strings.HasPrefix(n, old) {
+		n = cur + n[len(old):]
+	}
+	out := []string{n}
+	for _, sw := range [][2]string{{cur + "module.2.", cur + "module.3."}, {cur + "module.3.", cur + "module.2."}} {
+		if strings.HasPrefix(n, sw[0]) {
+			out = append(out, sw[1]+n[len(sw[0]):])
+		}
+	}
+	return out
 }

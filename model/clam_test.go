@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -251,5 +252,70 @@ func TestCLAMConfig(t *testing.T) {
 	c2, err := ParseConfig(b)
 	if err != nil || c2.CLAMBagWeight() != 0 || c2.CLAMKSample() != 4 || !c2.Subtyping || !c2.CLAMGate() {
 		t.Errorf("round trip %s: %+v, %v", b, c2.CLAMConfig, err)
+	}
+}
+
+// TestCLAMLegacyNames: checkpoints of CLAM before its 2024 rewrite
+// (attention module at attention_net.2 when trained without dropout) and
+// plain-attention checkpoints trained with dropout (output layer at
+// module.3) load into the current names with the same values; a tensor
+// that fits nowhere is still refused.
+func TestCLAMLegacyNames(t *testing.T) {
+	tests := []struct {
+		cfg       string
+		rename    func(string) string
+		wantError string
+	}{
+		{cfg: "sb", rename: func(n string) string { return strings.Replace(n, "attention_net.3.", "attention_net.2.", 1) }},
+		{cfg: "mb", rename: func(n string) string {
+			return strings.Replace(strings.Replace(n, "attention_net.3.", "attention_net.2.", 1), "module.2.", "module.3.", 1)
+		}},
+		{cfg: "mb", rename: func(n string) string { return strings.Replace(n, "classifiers.1.", "classifier.1.", 1) }, wantError: "missing classifiers.1.weight"},
+	}
+	for _, tt := range tests {
+		c, err := ReadConfig(filepath.Join(clamParityDir, "config_"+tt.cfg+".json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := filepath.Join(clamParityDir, "weights_"+tt.cfg+".safetensors")
+		want, err := LoadWeights(src, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := safetensors.Read(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		old := &safetensors.File{Tensors: map[string]safetensors.Tensor{}, Metadata: f.Metadata}
+		renamed := 0
+		for n, v := range f.Tensors {
+			if m := tt.rename(n); m != n {
+				renamed++
+				n = m
+			}
+			old.Tensors[n] = v
+		}
+		path := filepath.Join(t.TempDir(), "old.safetensors")
+		if err := safetensors.Write(path, old); err != nil {
+			t.Fatal(err)
+		}
+		got, err := LoadWeights(path, c)
+		if tt.wantError != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantError) {
+				t.Errorf("%s: error %v, want %q", tt.cfg, err, tt.wantError)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s with %d old names: %v", tt.cfg, renamed, err)
+		}
+		for i, s := range want.Specs {
+			if !slices.Equal(got.Values[i], want.Values[i]) {
+				t.Errorf("%s: %s differs after loading old names", tt.cfg, s.Name)
+			}
+		}
+		if renamed < 4 {
+			t.Errorf("%s: only %d names renamed; the test does not test", tt.cfg, renamed)
+		}
 	}
 }

@@ -43,6 +43,9 @@ type VariantSpec struct {
 	check func(c Config) []error
 	// checksCLAM: the variant reads the CLAM keys (CLAMConfig).
 	checksCLAM bool
+	// legacyName offers current names for a state_dict name of an older
+	// version of the official code (nil: none).
+	legacyName func(name string) []string
 }
 
 // VariantSpecs is the table of variants, in the order they are listed.
@@ -76,12 +79,12 @@ var VariantSpecs = []VariantSpec{
 	{
 		Name:   VariantCLAMSB,
 		Doc:    "CLAM single-branch (mahmoodlab/CLAM CLAM_SB): gated or plain attention, instance-level clustering loss",
-		params: clamParams, forward: (*builder).clamForward, check: clamCheck, checksCLAM: true,
+		params: clamParams, forward: (*builder).clamForward, check: clamCheck, checksCLAM: true, legacyName: clamLegacyName,
 	},
 	{
 		Name:   VariantCLAMMB,
 		Doc:    "CLAM multi-branch (CLAM_MB): one attention branch and one bag classifier per class",
-		params: clamParams, forward: (*builder).clamForward, check: clamCheck, checksCLAM: true,
+		params: clamParams, forward: (*builder).clamForward, check: clamCheck, checksCLAM: true, legacyName: clamLegacyName,
 	},
 }
 
