@@ -274,3 +274,10 @@ func clamLegacyName(n string) []string {
 	}
 	return out
 }
+
+// clamNormalize writes the official defaults into the CLAM keys left out.
+func clamNormalize(c *Config) {
+	g, w := c.CLAMGate(), c.CLAMBagWeight()
+	c.Gate, c.BagWeight = &g, &w
+	c.SizeArg, c.KSample = c.CLAMSize(), c.CLAMKSample()
+}

@@ -246,6 +246,14 @@ func TestCLAMConfig(t *testing.T) {
 			}
 		}
 	}
+	// Run folders record the defaults of the keys left out.
+	sb, _ := ParseConfig([]byte(`{"variant":"clam_sb"}`))
+	nb, _ := json.Marshal(sb.Normalized())
+	for _, kv := range []string{`"gate":true`, `"size_arg":"small"`, `"k_sample":8`, `"bag_weight":0.7`} {
+		if !strings.Contains(string(nb), kv) {
+			t.Errorf("normalized config %s lacks %s", nb, kv)
+		}
+	}
 	// A config written and read back is the same config.
 	c, _ := ParseConfig([]byte(`{"variant":"clam_mb","k_sample":4,"bag_weight":0,"subtyping":true}`))
 	b, _ := json.Marshal(c)

@@ -93,6 +93,15 @@ func ReferenceCodeConfig() Config {
 	return c
 }
 
+// Normalized is the config with the variant's own keys filled in where
+// left out (the CLAM keys for clam_sb/clam_mb), as run folders record it.
+func (c Config) Normalized() Config {
+	if s := c.Spec(); s.normalize != nil {
+		s.normalize(&c)
+	}
+	return c
+}
+
 // HeadDim is e_dim / heads.
 func (c Config) HeadDim() int { return c.EDim / c.Heads }
 

@@ -46,6 +46,9 @@ type VariantSpec struct {
 	// legacyName offers current names for a state_dict name of an older
 	// version of the official code (nil: none).
 	legacyName func(name string) []string
+	// normalize fills the variant's keys left out with their defaults
+	// (Config.Normalized; nil: nothing to fill).
+	normalize func(c *Config)
 }
 
 // VariantSpecs is the table of variants, in the order they are listed.
@@ -79,12 +82,12 @@ var VariantSpecs = []VariantSpec{
 	{
 		Name:   VariantCLAMSB,
 		Doc:    "CLAM single-branch (mahmoodlab/CLAM CLAM_SB): gated or plain attention, instance-level clustering loss",
-		params: clamParams, forward: (*builder).clamForward, check: clamCheck, checksCLAM: true, legacyName: clamLegacyName,
+		params: clamParams, forward: (*builder).clamForward, check: clamCheck, checksCLAM: true, legacyName: clamLegacyName, normalize: clamNormalize,
 	},
 	{
 		Name:   VariantCLAMMB,
 		Doc:    "CLAM multi-branch (CLAM_MB): one attention branch and one bag classifier per class",
-		params: clamParams, forward: (*builder).clamForward, check: clamCheck, checksCLAM: true, legacyName: clamLegacyName,
+		params: clamParams, forward: (*builder).clamForward, check: clamCheck, checksCLAM: true, legacyName: clamLegacyName, normalize: clamNormalize,
 	},
 }
 
