@@ -148,7 +148,7 @@ func (b *builder) clamForward(he heInputs, _ *ihcInputs, _ bool) forwardOut {
 	C, nA := c.Classes, clamBranches(c)
 	N := he.feats.Shape().Dimensions[0]
 	h := Max(b.linear("attention_net.0", he.feats), ScalarZero(g, dtypes.Float32)) // [N, 512]
-	var s *Node                                                                     // [N, nA]
+	var s *Node                                                                    // [N, nA]
 	if c.CLAMGate() {
 		gate := Mul(Tanh(b.linear("attention_net.3.attention_a.0", h)), Sigmoid(b.linear("attention_net.3.attention_b.0", h)))
 		s = b.linear("attention_net.3.attention_c", gate)

@@ -10,12 +10,12 @@ import (
 
 // Initialisers, as the reference's initialize_weights.
 const (
-	initXavier   = iota // Linear weight: xavier_uniform
-	initZero            // Linear bias, LayerNorm bias
-	initOne             // LayerNorm weight
-	initNormal02        // cls_token, cls_token_i, kernel_token: normal(0, 0.02)
-	initNormal1         // kernel_token_i (torch.randn), nn.Embedding default
-	initTorchLinear     // torch's default nn.Linear init (weight and bias): U(−1/√fan_in, 1/√fan_in)
+	initXavier      = iota // Linear weight: xavier_uniform
+	initZero               // Linear bias, LayerNorm bias
+	initOne                // LayerNorm weight
+	initNormal02           // cls_token, cls_token_i, kernel_token: normal(0, 0.02)
+	initNormal1            // kernel_token_i (torch.randn), nn.Embedding default
+	initTorchLinear        // torch's default nn.Linear init (weight and bias): U(−1/√fan_in, 1/√fan_in)
 )
 
 // ParamSpec is one parameter: its reference state_dict name, its shape (the
