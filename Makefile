@@ -100,15 +100,15 @@ bench: build $(BENCH_SLIDE)
 	$(GO) test -run '^$$' -bench 'BenchmarkTileStage' -benchtime 1x -count 1 -timeout 30m ./pipeline
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/raster ./tiling
 
-# Model: training step and prediction time and peak memory per backend/build,
-# and the same step in PyTorch (Debian's torch) with their ratio.
-bench-model: setup
-	scripts/bench-model.sh
-
 # CLAM training step (clam_sb, clam_mb) against the official mahmoodlab/CLAM
 # code on the same threads (CLAM_REPO: a checkout of it), as a ratio.
 bench-clam: setup
 	scripts/bench-clam.sh
+
+# Model: training step and prediction time and peak memory per backend/build,
+# and the same step in PyTorch (Debian's torch) with their ratio.
+bench-model: setup
+	scripts/bench-model.sh
 
 # Learning on generated cases (H&E signal weak, IHC strong): ipca vs pama vs
 # abmil, H&E-only test metrics.
