@@ -11,7 +11,7 @@ export HER2WSI_DATA := $(SHARED_DATA)
 # faster model training and prediction); the build works without it.
 export GOEXPERIMENT ?= simd
 
-.PHONY: all setup build install uninstall test vet docker-check demo bench bench-embed bench-anchors bench-model bench-clam bench-learning bench-pipeline bench-viewer soak fuzz clean encoders encoders-check vit-model gpu-bundle
+.PHONY: all setup build install uninstall test vet docker-check demo bench bench-embed bench-anchors bench-model bench-clam bench-predict-large bench-learning bench-pipeline bench-viewer bench-dicom soak fuzz clean encoders encoders-check vit-model gpu-bundle
 
 all: build
 
@@ -94,6 +94,10 @@ bench-viewer: build $(BENCH_SLIDE)
 	$(GO) test -run '^$$' -bench 'BenchmarkViewerTiles' -benchtime 1x -count 1 -timeout 30m ./viewer
 	$(GO) test -run '^$$' -bench 'BenchmarkViewerPan' -benchtime 1x -count 1 -timeout 30m ./viewer
 
+# DICOM read path against SVS on the same generated 40x pixels (ratio: dicom/svs).
+bench-dicom: setup
+	$(GO) test -run '^$$' -bench 'BenchmarkDICOMReadPath' -benchtime 1x -count 1 -timeout 30m ./slide
+
 # Each benchmark in its own process, so peak memory is the stage's own.
 bench: build $(BENCH_SLIDE)
 	$(GO) test -run '^$$' -bench 'BenchmarkReadPath' -benchtime 1x -count 1 -timeout 30m ./pipeline
@@ -109,6 +113,10 @@ bench-clam: setup
 # and the same step in PyTorch (Debian's torch) with their ratio.
 bench-model: setup
 	scripts/bench-model.sh
+
+# Whole-slide prediction: time and peak memory at 2048, 20k and 50k patches.
+bench-predict-large: setup
+	scripts/bench-predict-large.sh
 
 # Learning on generated cases (H&E signal weak, IHC strong): ipca vs pama vs
 # abmil, H&E-only test metrics.
@@ -165,6 +173,7 @@ fuzz: setup
 	$(GO) test -run '^$$' -fuzz FuzzAperioDescription -fuzztime 15s ./slide
 	$(GO) test -run '^$$' -fuzz FuzzSniff -fuzztime 15s ./slide
 	$(GO) test -run '^$$' -fuzz FuzzPlanRead -fuzztime 15s ./tiling
+	$(GO) test -run '^$$' -fuzz FuzzServePath -fuzztime 15s ./viewer
 
 clean:
 	rm -rf bin $(DEMO) .cache

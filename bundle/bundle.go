@@ -20,17 +20,23 @@ import (
 	"github.com/her2wsi/her2wsi/internal/store"
 )
 
-// Patch sampling when a slide has more patches than a bundle holds.
+// Patch sampling when a slide has more patches (or anchors) than a bundle
+// holds.
 const (
 	// SampleFirst keeps the first MaxPatches patches in raster order, and
 	// the first MaxAnchors anchors in raster order: the reference's
-	// behaviour, and the default (deterministic; use it for evaluation and
-	// for weights trained with the reference code).
+	// behaviour (model.Config.ReferenceSampling). On a large slide it sees
+	// only the top of the tissue.
 	SampleFirst = "first"
 	// SampleRandom draws MaxPatches patches and MaxAnchors anchors
 	// uniformly without replacement (kept in raster order), anew on every
-	// load: an augmentation for training on slides larger than the cap.
+	// load.
 	SampleRandom = "random"
+	// SampleSpatial (the default) takes a spatially uniform subset
+	// (anchors.SpatialSample: one patch per run of a Hilbert curve through
+	// the slide): a new stratified random draw on every load with a random
+	// generator (training), the same subset without one (prediction).
+	SampleSpatial = "spatial"
 )
 
 // Config sets what a bundle holds. The caps are the reference's.
@@ -38,13 +44,13 @@ type Config struct {
 	PPK        int    `json:"patches_per_anchor"` // which anchors.h5 group (IPCA main: 18)
 	MaxPatches int    `json:"max_patches"`        // M (reference 2048)
 	MaxAnchors int    `json:"max_anchors"`        // K (reference 128)
-	Sampling   string `json:"sampling"`           // SampleFirst (default) or SampleRandom
+	Sampling   string `json:"sampling"`           // SampleSpatial (default), SampleFirst or SampleRandom
 }
 
-// DefaultConfig is IPCA's: ppk 18, 2048 patches, 128 anchors, first
-// in raster order.
+// DefaultConfig is IPCA's: ppk 18, 2048 patches, 128 anchors, spatially
+// uniform subsets of larger slides.
 func DefaultConfig() Config {
-	return Config{PPK: 18, MaxPatches: 2048, MaxAnchors: 128, Sampling: SampleFirst}
+	return Config{PPK: 18, MaxPatches: 2048, MaxAnchors: 128, Sampling: SampleSpatial}
 }
 
 // Validate checks the configuration.
@@ -54,8 +60,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("bundle: patches per anchor %d", c.PPK)
 	case c.MaxPatches <= 0 || c.MaxAnchors <= 0:
 		return fmt.Errorf("bundle: caps %d patches / %d anchors must be positive", c.MaxPatches, c.MaxAnchors)
-	case c.Sampling != SampleFirst && c.Sampling != SampleRandom:
-		return fmt.Errorf("bundle: sampling %q (first or random)", c.Sampling)
+	case c.Sampling != SampleFirst && c.Sampling != SampleRandom && c.Sampling != SampleSpatial:
+		return fmt.Errorf("bundle: sampling %q (spatial, first or random)", c.Sampling)
 	}
 	return nil
 }
@@ -66,6 +72,10 @@ type Files struct {
 	Coords   string // coords.h5
 	Features string // features/<encoder>.h5
 	Anchors  string // anchors.h5; empty for a slide without anchors (IHC)
+	// Grid is an anchors.h5 read only for its patch_index (the anchors
+	// stage's grid subsample), for slides read without anchors (IHC);
+	// ignored when absent or made from other coordinates.
+	Grid string
 }
 
 // SlideData is one slide's part of a bundle: N ≤ MaxPatches patches and,
@@ -83,6 +93,16 @@ type SlideData struct {
 	Polar      []uint8 // K×N: polar sector anchor→patch (0..7)
 	Diameter   float64 // of the whole slide, grid units
 	BinWidth   float64
+	// Total is the slide's patch count in the work folder; Subsampled
+	// those left after the anchors stage's grid subsample (GridFactor > 1),
+	// of which the bundle holds N().
+	Total, Subsampled int
+	GridFactor        int
+	// Owner, for a fixed spatial subset (a prediction of a slide above its
+	// cap), gives each row of coords.h5 the index into Rows of the patch
+	// read in its stratum (−1: not a candidate, e.g. grid-subsampled out);
+	// nil when every candidate was read or the subset is random.
+	Owner []int32
 }
 
 // N is the number of patches held.
@@ -99,6 +119,10 @@ type slideRaw struct {
 	d          int
 	anchorRows []int64
 	diameter   float64
+	// The anchors stage's grid subsample: rows of coords.h5 kept (nil:
+	// all) and its factor.
+	subset []int64
+	factor int
 }
 
 // Loader reads bundles from the work folder, streaming by default: each
@@ -121,19 +145,50 @@ func NewLoader(cfg Config, cache bool) (*Loader, error) {
 	return &Loader{Config: cfg, Cache: cache, cache: map[string]*slideRaw{}}, nil
 }
 
-// Load reads one slide. rng drives SampleRandom (it may be nil for
-// SampleFirst).
+// Load reads one slide. rng drives the random samplings; without it
+// SampleRandom and SampleSpatial take their deterministic subset.
 func (l *Loader) Load(f Files, rng *rand.Rand) (*SlideData, error) {
 	raw, err := l.raw(f)
 	if err != nil {
 		return nil, err
 	}
 	cfg := l.Config
-	n := len(raw.pos)
-	rows := pick(n, cfg.MaxPatches, cfg.Sampling, rng)
-	sd := &SlideData{ID: f.ID, D: raw.d, Rows: rows, Patches: make([]anchors.Pos, len(rows)), Diameter: raw.diameter, BinWidth: anchors.BinWidth(raw.diameter)}
+	// The slide's candidate rows: all, or the anchors stage's grid
+	// subsample.
+	cand := raw.subset
+	if cand == nil {
+		cand = make([]int64, len(raw.pos))
+		for i := range cand {
+			cand[i] = int64(i)
+		}
+	}
+	candPos := make([]anchors.Pos, len(cand))
+	for i, r := range cand {
+		candPos[i] = raw.pos[r]
+	}
+	var picked, owner []int
+	if cfg.Sampling == SampleSpatial && rng == nil && len(cand) > cfg.MaxPatches {
+		picked, owner = anchors.SpatialStrata(candPos, cfg.MaxPatches, nil)
+	} else {
+		picked = pick(candPos, cfg.MaxPatches, cfg.Sampling, rng)
+	}
+	rows := make([]int64, len(picked))
+	for i, j := range picked {
+		rows[i] = cand[j]
+	}
+	sd := &SlideData{ID: f.ID, D: raw.d, Rows: rows, Patches: make([]anchors.Pos, len(rows)), Diameter: raw.diameter, BinWidth: anchors.BinWidth(raw.diameter),
+		Total: len(raw.pos), Subsampled: len(cand), GridFactor: max(raw.factor, 1)}
 	for i, r := range rows {
 		sd.Patches[i] = raw.pos[r]
+	}
+	if owner != nil {
+		sd.Owner = make([]int32, len(raw.pos))
+		for i := range sd.Owner {
+			sd.Owner[i] = -1
+		}
+		for j, r := range cand {
+			sd.Owner[r] = int32(owner[j])
+		}
 	}
 	if raw.features != nil {
 		sd.Features = gatherRows(raw.features, raw.d, rows)
@@ -141,12 +196,16 @@ func (l *Loader) Load(f Files, rng *rand.Rand) (*SlideData, error) {
 		return nil, err
 	}
 	if f.Anchors != "" {
-		ai := pick(len(raw.anchorRows), cfg.MaxAnchors, cfg.Sampling, rng)
+		apos := make([]anchors.Pos, len(raw.anchorRows))
+		for i, r := range raw.anchorRows {
+			apos[i] = raw.pos[r]
+		}
+		ai := pick(apos, cfg.MaxAnchors, cfg.Sampling, rng)
 		sd.AnchorRows = make([]int64, len(ai))
 		sd.Anchors = make([]anchors.Pos, len(ai))
 		for i, a := range ai {
 			sd.AnchorRows[i] = raw.anchorRows[a]
-			sd.Anchors[i] = raw.pos[raw.anchorRows[a]]
+			sd.Anchors[i] = apos[a]
 		}
 		k := len(ai)
 		sd.Dist, sd.Polar = make([]uint8, k*len(rows)), make([]uint8, k*len(rows))
@@ -155,22 +214,27 @@ func (l *Loader) Load(f Files, rng *rand.Rand) (*SlideData, error) {
 	return sd, nil
 }
 
-// pick returns the indices kept out of n: all when n ≤ max, else the first
-// max or a uniform sample (ascending).
-func pick(n, max int, sampling string, rng *rand.Rand) []int64 {
-	m := min(n, max)
-	out := make([]int64, m)
-	if n <= max || sampling == SampleFirst || rng == nil {
-		for i := range out {
-			out[i] = int64(i)
+// pick returns the indices of ps kept under the cap max, ascending: all
+// when len(ps) ≤ max, else the first max, a uniform draw (rng) or a
+// spatially uniform subset (random with rng, fixed without).
+func pick(ps []anchors.Pos, max int, sampling string, rng *rand.Rand) []int {
+	n := len(ps)
+	if n > max {
+		switch {
+		case sampling == SampleSpatial:
+			return anchors.SpatialSample(ps, max, rng)
+		case sampling == SampleRandom && rng != nil:
+			out := rng.Perm(n)[:max]
+			slices.Sort(out)
+			return out
+		case sampling == SampleRandom: // no generator: a fixed spatial subset
+			return anchors.SpatialSample(ps, max, nil)
 		}
-		return out
 	}
-	perm := rng.Perm(n)[:m]
-	for i, p := range perm {
-		out[i] = int64(p)
+	out := make([]int, min(n, max))
+	for i := range out {
+		out[i] = i
 	}
-	slices.Sort(out)
 	return out
 }
 
@@ -280,6 +344,15 @@ func (l *Loader) raw(f Files) (*slideRaw, error) {
 			}
 		}
 		raw.anchorRows = idx
+		if raw.subset, raw.factor, err = readSubset(f.Anchors, len(pos)); err != nil {
+			return fail("anchors.h5: %v", err)
+		}
+	} else if f.Grid != "" {
+		if sum, ok := gridChecksum(f.Grid); ok && sum == info.CoordsSHA256 {
+			if raw.subset, raw.factor, err = readSubset(f.Grid, len(pos)); err != nil {
+				return fail("anchors.h5: %v", err)
+			}
+		}
 	}
 	if l.Cache {
 		fr, err := store.OpenH5(f.Features)
@@ -296,4 +369,46 @@ func (l *Loader) raw(f Files) (*slideRaw, error) {
 		l.mu.Unlock()
 	}
 	return raw, nil
+}
+
+// readSubset reads the anchors stage's grid subsample from anchors.h5:
+// patch_index [N'] (rows of coords.h5, ascending) and its grid_factor;
+// nil when the slide was not subsampled.
+func readSubset(path string, n int) ([]int64, int, error) {
+	r, err := store.OpenH5(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer r.Close()
+	if !r.Has("patch_index") {
+		return nil, 1, nil
+	}
+	idx, _, err := r.ReadInt64("patch_index")
+	if err != nil {
+		return nil, 0, err
+	}
+	for i, v := range idx {
+		if v < 0 || int(v) >= n || (i > 0 && v <= idx[i-1]) {
+			return nil, 0, fmt.Errorf("patch_index holds %d at %d (want ascending rows 0..%d)", v, i, n-1)
+		}
+	}
+	f := 1
+	if v, err := r.Attr("", "grid_factor"); err == nil {
+		if g, ok := v.(int64); ok && g > 0 {
+			f = int(g)
+		}
+	}
+	return idx, f, nil
+}
+
+// gridChecksum is an anchors.h5's coords_sha256, when the file is there.
+func gridChecksum(path string) (string, bool) {
+	r, err := store.OpenH5(path)
+	if err != nil {
+		return "", false
+	}
+	defer r.Close()
+	v, err := r.Attr("", "coords_sha256")
+	s, ok := v.(string)
+	return s, err == nil && ok
 }

@@ -78,6 +78,42 @@ func BenchmarkTrainStep(b *testing.B) {
 	}
 }
 
+// BenchmarkTrainStepDropout: the paper's step (kernel masking 0.75) with
+// dropout 0.1, the reference runs' setting, to compare with
+// BenchmarkTrainStep/ipca/mask=0.75 (dropout 0).
+func BenchmarkTrainStepDropout(b *testing.B) {
+	be, err := NewBackend("")
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := DefaultConfig()
+	c.Dropout = 0.1
+	rt, err := NewRuntime(c, be)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rt.Close()
+	p := InitParams(c, 1)
+	opt, _ := NewAdam(OptAdam, 0, p)
+	e := benchExample(c, 2048, 128, 2048)
+	rng := rand.New(rand.NewPCG(1, 1))
+	step := func() {
+		g, err := rt.GradSeed(p, e, maskAnchors(c, e.K, c.MaskRatio, rng), rng.Uint64())
+		if err != nil {
+			b.Fatal(err)
+		}
+		opt.Update(p, g.Grads, 1e-4)
+	}
+	step() // compile
+	runtime.GC()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		step()
+	}
+	b.ReportMetric(peakRSSMB(), "peak-RSS-MB")
+}
+
 // BenchmarkPredict: H&E-only prediction of one slide at 2048 patches and
 // 128 anchors.
 func BenchmarkPredict(b *testing.B) {
@@ -104,6 +140,45 @@ func BenchmarkPredict(b *testing.B) {
 		}
 	}
 	b.ReportMetric(peakRSSMB(), "peak-RSS-MB")
+}
+
+// BenchmarkPredictLarge: H&E-only prediction of a whole slide, at 2048
+// patches (the reference's cap: the baseline), 20k and 50k patches (a real
+// 40× breast slide at 20×), 128 anchors. Run each size in its own process
+// (make bench-predict-large) for its peak RSS.
+func BenchmarkPredictLarge(b *testing.B) {
+	be, err := NewBackend("")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, n := range []int{2048, 20000, 50000} {
+		b.Run(fmt.Sprintf("patches=%d", n), func(b *testing.B) {
+			c := DefaultConfig()
+			rt, err := NewRuntime(c, be)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer rt.Close()
+			p := InitParams(c, 1)
+			e := benchExample(c, n, 128, 0)
+			if _, err := rt.Predict(p, e); err != nil { // compile
+				b.Fatal(err)
+			}
+			runtime.GC()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				pr, err := rt.Predict(p, e)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(pr.Attention) != n {
+					b.Fatalf("attention over %d patches, want %d", len(pr.Attention), n)
+				}
+			}
+			b.ReportMetric(peakRSSMB(), "peak-RSS-MB")
+		})
+	}
 }
 
 // peakRSSMB is the process's peak resident memory (run one benchmark per

@@ -25,6 +25,9 @@ const (
 	DefaultCLAMSizeArg   = "small"
 	DefaultCLAMKSample   = 8   // k_sample (main.py --B)
 	DefaultCLAMBagWeight = 0.7 // main.py --bag_weight
+	// clamAttnDropout is the rate Attn_Net and Attn_Net_Gated drop at
+	// whenever dropout is set, whatever its value.
+	clamAttnDropout = 0.25
 )
 
 // clamSizes is the official size_dict without its first entry (in_dim):
@@ -147,13 +150,21 @@ func (b *builder) clamForward(he heInputs, _ *ihcInputs, _ bool) forwardOut {
 	g := he.feats.Graph()
 	C, nA := c.Classes, clamBranches(c)
 	N := he.feats.Shape().Dimensions[0]
-	h := Max(b.linear("attention_net.0", he.feats), ScalarZero(g, dtypes.Float32)) // [N, 512]
-	var s *Node                                                                    // [N, nA]
+	// Dropout (training only): Dropout(dropout) after the fc's ReLU, and
+	// the attention nets' fixed Dropout(0.25) after tanh (and sigmoid)
+	// whenever dropout is set, as the official modules.
+	attnDrop := 0.0
+	if c.Dropout > 0 {
+		attnDrop = clamAttnDropout
+	}
+	h := b.drop(Max(b.linear("attention_net.0", he.feats), ScalarZero(g, dtypes.Float32))) // [N, 512]
+	var s *Node                                                                            // [N, nA]
 	if c.CLAMGate() {
-		gate := Mul(Tanh(b.linear("attention_net.3.attention_a.0", h)), Sigmoid(b.linear("attention_net.3.attention_b.0", h)))
-		s = b.linear("attention_net.3.attention_c", gate)
+		ta := b.dropP(Tanh(b.linear("attention_net.3.attention_a.0", h)), attnDrop)
+		sb := b.dropP(Sigmoid(b.linear("attention_net.3.attention_b.0", h)), attnDrop)
+		s = b.linear("attention_net.3.attention_c", Mul(ta, sb))
 	} else {
-		s = b.linear(clamAttnOut(c), Tanh(b.linear("attention_net.3.module.0", h)))
+		s = b.linear(clamAttnOut(c), b.dropP(Tanh(b.linear("attention_net.3.module.0", h)), attnDrop))
 	}
 	s = Transpose(s, 0, 1) // [nA, N]
 	keep := BroadcastToDims(ExpandAxes(he.mask, 0), nA, N)

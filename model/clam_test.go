@@ -327,3 +327,54 @@ func TestCLAMLegacyNames(t *testing.T) {
 		}
 	}
 }
+
+// TestCLAMDropout: with dropout the training step draws its masks from the
+// seed (same seed, same gradients; another seed, others), and prediction
+// is unaffected (the same logits as the config without dropout).
+func TestCLAMDropout(t *testing.T) {
+	be, err := NewBackend("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{VariantCLAMSB, VariantCLAMMB} {
+		c, err := ReadConfig(filepath.Join(clamParityDir, "config_sb.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Variant = v
+		p := InitParams(c, 5)
+		noDrop, err := NewRuntime(c, be)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Dropout = 0.25
+		rt, err := NewRuntime(c, be)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, _ := clamCase(t, c, filepath.Join(clamParityDir, "case_a.safetensors"))
+		g1, err := rt.GradSeed(p, e, nil, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g1b, _ := rt.GradSeed(p, e, nil, 1)
+		g2, _ := rt.GradSeed(p, e, nil, 2)
+		g0, _ := noDrop.Grad(p, e, nil)
+		if g1.Loss != g1b.Loss || !slices.Equal(g1.Grads[0], g1b.Grads[0]) {
+			t.Errorf("%s: the same seed gave different steps", v)
+		}
+		if g1.Loss == g2.Loss || g1.Loss == g0.Loss {
+			t.Errorf("%s: dropout changed nothing (loss %v seed 1, %v seed 2, %v without)", v, g1.Loss, g2.Loss, g0.Loss)
+		}
+		pr, err := rt.Predict(p, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pr0, _ := noDrop.Predict(p, e)
+		if !slices.Equal(pr.Logits, pr0.Logits) {
+			t.Errorf("%s: prediction with dropout %v, without %v", v, pr.Logits, pr0.Logits)
+		}
+		rt.Close()
+		noDrop.Close()
+	}
+}

@@ -20,42 +20,55 @@ import (
 // Hyper-parameter defaults. The paper's where it states them, else the
 // reference code's (DESIGN.md).
 const (
-	DefaultInDim        = 512  // PLIP ViT-B/32 embedding
-	DefaultEDim         = 256  // reference e_dim
-	DefaultDepth        = 2    // reference depth
-	DefaultHeads        = 8    // reference heads
-	DefaultMLPRatio     = 4.0  // reference
-	DefaultPrompts      = 256  // paper's best IHC prompt count (code default 128)
-	DefaultMaxAnchors   = 128  // reference max-kernel-num
-	DefaultMaxPatches   = 2048 // reference
-	DefaultMaxIHC       = 2048 // IHC patches fed to the IHC branch
-	DefaultPPK          = 18   // IPCA main patches per anchor
-	DefaultClasses      = 4    // HER2 0, 1+, 2+, 3+
-	DefaultMaskRatio    = 0.75 // paper's best kernel masking ratio (code default 0)
-	DefaultDropout      = 0.0  // reference
-	DefaultLayerNormEps = 1e-5 // PyTorch nn.LayerNorm default, as IPCA_vit_base
-	DistBins            = 66   // dis_embed rows: bins 0..64 and a spare
-	PolarBins           = 8    // polar sectors
+	DefaultInDim      = 512  // PLIP ViT-B/32 embedding
+	DefaultEDim       = 256  // reference e_dim
+	DefaultDepth      = 2    // reference depth
+	DefaultHeads      = 8    // reference heads
+	DefaultMLPRatio   = 4.0  // reference
+	DefaultPrompts    = 256  // paper's best IHC prompt count (code default 128)
+	DefaultMaxAnchors = 128  // reference max-kernel-num
+	DefaultMaxPatches = 2048 // reference: patches per slide in a training step
+	// DefaultMaxPredictPatches is the most patches a prediction reads: every
+	// patch up to here, a spatially uniform subset above (a real 40× breast
+	// slide has 10k–50k patches at 20×). Attention is patch↔anchor (K×N),
+	// never N×N, so memory grows linearly: measured ≈ 1.8 GB peak at 20k
+	// and ≈ 5 GB at 50k patches (README "Whole slides at prediction"), so
+	// the default stays near 1.6 GB; raise it where memory allows.
+	DefaultMaxPredictPatches = 16384
+	DefaultMaxIHC            = 2048 // IHC patches fed to the IHC branch
+	DefaultPPK               = 18   // IPCA main patches per anchor
+	DefaultClasses           = 4    // HER2 0, 1+, 2+, 3+
+	DefaultMaskRatio         = 0.75 // paper's best kernel masking ratio (code default 0)
+	DefaultDropout           = 0.0  // reference
+	DefaultLayerNormEps      = 1e-5 // PyTorch nn.LayerNorm default, as IPCA_vit_base
+	DistBins                 = 66   // dis_embed rows: bins 0..64 and a spare
+	// MaxPredictPatchesLimit bounds max_predict_patches (a 1M-patch
+	// prediction would need tens of GB).
+	MaxPredictPatchesLimit = 1 << 20
+	PolarBins              = 8 // polar sectors
 )
 
 // Config is the model's shape and its reference-compatibility switches. It is
 // saved with every checkpoint and weight file (model-config JSON).
 type Config struct {
-	Variant      string  `json:"variant"` // a name in VariantSpecs
-	InDim        int     `json:"in_dim"`
-	EDim         int     `json:"e_dim"`
-	Depth        int     `json:"depth"`
-	Heads        int     `json:"heads"`
-	MLPRatio     float64 `json:"mlp_ratio"`
-	Prompts      int     `json:"num_prompts"`
-	MaxAnchors   int     `json:"max_anchors"`
-	MaxPatches   int     `json:"max_patches"`
-	MaxIHC       int     `json:"max_ihc_patches"`
-	PPK          int     `json:"patches_per_anchor"`
-	Classes      int     `json:"classes"`
-	MaskRatio    float64 `json:"mask_ratio"`
-	Dropout      float64 `json:"dropout"`
-	LayerNormEps float64 `json:"layer_norm_eps"`
+	Variant    string  `json:"variant"` // a name in VariantSpecs
+	InDim      int     `json:"in_dim"`
+	EDim       int     `json:"e_dim"`
+	Depth      int     `json:"depth"`
+	Heads      int     `json:"heads"`
+	MLPRatio   float64 `json:"mlp_ratio"`
+	Prompts    int     `json:"num_prompts"`
+	MaxAnchors int     `json:"max_anchors"`
+	MaxPatches int     `json:"max_patches"` // per training step
+	// MaxPredictPatches caps the patches one prediction (and evaluation)
+	// reads; slides above it are read as a spatially uniform subset.
+	MaxPredictPatches int     `json:"max_predict_patches"`
+	MaxIHC            int     `json:"max_ihc_patches"`
+	PPK               int     `json:"patches_per_anchor"`
+	Classes           int     `json:"classes"`
+	MaskRatio         float64 `json:"mask_ratio"`
+	Dropout           float64 `json:"dropout"`
+	LayerNormEps      float64 `json:"layer_norm_eps"`
 	// ReferencePadding reproduces the reference code's padding: the [CLS]
 	// column of the distance/polar matrices is the mean over the padded row,
 	// the main orientation sums over padded columns, [CLS] attends padded
@@ -66,6 +79,13 @@ type Config struct {
 	// (IPCA_models_sin.py), which leaves the prompt path out at prediction.
 	// Off (default): prediction uses the prompts, as the paper says.
 	ReferenceEval bool `json:"reference_eval"`
+	// ReferenceSampling reproduces the reference loader: a slide above
+	// max_patches is cut to its first max_patches patches (and first
+	// max_anchors anchors) in raster order, in training and at prediction.
+	// Off (default): prediction reads every patch up to
+	// max_predict_patches, training draws a spatially uniform random subset
+	// of max_patches per load.
+	ReferenceSampling bool `json:"reference_sampling"`
 	// CLAMConfig holds the clam_sb/clam_mb keys (clam.go); empty for the
 	// other variants.
 	CLAMConfig
@@ -76,21 +96,33 @@ func DefaultConfig() Config {
 	return Config{
 		Variant: VariantIPCA, InDim: DefaultInDim, EDim: DefaultEDim, Depth: DefaultDepth,
 		Heads: DefaultHeads, MLPRatio: DefaultMLPRatio, Prompts: DefaultPrompts,
-		MaxAnchors: DefaultMaxAnchors, MaxPatches: DefaultMaxPatches, MaxIHC: DefaultMaxIHC,
+		MaxAnchors: DefaultMaxAnchors, MaxPatches: DefaultMaxPatches, MaxPredictPatches: DefaultMaxPredictPatches, MaxIHC: DefaultMaxIHC,
 		PPK: DefaultPPK, Classes: DefaultClasses, MaskRatio: DefaultMaskRatio,
 		Dropout: DefaultDropout, LayerNormEps: DefaultLayerNormEps,
 	}
 }
 
 // ReferenceCodeConfig is the reference code's main IPCA setting: 128
-// prompts, no kernel masking, and both reference-compatibility switches.
+// prompts, no kernel masking, dropout 0 (its --dropout default), and the
+// reference-compatibility switches (padding, evaluation, first-N sampling).
 func ReferenceCodeConfig() Config {
 	c := DefaultConfig()
 	c.Prompts = 128
 	c.MaskRatio = 0
 	c.ReferencePadding = true
 	c.ReferenceEval = true
+	c.ReferenceSampling = true
 	return c
+}
+
+// PredictPatches is the most patches one prediction reads: max_patches
+// under the reference's sampling or padding (it pads every slide to
+// max_patches), else max_predict_patches (never below max_patches).
+func (c Config) PredictPatches() int {
+	if c.ReferenceSampling || c.ReferencePadding {
+		return c.MaxPatches
+	}
+	return max(c.MaxPredictPatches, c.MaxPatches)
 }
 
 // Normalized is the config with the variant's own keys filled in where
@@ -127,8 +159,10 @@ func (c Config) Validate() error {
 	if spec.HasPrompts && c.Prompts <= 0 {
 		bad("num_prompts %d", c.Prompts)
 	}
-	if c.MaxAnchors <= 0 || c.MaxPatches <= 0 || c.MaxIHC <= 0 || c.PPK <= 0 {
-		bad("max_anchors %d, max_patches %d, max_ihc_patches %d, patches_per_anchor %d must be positive", c.MaxAnchors, c.MaxPatches, c.MaxIHC, c.PPK)
+	if c.MaxAnchors <= 0 || c.MaxPatches <= 0 || c.MaxIHC <= 0 || c.PPK <= 0 || c.MaxPredictPatches <= 0 {
+		bad("max_anchors %d, max_patches %d, max_predict_patches %d, max_ihc_patches %d, patches_per_anchor %d must be positive", c.MaxAnchors, c.MaxPatches, c.MaxPredictPatches, c.MaxIHC, c.PPK)
+	} else if c.MaxPredictPatches > MaxPredictPatchesLimit {
+		bad("max_predict_patches %d (at most %d)", c.MaxPredictPatches, MaxPredictPatchesLimit)
 	}
 	if c.MaskRatio < 0 || c.MaskRatio >= 1 {
 		bad("mask_ratio %g (0 ≤ r < 1)", c.MaskRatio)

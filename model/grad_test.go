@@ -1,6 +1,7 @@
 package model
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -14,10 +15,26 @@ func TestGradientsMatchFiniteDifferences(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	type run struct {
+		v    string
+		drop float64
+	}
+	var runs []run
 	for _, v := range Variants {
-		t.Run(v, func(t *testing.T) {
+		runs = append(runs, run{v, 0})
+	}
+	// With dropout the masks are fixed by the step's seed, so the loss is a
+	// smooth function of the parameters for that seed.
+	runs = append(runs, run{VariantIPCA, 0.3}, run{VariantABMIL, 0.3})
+	for _, r := range runs {
+		v := r.v
+		name := v
+		if r.drop > 0 {
+			name = fmt.Sprintf("%s/dropout=%g", v, r.drop)
+		}
+		t.Run(name, func(t *testing.T) {
 			c := DefaultConfig()
-			c.Variant = v
+			c.Variant, c.Dropout = v, r.drop
 			c.InDim, c.EDim, c.Depth, c.Heads, c.Prompts, c.MLPRatio = 6, 8, 2, 2, 3, 2
 			c.MaxAnchors, c.MaxPatches, c.MaxIHC = 4, 16, 16
 			rt, err := NewRuntime(c, be)
@@ -39,7 +56,7 @@ func TestGradientsMatchFiniteDifferences(t *testing.T) {
 			// straddles such a jump and is skipped; an example where many do
 			// sits on a near-tie and is replaced by another.
 			loss := func(e *Example) float64 {
-				g, err := rt.Grad(p, e, nil)
+				g, err := rt.GradSeed(p, e, nil, 42)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -61,7 +78,7 @@ func TestGradientsMatchFiniteDifferences(t *testing.T) {
 			tol := func(fd float64) float64 { return 2e-3 + 3e-2*math.Abs(fd) }
 			for try := 0; try < 5; try++ {
 				e := randomExample(c, rng, 9, 3, 7, 1)
-				g, err := rt.Grad(p, e, nil)
+				g, err := rt.GradSeed(p, e, nil, 42)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -98,5 +115,55 @@ func TestGradientsMatchFiniteDifferences(t *testing.T) {
 			}
 			t.Fatal("every example drawn sat near an orientation tie")
 		})
+	}
+}
+
+// Dropout is on in training steps only: a step's masks follow its seed
+// (same seed, same loss and gradients; another seed, another loss), and
+// prediction with a dropout config equals prediction without dropout.
+func TestDropout(t *testing.T) {
+	be, err := NewBackend("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := tinyConfig(VariantIPCA)
+	c.Dropout = 0.1 // the reference runs' setting
+	rt, err := NewRuntime(c, be)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	off := c
+	off.Dropout = 0
+	rt0, err := NewRuntime(off, be)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt0.Close()
+	p := InitParams(c, 3)
+	rng := rand.New(rand.NewPCG(1, 2))
+	e := randomExample(c, rng, 20, 3, 10, 2)
+	a, err := rt.GradSeed(p, e, nil, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := rt.GradSeed(p, e, nil, 7)
+	d, _ := rt.GradSeed(p, e, nil, 8)
+	ref, _ := rt0.GradSeed(p, e, nil, 7)
+	if a.Loss != b.Loss || a.Grads[0][0] != b.Grads[0][0] {
+		t.Errorf("same seed: loss %v then %v", a.Loss, b.Loss)
+	}
+	if a.Loss == d.Loss || a.Loss == ref.Loss {
+		t.Errorf("dropout masks do not change the loss: seed 7 %v, seed 8 %v, no dropout %v", a.Loss, d.Loss, ref.Loss)
+	}
+	pa, err := rt.Predict(p, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, _ := rt0.Predict(p, e)
+	for i := range pa.Logits {
+		if pa.Logits[i] != pb.Logits[i] {
+			t.Fatalf("prediction with dropout %v, without %v", pa.Logits, pb.Logits)
+		}
 	}
 }

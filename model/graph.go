@@ -44,11 +44,35 @@ type forwardOut struct {
 	loss func(label *Node) *Node
 }
 
-// builder holds the parameter nodes of one graph, by reference name.
+// builder holds the parameter nodes of one graph, by reference name, and
+// for a training graph with dropout the random generator's state.
 type builder struct {
 	c    Config
 	spec VariantSpec
 	p    map[string]*Node
+	rng  *Node // RNG state: dropout applies (nil: no dropout, as at prediction)
+}
+
+// drop is inverted dropout with the config's rate where the builder has a
+// random state (training with dropout > 0), else x: each element is zeroed
+// with probability p and the rest scaled by 1/(1−p), as torch's
+// nn.Dropout in train mode. The reference applies it after every output
+// projection (proj, proj_i, proj_i2: its proj_drop*) and in the MLPs after
+// the GELU and after fc2; its attn_drop is built but never applied, so
+// attention weights are not dropped here either.
+func (b *builder) drop(x *Node) *Node { return b.dropP(x, b.c.Dropout) }
+
+// dropP is drop with rate p (CLAM's attention nets drop 0.25 whenever
+// dropout is set).
+func (b *builder) dropP(x *Node, p float64) *Node {
+	if b.rng == nil || p <= 0 {
+		return x
+	}
+	var u *Node
+	b.rng, u = RandomUniform(b.rng, x.Shape())
+	keep := GreaterOrEqual(u, Scalar(x.Graph(), x.DType(), p))
+	mask := Where(keep, Scalar(x.Graph(), x.DType(), 1/(1-p)), ScalarZero(x.Graph(), x.DType()))
+	return Mul(x, StopGradient(mask))
 }
 
 func newBuilder(c Config, specs []ParamSpec, nodes []*Node) *builder {
@@ -89,7 +113,7 @@ func gelu(x *Node) *Node {
 }
 
 func (b *builder) mlp(name string, x *Node) *Node {
-	return b.linear(name+".fc2", gelu(b.linear(name+".fc1", x)))
+	return b.drop(b.linear(name+".fc2", b.drop(gelu(b.linear(name+".fc1", x)))))
 }
 
 // qkv projects x [n, D] and splits it into q, k, v of [H, n, hd]
@@ -179,6 +203,10 @@ func (b *builder) anchorForward(he heInputs, ihc *ihcInputs, withPrompts bool) f
 		// Anchor←patch (eq. 1): scaled logits, then the main orientation of
 		// each (head, anchor) from Σ|logit| per sector (no gradient through
 		// the argmax), the re-oriented polar bias and the distance bias.
+		// The biases are added after the 1/√d_head scaling and the mask
+		// fill, as the reference code does; the paper's eq. 1/3 put them
+		// inside (Q·Kᵀ + Φ)/√d_e — the same family of functions with Φ
+		// rescaled, but another initial bias strength (README "Bias terms").
 		L := b.scores(kq, k) // [H, K, N+1]
 		S := Einsum("haj,ajo->hao", Abs(StopGradient(L)), polOHMasked)
 		main := ArgMax(S, -1, dtypes.Int32) // [H, K]
@@ -192,7 +220,7 @@ func (b *builder) anchorForward(he heInputs, ihc *ihcInputs, withPrompts bool) f
 		distBias = TransposeAllAxes(distBias, 2, 0, 1)                                // [H, K, N+1]
 		bias := Add(polBias, distBias)
 		aLogits := Add(fillWhere(L, he.keep, fillAnchorPatch), bias)
-		kOut := b.linear(p+"attn.proj", b.attend(aLogits, v))
+		kOut := b.drop(b.linear(p+"attn.proj", b.attend(aLogits, v)))
 
 		// Patch←anchor (eq. 3) with the transposed biases.
 		Lx := b.scores(q, kk) // [H, N+1, K]
@@ -200,7 +228,7 @@ func (b *builder) anchorForward(he heInputs, ihc *ihcInputs, withPrompts bool) f
 		if i == c.Depth-1 {
 			lastAttn = clsPatchAttention(Softmax(xLogits, -1), Softmax(aLogits, -1))
 		}
-		xOut := b.linear(p+"attn.proj", b.attend(xLogits, kv))
+		xOut := b.drop(b.linear(p+"attn.proj", b.attend(xLogits, kv)))
 
 		var pq, pk, pv *Node
 		if b.spec.HasPrompts && (withPrompts || ix != nil) {
@@ -215,7 +243,7 @@ func (b *builder) anchorForward(he heInputs, ihc *ihcInputs, withPrompts bool) f
 			pl := b.scores(q, pk) // [H, N+1, P]
 			rowKeep := BroadcastToDims(ExpandAxes(ExpandAxes(he.rows, 0), -1), pl.Shape().Dimensions...)
 			pl = Where(GreaterThan(rowKeep, ScalarZero(g, dtypes.Float32)), pl, Scalar(g, dtypes.Float32, fillOther))
-			xOut = Add(xOut, b.linear(p+"attn.proj", b.attend(pl, pv)))
+			xOut = Add(xOut, b.drop(b.linear(p+"attn.proj", b.attend(pl, pv))))
 		}
 
 		if ix != nil {
@@ -224,9 +252,9 @@ func (b *builder) anchorForward(he heInputs, ihc *ihcInputs, withPrompts bool) f
 			ixn := b.layerNorm(p+"norm1_i", ix)
 			iq, ik, iv := b.qkv(p+"attn.qkv_i", ixn)
 			pLogits := fillWhere(b.scores(pq, ik), ExpandAxes(ihc.keep, 0), fillOther) // [H, P, M+1]
-			pOut := b.linear(p+"attn.proj_i", b.attend(pLogits, iv))
+			pOut := b.drop(b.linear(p+"attn.proj_i", b.attend(pLogits, iv)))
 			_, k2, v2 := b.qkv(p+"attn.qkv_i2", pOut)
-			iOut := b.linear(p+"attn.proj_i2", b.attend(b.scores(iq, k2), v2))
+			iOut := b.drop(b.linear(p+"attn.proj_i2", b.attend(b.scores(iq, k2), v2)))
 			ix = Add(ixn, iOut)
 			ix = Add(ix, b.mlp(p+"mlp_i", b.layerNorm(p+"norm2_i", ix)))
 		}
@@ -266,7 +294,7 @@ func clsPatchAttention(xa, ap *Node) *Node {
 // score = w·(tanh(Va h) ⊙ σ(Ub h)); softmax over real patches; the
 // attention-weighted mean of h goes to the classifier.
 func (b *builder) abmil(he heInputs) forwardOut {
-	h := Max(b.linear("abmil.fc", he.feats), ScalarZero(he.feats.Graph(), dtypes.Float32))
+	h := b.drop(Max(b.linear("abmil.fc", he.feats), ScalarZero(he.feats.Graph(), dtypes.Float32))) // CLAM's dropout after fc
 	gate := Mul(Tanh(b.linear("abmil.attention_a", h)), Sigmoid(b.linear("abmil.attention_b", h)))
 	s := Reshape(b.linear("abmil.attention_c", gate), -1) // [N]
 	s = fillWhere2(s, he.mask, fillOther)

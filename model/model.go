@@ -76,11 +76,6 @@ func NewRuntime(c Config, backend compute.Backend) (*Runtime, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	if c.Dropout > 0 && !c.Spec().checksCLAM {
-		// CLAM configs may name a dropout (its state_dict names depend on
-		// it) and predict; Grad refuses to train with it.
-		return nil, fmt.Errorf("model: dropout %g: dropout is not implemented yet (the reference trains with 0)", c.Dropout)
-	}
 	r := &Runtime{Config: c, Backend: backend, specs: c.Specs()}
 	np := len(r.specs)
 	// Forward graphs: params, then the H&E inputs, then (training forward)
@@ -118,6 +113,9 @@ func NewRuntime(c Config, backend compute.Backend) (*Runtime, error) {
 			rest = rest[2:]
 		}
 		label := rest[0]
+		if c.Dropout > 0 {
+			b.rng = rest[1] // dropout's random state, one per step
+		}
 		out := b.forward(he, ihc, c.HasPrompts())
 		loss := crossEntropy(out.logits, label, c.Classes)
 		if out.loss != nil {
@@ -248,7 +246,7 @@ func (r *Runtime) Predict(p *Params, e *Example) (Prediction, error) {
 	if err := r.checkParams(p); err != nil {
 		return Prediction{}, err
 	}
-	if err := e.Check(r.Config); err != nil {
+	if err := e.CheckPredict(r.Config); err != nil {
 		return Prediction{}, err
 	}
 	pk := pack(r.Config, e, nil, false)
@@ -300,8 +298,15 @@ type GradResult struct {
 }
 
 // Grad computes loss and gradients for one example. anchorsKept is the
-// kernel-masking draw (nil: all anchors).
+// kernel-masking draw (nil: all anchors). With dropout in the config its
+// masks come from seed 0: use GradSeed in training.
 func (r *Runtime) Grad(p *Params, e *Example, anchorsKept []int) (GradResult, error) {
+	return r.GradSeed(p, e, anchorsKept, 0)
+}
+
+// GradSeed is Grad with the dropout masks drawn from seed (ignored without
+// dropout).
+func (r *Runtime) GradSeed(p *Params, e *Example, anchorsKept []int, seed uint64) (GradResult, error) {
 	if err := r.checkParams(p); err != nil {
 		return GradResult{}, err
 	}
@@ -310,9 +315,6 @@ func (r *Runtime) Grad(p *Params, e *Example, anchorsKept []int) (GradResult, er
 	}
 	if e.Label < 0 {
 		return GradResult{}, fmt.Errorf("model: %s: no label", e.ID)
-	}
-	if r.Config.Dropout > 0 {
-		return GradResult{}, fmt.Errorf("model: dropout %g: training with dropout is not implemented yet; train with dropout 0 (the default)", r.Config.Dropout)
 	}
 	if r.Config.HasIHC() && e.M == 0 {
 		return GradResult{}, fmt.Errorf("model: %s: the %s variant trains on paired IHC, and this case has no IHC patches", e.ID, r.Config.Variant)
@@ -323,6 +325,9 @@ func (r *Runtime) Grad(p *Params, e *Example, anchorsKept []int) (GradResult, er
 		args = append(args, r.ihcTensors(pk)...)
 	}
 	args = append(args, tensors.FromScalar(int32(e.Label)))
+	if r.Config.Dropout > 0 {
+		args = append(args, rngState(seed))
+	}
 	outs, err := r.call(r.grad, args)
 	if err != nil {
 		return GradResult{}, fmt.Errorf("model: %s: %w", e.ID, err)
@@ -356,6 +361,21 @@ func (r *Runtime) call(e *Exec, args []any) (outs []*tensors.Tensor, err error) 
 		return nil, panicErr
 	}
 	return outs, execErr
+}
+
+// rngState is a Philox state for the graph's random ops from a seed
+// (SplitMix64 over it: distinct seeds give unrelated states).
+func rngState(seed uint64) *tensors.Tensor {
+	st := make([]uint64, 3)
+	x := seed
+	for i := range st {
+		x += 0x9e3779b97f4a7c15
+		z := x
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+		z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+		st[i] = z ^ (z >> 31)
+	}
+	return tensors.FromFlatDataAndDimensions(st, 3)
 }
 
 func finalize(ts []*tensors.Tensor) {

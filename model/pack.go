@@ -22,13 +22,27 @@ type Example struct {
 	Label int
 }
 
-// Check validates an example's sizes against the config.
-func (e *Example) Check(c Config) error {
+// Check validates an example's sizes against the config, for a training
+// step (at most max_patches H&E patches).
+func (e *Example) Check(c Config) error { return e.check(c, false) }
+
+// CheckPredict validates an example for prediction (at most
+// c.PredictPatches() H&E patches).
+func (e *Example) CheckPredict(c Config) error { return e.check(c, true) }
+
+func (e *Example) check(c Config, predict bool) error {
+	limit, key := c.MaxPatches, "max_patches"
+	if predict {
+		limit = c.PredictPatches()
+		if limit > c.MaxPatches {
+			key = "max_predict_patches"
+		}
+	}
 	switch {
 	case e.N <= 0:
 		return fmt.Errorf("model: %s: no H&E patches", e.ID)
-	case e.N > c.MaxPatches:
-		return fmt.Errorf("model: %s: %d H&E patches, more than max_patches %d", e.ID, e.N, c.MaxPatches)
+	case e.N > limit:
+		return fmt.Errorf("model: %s: %d H&E patches, more than %s %d", e.ID, e.N, key, limit)
 	case len(e.HE) != e.N*c.InDim:
 		return fmt.Errorf("model: %s: H&E features hold %d values, want %d×%d (in_dim)", e.ID, len(e.HE), e.N, c.InDim)
 	case e.M > c.MaxIHC:
@@ -70,27 +84,38 @@ type packed struct {
 	ihcKeep    []float32 // MB+1
 }
 
-// bucket rounds n up to a power of two (at least 16), capped at max: the
-// padded sizes the graphs are compiled for, so that a few compilations
-// serve every slide.
+// bucket rounds n up to a power of two (at least 16) up to 2048, and above
+// that to a multiple of an eighth of the next power of two (at most 12.5 %
+// padding on a whole slide of 20k–50k patches), capped at max: the padded
+// sizes the graphs are compiled for, so that a few compilations serve
+// every slide.
 func bucket(n, max int) int {
 	if n <= 16 {
 		return min(16, max)
 	}
-	b := 1 << bits.Len(uint(n-1))
-	return min(b, max)
+	if n <= 2048 {
+		return min(1<<bits.Len(uint(n-1)), max)
+	}
+	step := 1 << (bits.Len(uint(n-1)) - 3)
+	return min((n+step-1)/step*step, max)
 }
 
 // pack pads an example. anchorsKept lists the anchors used (nil: all);
 // under ReferencePadding it lists anchor slots 0..MaxAnchors−1, where slots
-// ≥ K are padding. withIHC adds the IHC inputs.
+// ≥ K are padding. withIHC adds the IHC inputs. An example of up to
+// max_patches patches is padded as a training step's; a larger one (a
+// prediction, up to c.PredictPatches()) to its own bucket.
 func pack(c Config, e *Example, anchorsKept []int, withIHC bool) *packed {
 	p := &packed{}
 	in := c.InDim
+	limit := c.MaxPatches
+	if e.N > limit {
+		limit = c.PredictPatches()
+	}
 	if c.ReferencePadding {
 		p.NB = c.MaxPatches
 	} else {
-		p.NB = bucket(e.N, c.MaxPatches)
+		p.NB = bucket(e.N, limit)
 	}
 	p.he = make([]float32, p.NB*in)
 	copy(p.he, e.HE)

@@ -40,19 +40,35 @@ type TrainConfig struct {
 	EffectiveBatch int     `json:"effective_batch"` // slides per optimiser step (gradient accumulation)
 	ClassBalanced  bool    `json:"class_balanced"`  // inverse-frequency class sampling (with replacement)
 	Seed           uint64  `json:"seed"`
+	// Schedule is ScheduleCosine (default: warm-up, then cosine from lr to
+	// min_lr over the run's optimiser steps) or ScheduleEpochCosine (the
+	// reference's CosineAnnealingLR, stepped once per epoch before it).
+	Schedule string `json:"lr_schedule"`
+	// CosineEpochs is ScheduleEpochCosine's T_max (0: epochs). The
+	// reference sets it to --epochs (50) and trains to --end-epoch (100), so
+	// the rate falls to min_lr at T_max and comes back up to lr by 2·T_max.
+	CosineEpochs int `json:"cosine_epochs"`
 }
+
+// Learning-rate schedules.
+const (
+	ScheduleCosine      = "cosine"
+	ScheduleEpochCosine = "epoch-cosine"
+)
 
 // DefaultTrainConfig is the paper's setting.
 func DefaultTrainConfig() TrainConfig {
 	return TrainConfig{Optimizer: OptAdam, LR: 1e-4, MinLR: 1e-6, Epochs: 100, Patience: 20,
-		EffectiveBatch: 16, ClassBalanced: true, Seed: 2024}
+		EffectiveBatch: 16, ClassBalanced: true, Seed: 2024, Schedule: ScheduleCosine}
 }
 
-// ReferenceTrainConfig is the reference code's: AdamW lr 1e-5, wd 1e-4,
-// cosine to 1e-6, batch 1.
+// ReferenceTrainConfig is the reference code's (IPCA_main.py): AdamW lr
+// 1e-5, wd 1e-4, batch 1, CosineAnnealingLR(T_max = --epochs 50,
+// eta_min 1e-6) stepped once per epoch, training to --end-epoch 100.
 func ReferenceTrainConfig() TrainConfig {
 	t := DefaultTrainConfig()
 	t.Optimizer, t.LR, t.WeightDecay, t.EffectiveBatch = OptAdamW, 1e-5, 1e-4, 1
+	t.Schedule, t.CosineEpochs, t.Epochs = ScheduleEpochCosine, 50, 100
 	return t
 }
 
@@ -63,10 +79,40 @@ func (t TrainConfig) Validate() error {
 		return fmt.Errorf("model: optimizer %q (adam or adamw)", t.Optimizer)
 	case t.LR <= 0 || t.MinLR < 0 || t.MinLR > t.LR:
 		return fmt.Errorf("model: learning rate %g → %g", t.LR, t.MinLR)
-	case t.Epochs <= 0 || t.EffectiveBatch <= 0 || t.WarmupEpochs < 0 || t.Patience < 0 || t.WeightDecay < 0:
-		return fmt.Errorf("model: epochs %d, effective batch %d, warm-up %d, patience %d, weight decay %g", t.Epochs, t.EffectiveBatch, t.WarmupEpochs, t.Patience, t.WeightDecay)
+	case t.Epochs <= 0 || t.EffectiveBatch <= 0 || t.WarmupEpochs < 0 || t.Patience < 0 || t.WeightDecay < 0 || t.CosineEpochs < 0:
+		return fmt.Errorf("model: epochs %d, effective batch %d, warm-up %d, patience %d, weight decay %g, cosine epochs %d", t.Epochs, t.EffectiveBatch, t.WarmupEpochs, t.Patience, t.WeightDecay, t.CosineEpochs)
+	case t.Schedule != "" && t.Schedule != ScheduleCosine && t.Schedule != ScheduleEpochCosine:
+		return fmt.Errorf("model: lr_schedule %q (%s or %s)", t.Schedule, ScheduleCosine, ScheduleEpochCosine)
+	case t.Schedule == ScheduleEpochCosine && t.WarmupEpochs > 0:
+		return fmt.Errorf("model: lr_schedule %s has no warm-up (the reference's main run uses none); set warmup_epochs 0", ScheduleEpochCosine)
 	}
 	return nil
+}
+
+// EpochCosineLR is the learning rate of epoch e (0-based) under the
+// reference's schedule: torch's CosineAnnealingLR(T_max = tMax, eta_min =
+// minLR) stepped once before each epoch, so epoch e runs at step e+1:
+// minLR + (lr − minLR)·(1 + cos(π·(e+1)/tMax))/2. Past tMax the cosine
+// rises again (back to lr at 2·tMax), as the reference's 100 epochs over
+// T_max 50 do.
+func EpochCosineLR(e, tMax int, lr, minLR float64) float64 {
+	if tMax <= 0 {
+		return lr
+	}
+	return minLR + 0.5*(lr-minLR)*(1+math.Cos(math.Pi*float64(e+1)/float64(tMax)))
+}
+
+// lrAt is the rate of an optimiser update at step s (of total, warm-up
+// warm) in epoch e.
+func (t TrainConfig) lrAt(e, s, total, warm int) float64 {
+	if t.Schedule == ScheduleEpochCosine {
+		tMax := t.CosineEpochs
+		if tMax == 0 {
+			tMax = t.Epochs
+		}
+		return EpochCosineLR(e, tMax, t.LR, t.MinLR)
+	}
+	return CosineLR(s, total, warm, t.LR, t.MinLR)
 }
 
 // EpochLog is one line of log.jsonl.
@@ -176,7 +222,11 @@ func (t *Trainer) Fit(ctx context.Context, train, val Source) (TrainResult, erro
 			if c.Spec().NeedsAnchors && c.MaskRatio > 0 {
 				kept = maskAnchors(c, ex.K, c.MaskRatio, rng)
 			}
-			res, err := t.Runtime.Grad(params, ex, kept)
+			var seed uint64
+			if c.Dropout > 0 { // drawn only then: runs without dropout keep their streams
+				seed = rng.Uint64()
+			}
+			res, err := t.Runtime.GradSeed(params, ex, kept, seed)
 			if err != nil {
 				return TrainResult{}, err
 			}
@@ -192,7 +242,7 @@ func (t *Trainer) Fit(ctx context.Context, train, val Source) (TrainResult, erro
 			}
 			acc++
 			if acc == tc.EffectiveBatch || i == len(order)-1 {
-				lr = CosineLR(int(opt.Step), total, warm, tc.LR, tc.MinLR)
+				lr = tc.lrAt(epoch, int(opt.Step), total, warm)
 				inv := 1 / float32(acc)
 				for _, g := range grads {
 					for j := range g {

@@ -3,6 +3,7 @@ package model
 import (
 	"context"
 	"errors"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -158,6 +159,73 @@ func TestTrainReproducibleAndLearns(t *testing.T) {
 			if x.Logits[k] != y.Logits[k] {
 				t.Fatalf("reloaded weights predict %v, trained %v", y.Logits, x.Logits)
 			}
+		}
+	}
+}
+
+// torchCosineStep is torch's CosineAnnealingLR.get_lr, the recursive form
+// step() applies (written from PyTorch's documented recurrence): from the
+// rate cur at step t−1 to step t.
+func torchCosineStep(cur, base, minLR float64, t, tMax int) float64 {
+	switch {
+	case t == 0:
+		return base
+	case (t-1-tMax)%(2*tMax) == 0:
+		return cur + (base-minLR)*(1-math.Cos(math.Pi/float64(tMax)))/2
+	}
+	return (1+math.Cos(math.Pi*float64(t)/float64(tMax)))/(1+math.Cos(math.Pi*float64(t-1)/float64(tMax)))*(cur-minLR) + minLR
+}
+
+// The reference schedule: CosineAnnealingLR(T_max 50, eta_min 1e-6)
+// stepped before each of 100 epochs equals torch's recurrence, reaches
+// min_lr at epoch 49 and climbs back to lr by epoch 99; a training run
+// logs those rates per epoch.
+func TestEpochCosineSchedule(t *testing.T) {
+	tc := ReferenceTrainConfig()
+	if tc.Schedule != ScheduleEpochCosine || tc.CosineEpochs != 50 || tc.Epochs != 100 {
+		t.Fatalf("reference schedule %q T_max %d epochs %d", tc.Schedule, tc.CosineEpochs, tc.Epochs)
+	}
+	cur := tc.LR
+	for e := 0; e < tc.Epochs; e++ {
+		cur = torchCosineStep(cur, tc.LR, tc.MinLR, e+1, tc.CosineEpochs)
+		got := tc.lrAt(e, 0, 0, 0)
+		if math.Abs(got-cur) > 1e-12 {
+			t.Fatalf("epoch %d: %g, torch's recurrence %g", e, got, cur)
+		}
+	}
+	for _, c := range []struct {
+		epoch int
+		want  float64
+	}{{49, tc.MinLR}, {99, tc.LR}, {24, (tc.LR + tc.MinLR) / 2}, {74, (tc.LR + tc.MinLR) / 2}} {
+		if got := tc.lrAt(c.epoch, 0, 0, 0); math.Abs(got-c.want) > 1e-12 {
+			t.Errorf("epoch %d: lr %g, want %g", c.epoch, got, c.want)
+		}
+	}
+	bad := tc
+	bad.WarmupEpochs = 2
+	if bad.Validate() == nil {
+		t.Error("warm-up with the epoch schedule accepted")
+	}
+	bad = tc
+	bad.Schedule = "linear"
+	if bad.Validate() == nil {
+		t.Error("unknown schedule accepted")
+	}
+
+	c, small, rt := trainSetup(t)
+	small.Schedule, small.CosineEpochs, small.Epochs, small.LR, small.MinLR = ScheduleEpochCosine, 2, 4, 1e-3, 1e-5
+	tr := &Trainer{Config: c, Train: small, Runtime: rt, Dir: t.TempDir()}
+	if _, err := tr.Fit(context.Background(), newMemSource(c, 8, 1), nil); err != nil {
+		t.Fatal(err)
+	}
+	logs, err := readLog(filepath.Join(tr.Dir, "log.jsonl"))
+	if err != nil || len(logs) != 4 {
+		t.Fatalf("log: %v, %d epochs", err, len(logs))
+	}
+	want := []float64{(1e-3 + 1e-5) / 2, 1e-5, (1e-3 + 1e-5) / 2, 1e-3} // down to min at T_max, back up
+	for i, l := range logs {
+		if math.Abs(l.LR-want[i]) > 1e-12 {
+			t.Errorf("epoch %d logged lr %g, want %g", i, l.LR, want[i])
 		}
 	}
 }

@@ -19,6 +19,20 @@ type AnchorOptions struct {
 	PPK     []int  `json:"ppk"` // patches per anchor values (all eight by default)
 	MaxIter int    `json:"max_iter"`
 	Seed    uint64 `json:"seed"`
+	// MaxPatches > 0 subsamples a slide of more patches on its grid, as
+	// PAMA's extraction does (anchors.GridSubsample; the reference's 4096,
+	// anchors.ReferenceMaxPatches): anchors, diameter and the patches the
+	// model reads (patch_index in anchors.h5) are then those of every f-th
+	// grid row and column. 0 (default): every patch.
+	MaxPatches int `json:"max_patches,omitempty"`
+}
+
+// ReferenceAnchorOptions are the defaults with PAMA's extraction cap of
+// 4096 patches (grid subsampling above it), as reference mode uses.
+func ReferenceAnchorOptions() AnchorOptions {
+	o := DefaultAnchorOptions()
+	o.MaxPatches = anchors.ReferenceMaxPatches
+	return o
 }
 
 // DefaultAnchorOptions: the reference's eight ppk values, 10 iterations,
@@ -35,7 +49,11 @@ func PPKGroup(ppk int) string { return fmt.Sprintf("ppk_%d", ppk) }
 // anchors.h5: per ppk a group ppk_<v> with anchor_index [K] int64 (rows into
 // coords.h5/features), and root attributes with the geometry (diameter and
 // bin width in grid units), the k-means settings and the coordinates'
-// checksum. Same input, same bytes.
+// checksum. With opt.MaxPatches set and exceeded, the slide is first
+// subsampled on its grid (every f-th row and column): anchors.h5 then
+// holds patch_index [N'] (the rows kept, which the model's loader reads
+// alone) and grid_factor f, and the anchors and diameter are those of the
+// rows kept. Same input, same bytes.
 func AnchorSlide(ctx context.Context, in Input, work Work, opt AnchorOptions) Result {
 	start := time.Now()
 	res := Result{Stage: StageAnchors, ID: in.ID, Path: in.Path}
@@ -55,6 +73,19 @@ func AnchorSlide(ctx context.Context, in Input, work Work, opt AnchorOptions) Re
 	if err != nil {
 		return fail(fmt.Errorf("pipeline: %s: %w", in.ID, err))
 	}
+	total := len(ps)
+	var keep []int
+	factor := 1
+	if opt.MaxPatches > 0 {
+		keep, factor = anchors.GridSubsample(ps, opt.MaxPatches)
+	}
+	if factor > 1 {
+		sub := make([]anchors.Pos, len(keep))
+		for i, j := range keep {
+			sub[i] = ps[j]
+		}
+		ps = sub
+	}
 	diam := anchors.Diameter(ps)
 	cfg := anchors.KMeansConfig{MaxIter: opt.MaxIter, Seed: opt.Seed}
 	w, err := store.CreateH5(work.AnchorsH5(in.ID))
@@ -62,11 +93,25 @@ func AnchorSlide(ctx context.Context, in Input, work Work, opt AnchorOptions) Re
 		return fail(err)
 	}
 	defer w.Abort()
+	if factor > 1 {
+		rows := make([]int64, len(keep))
+		for i, j := range keep {
+			rows[i] = int64(j)
+		}
+		if err := w.WriteInt64("patch_index", rows, len(rows)); err != nil {
+			return fail(err)
+		}
+	}
 	for _, ppk := range opt.PPK {
 		if err := ctx.Err(); err != nil {
 			return fail(err)
 		}
 		idx := anchors.Anchors(ps, ppk, cfg)
+		if factor > 1 { // rows of the subsample → rows of coords.h5
+			for i, a := range idx {
+				idx[i] = int64(keep[a])
+			}
+		}
 		if err := w.WriteInt64(PPKGroup(ppk)+"/anchor_index", idx, len(idx)); err != nil {
 			return fail(err)
 		}
@@ -92,10 +137,19 @@ func AnchorSlide(ctx context.Context, in Input, work Work, opt AnchorOptions) Re
 	); err != nil {
 		return fail(err)
 	}
+	if factor > 1 {
+		if err := w.SetAttrs("", store.Attr{Key: "num_patches_total", Value: int64(total)},
+			store.Attr{Key: "grid_factor", Value: int64(factor)}, store.Attr{Key: "max_patches", Value: int64(opt.MaxPatches)}); err != nil {
+			return fail(err)
+		}
+	}
 	if err := w.Commit(); err != nil {
 		return fail(err)
 	}
 	res.NumPatches, res.Elapsed = len(ps), time.Since(start)
+	if factor > 1 {
+		slog.Info("grid-subsampled", "slide", in.ID, "stage", StageAnchors, "patches", total, "kept", len(ps), "factor", factor, "max_patches", opt.MaxPatches)
+	}
 	slog.Info("anchored", "slide", in.ID, "stage", StageAnchors, "patches", len(ps), "diameter", fmt.Sprintf("%.1f", diam), "elapsed", res.Elapsed.Round(time.Millisecond))
 	return res
 }

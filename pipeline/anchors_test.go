@@ -121,7 +121,7 @@ func TestBundleLoader(t *testing.T) {
 	rec, _ := work.ReadSlideRecord("b")
 	n := rec.NumPatches // 24×16 = 384
 	cfg := bundle.DefaultConfig()
-	cfg.MaxPatches, cfg.MaxAnchors = 100, 10
+	cfg.MaxPatches, cfg.MaxAnchors, cfg.Sampling = 100, 10, bundle.SampleFirst
 	for _, cache := range []bool{false, true} {
 		l, err := bundle.NewLoader(cfg, cache)
 		if err != nil {
@@ -168,5 +168,106 @@ func TestBundleLoader(t *testing.T) {
 	TileSlide(context.Background(), in, work, opt)
 	if _, err := l.Load(files, nil); err == nil {
 		t.Log("coordinates unchanged by the new tiling; staleness not exercised")
+	}
+}
+
+// The anchors stage's grid subsample (PAMA's extraction cap, reference
+// mode): a slide over max_patches keeps every f-th grid row and column;
+// anchors.h5 lists those rows, the anchors are among them, and the model's
+// loader reads only them. A spatial bundle of the full slide reaches its
+// bottom, where the first rows in raster order do not.
+func TestAnchorGridSubsample(t *testing.T) {
+	dir := t.TempDir()
+	work, in := tiledEmbedded(t, dir, "g", []image.Rectangle{image.Rect(0, 0, 6144, 4096)})
+	opt := DefaultAnchorOptions()
+	opt.MaxPatches = 100 // 384 patches → factor ⌊√3.84⌋+1 = 2
+	if r := AnchorSlide(context.Background(), in, work, opt); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	rec, _ := work.ReadSlideRecord("g")
+	coords, err := work.ReadCoords("g", rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, _ := anchors.GridPositions(coords, int64(rec.Plan.PatchSizeLevel0))
+	r, err := store.OpenH5(work.AnchorsH5("g"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep, _, err := r.ReadInt64("patch_index")
+	f, _ := r.Attr("", "grid_factor")
+	r.Close()
+	if err != nil || f != int64(2) {
+		t.Fatalf("patch_index: %v, grid_factor %v", err, f)
+	}
+	onGrid := map[int64]bool{}
+	for i, p := range ps {
+		if p.Row%2 == 0 && p.Col%2 == 0 {
+			onGrid[int64(i)] = true
+		}
+	}
+	if len(keep) != len(onGrid) || len(keep) == 0 {
+		t.Fatalf("kept %d rows, %d on the 2-grid", len(keep), len(onGrid))
+	}
+	for _, k := range keep {
+		if !onGrid[k] {
+			t.Fatalf("row %d (%v) kept off the grid", k, ps[k])
+		}
+	}
+	idx, _, err := work.ReadAnchors("g", 18)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(idx) != anchors.NumAnchors(len(keep), 18) {
+		t.Errorf("%d anchors for %d kept patches", len(idx), len(keep))
+	}
+	for _, a := range idx {
+		if !onGrid[a] {
+			t.Fatalf("anchor row %d off the subsample", a)
+		}
+	}
+	l, _ := bundle.NewLoader(bundle.DefaultConfig(), false)
+	sd, err := l.Load(work.SlideFiles("g", "tiny-clip", true), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(sd.Rows, keep) || sd.Total != len(ps) || sd.Subsampled != len(keep) || sd.GridFactor != 2 {
+		t.Fatalf("bundle rows %d (total %d, subsampled %d, factor %d), want the %d kept", sd.N(), sd.Total, sd.Subsampled, sd.GridFactor, len(keep))
+	}
+	// IHC-style loads (no anchors) honour the subsample through Files.Grid.
+	ihc := work.SlideFiles("g", "tiny-clip", false)
+	ihc.Grid = work.AnchorsH5("g")
+	if sd, err := l.Load(ihc, nil); err != nil || !slices.Equal(sd.Rows, keep) {
+		t.Fatalf("IHC-style load: %v", err)
+	}
+
+	// Without the cap: a spatial bundle of 100 reaches the slide's bottom
+	// rows, the first 100 in raster order do not.
+	if r := AnchorSlide(context.Background(), in, work, DefaultAnchorOptions()); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	maxRow := func(sampling string) int32 {
+		cfg := bundle.DefaultConfig()
+		cfg.MaxPatches, cfg.Sampling = 100, sampling
+		l, _ := bundle.NewLoader(cfg, false)
+		sd, err := l.Load(work.SlideFiles("g", "tiny-clip", true), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m int32
+		for _, p := range sd.Patches {
+			m = max(m, p.Row)
+		}
+		return m
+	}
+	var bottom int32
+	for _, p := range ps {
+		bottom = max(bottom, p.Row)
+	}
+	if got := maxRow(bundle.SampleSpatial); got < bottom-1 {
+		t.Errorf("spatial bundle reaches row %d of %d", got, bottom)
+	}
+	if got := maxRow(bundle.SampleFirst); got > bottom/2 {
+		t.Errorf("first-100 bundle reaches row %d of %d", got, bottom)
 	}
 }

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/her2wsi/her2wsi/bundle"
 	"github.com/her2wsi/her2wsi/internal/cases"
@@ -16,6 +18,16 @@ import (
 // AttentionJSON is WORK/slides/<id>/attention.json: the model's attention
 // per patch, for the slide viewer's overlay.
 func (w Work) AttentionJSON(id string) string { return filepath.Join(w.SlideDir(id), "attention.json") }
+
+// ModelAttentionJSON is WORK/slides/<id>/attention/<model id>.json: the
+// same as attention.json for each model that predicted the slide, kept
+// when another model predicts it later (attention.json is the latest).
+func (w Work) ModelAttentionJSON(id, modelID string) string {
+	return filepath.Join(w.SlideDir(id), "attention", modelID+".json")
+}
+
+// AttentionDir is WORK/slides/<id>/attention (ModelAttentionJSON's folder).
+func (w Work) AttentionDir(id string) string { return filepath.Join(w.SlideDir(id), "attention") }
 
 // ViewerURL is the slide viewer's page of slide id (pipeline serve), from
 // the server's root.
@@ -37,10 +49,14 @@ type Attention struct {
 	Prediction      string       `json:"prediction"`
 	Probabilities   []float64    `json:"probabilities"` // 0, 1+, 2+, 3+
 	Model           string       `json:"model,omitempty"`
+	Variant         string       `json:"variant,omitempty"` // the model's variant
+	RunDir          string       `json:"run_dir,omitempty"` // the run folder it was loaded from
+	Time            string       `json:"time,omitempty"`    // when it predicted (RFC 3339)
 }
 
-// writeAttention writes attention.json beside heatmap.png.
-func writeAttention(work Work, id string, sd *bundle.SlideData, attn []float32, probs []float64, predicted int, modelID string) error {
+// writeAttention writes attention.json beside heatmap.png, and the same as
+// attention/<model id>.json.
+func writeAttention(work Work, id string, sd *bundle.SlideData, attn []float32, probs []float64, predicted int, m *LoadedModel, when time.Time) error {
 	rec, err := work.ReadSlideRecord(id)
 	if err != nil {
 		return fmt.Errorf("pipeline: slide %s: attention: %w", id, err)
@@ -54,12 +70,22 @@ func writeAttention(work Work, id string, sd *bundle.SlideData, attn []float32, 
 	if a.PatchSizeLevel0 <= 0 {
 		a.PatchSizeLevel0 = 256
 	}
-	a.Prediction, a.Probabilities, a.Model = cases.LabelName(predicted), probs, modelID
+	a.Prediction, a.Probabilities, a.Model = cases.LabelName(predicted), probs, m.ID
+	a.Variant, a.RunDir, a.Time = m.Info.Variant, m.Info.RunDir, when.UTC().Format(time.RFC3339)
 	b, err := json.Marshal(a)
 	if err != nil {
 		return fmt.Errorf("pipeline: slide %s: attention: %w", id, err)
 	}
-	if err := store.WriteFileAtomic(work.AttentionJSON(id), append(b, '\n'), 0o644); err != nil {
+	b = append(b, '\n')
+	if m.ID != "" && !strings.ContainsAny(m.ID, `/\.`) {
+		if err := os.MkdirAll(work.AttentionDir(id), 0o755); err != nil {
+			return fmt.Errorf("pipeline: slide %s: attention: %w", id, err)
+		}
+		if err := store.WriteFileAtomic(work.ModelAttentionJSON(id, m.ID), b, 0o644); err != nil {
+			return fmt.Errorf("pipeline: slide %s: attention: %w", id, err)
+		}
+	}
+	if err := store.WriteFileAtomic(work.AttentionJSON(id), b, 0o644); err != nil {
 		return fmt.Errorf("pipeline: slide %s: attention: %w", id, err)
 	}
 	return nil

@@ -23,6 +23,10 @@ func checkAttentionJSON(t *testing.T, work pipeline.Work, id string) {
 		t.Errorf("%s: attention.json: %v", id, err)
 		return
 	}
+	// the same kept under the model's id
+	if kept, err := os.ReadFile(work.ModelAttentionJSON(id, a.Model)); err != nil || string(kept) != string(b) || a.Model == "" || a.Time == "" {
+		t.Errorf("%s: attention/%s.json: %v (model %q, time %q)", id, a.Model, err, a.Model, a.Time)
+	}
 	rec, err := work.ReadSlideRecord(id)
 	if err != nil {
 		t.Fatal(err)

@@ -67,4 +67,18 @@ func TestReportLinksViewer(t *testing.T) {
 			t.Errorf("attention.json there %v: report links the viewer %v", withAttention, got)
 		}
 	}
+	// with the model's own attention kept, the link opens that model's
+	row.ModelID = "0123456789ab"
+	if err := os.MkdirAll(work.AttentionDir("s1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(work.ModelAttentionJSON("s1", row.ModelID), []byte(`{"patches":[]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteReport(work, ReportData{Row: row}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(work.ReportHTML("s1")); !strings.Contains(string(b), `<a id="viewer" href="/slides/s1/view?model=0123456789ab">`) {
+		t.Errorf("the report does not link its model's attention:\n%s", b)
+	}
 }

@@ -57,7 +57,14 @@ func writeHeatmap(work Work, id string, sd *bundle.SlideData, attn []float32) er
 	if rec.Slide.MPPX > 0 {
 		umPerPx = rec.Slide.MPPX * float64(w0) / float64(img.W)
 	}
-	drawHeatmap(img, w0, h0, step, coords, sd.Rows, attn, umPerPx)
+	rows := sd.Rows
+	if sd.Owner != nil && len(sd.Owner) == len(coords)/2 {
+		// A fixed spatial subset: each unread patch shows the attention of
+		// the patch read in its stratum (a compact region around it), so
+		// the map covers the tissue without a mesh of gaps.
+		rows, attn = fillStrata(sd.Owner, attn)
+	}
+	drawHeatmap(img, w0, h0, step, coords, rows, attn, umPerPx)
 	if err := WritePNG(work.HeatmapPNG(id), img); err != nil {
 		return fmt.Errorf("pipeline: slide %s: heatmap: %w", id, err)
 	}
@@ -146,3 +153,17 @@ func heatmapLegend(w, h int, umPerPx float64) (leg, fallback raster.Legend) {
 }
 
 func area(r image.Rectangle) int { return r.Dx() * r.Dy() }
+
+// fillStrata expands per-read-patch values to every row that has an owner
+// among the patches read (bundle.SlideData.Owner).
+func fillStrata(owner []int32, attn []float32) ([]int64, []float32) {
+	rows := make([]int64, 0, len(owner))
+	vals := make([]float32, 0, len(owner))
+	for r, k := range owner {
+		if k >= 0 && int(k) < len(attn) {
+			rows = append(rows, int64(r))
+			vals = append(vals, attn[k])
+		}
+	}
+	return rows, vals
+}

@@ -10,41 +10,65 @@ import (
 )
 
 // CaseSource serves a case set's examples to the model from the work folder
-// (it implements model.Source). H&E bundles hold up to max_patches patches
-// and max_anchors anchors; IHC bundles up to max_ihc_patches patches and are
-// loaded only for variants with the IHC branch. Training loads sample
-// patches at random when Sampling is bundle.SampleRandom (evaluation loads
-// always take the first in raster order, as the reference).
+// (it implements model.Source). Training loads hold up to max_patches H&E
+// patches and max_anchors anchors, sampled per load as Sampling says
+// (default spatial: a new spatially uniform random subset each time);
+// evaluation loads are predictions: every patch up to max_predict_patches,
+// a fixed spatially uniform subset above. Under the config's
+// ReferenceSampling both take the first patches in raster order, as the
+// reference loader. IHC bundles hold up to max_ihc_patches patches and are
+// loaded only for training variants with the IHC branch.
 type CaseSource struct {
 	Cases   []cases.Case
 	Work    Work
 	Encoder string
 	Config  model.Config
 
-	first, random, ihcFirst, ihcRandom *bundle.Loader
+	eval, train, ihcTrain *bundle.Loader
 }
 
-// NewCaseSource prepares loaders; sampling is bundle.SampleFirst or
-// SampleRandom for training loads; cache keeps files in memory.
+// NewCaseSource prepares loaders; sampling is bundle.SampleSpatial,
+// SampleFirst or SampleRandom for training loads (empty: first under the
+// config's ReferenceSampling, else spatial); cache keeps files in memory.
 func NewCaseSource(cs []cases.Case, work Work, encoder string, c model.Config, sampling string, cache bool) (*CaseSource, error) {
 	s := &CaseSource{Cases: cs, Work: work, Encoder: encoder, Config: c}
+	if sampling == "" {
+		sampling = TrainSampling(c)
+	}
 	mk := func(maxPatches int, samp string) (*bundle.Loader, error) {
 		return bundle.NewLoader(bundle.Config{PPK: c.PPK, MaxPatches: maxPatches, MaxAnchors: c.MaxAnchors, Sampling: samp}, cache)
 	}
 	var err error
-	if s.first, err = mk(c.MaxPatches, bundle.SampleFirst); err != nil {
+	if s.eval, err = PredictLoader(c, cache); err != nil {
 		return nil, err
 	}
-	if s.random, err = mk(c.MaxPatches, sampling); err != nil {
+	if s.train, err = mk(c.MaxPatches, sampling); err != nil {
 		return nil, err
 	}
-	if s.ihcFirst, err = mk(c.MaxIHC, bundle.SampleFirst); err != nil {
-		return nil, err
-	}
-	if s.ihcRandom, err = mk(c.MaxIHC, sampling); err != nil {
+	if s.ihcTrain, err = mk(c.MaxIHC, sampling); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// TrainSampling is a config's default training sampling: the reference's
+// first-N under ReferenceSampling, else spatially uniform random subsets.
+func TrainSampling(c model.Config) string {
+	if c.ReferenceSampling {
+		return bundle.SampleFirst
+	}
+	return bundle.SampleSpatial
+}
+
+// PredictLoader reads slides for prediction: up to c.PredictPatches()
+// patches, the first ones under ReferenceSampling, else a fixed spatially
+// uniform subset of larger slides.
+func PredictLoader(c model.Config, cache bool) (*bundle.Loader, error) {
+	samp := bundle.SampleSpatial
+	if c.ReferenceSampling {
+		samp = bundle.SampleFirst
+	}
+	return bundle.NewLoader(bundle.Config{PPK: c.PPK, MaxPatches: c.PredictPatches(), MaxAnchors: c.MaxAnchors, Sampling: samp}, cache)
 }
 
 func (s *CaseSource) Len() int        { return len(s.Cases) }
@@ -62,9 +86,11 @@ func (s *CaseSource) Subset(idx []int) *CaseSource {
 // Load reads case i.
 func (s *CaseSource) Load(i int, train bool, rng *rand.Rand) (*model.Example, error) {
 	c := s.Cases[i]
-	he, ihc := s.first, s.ihcFirst
+	he := s.eval
 	if train {
-		he, ihc = s.random, s.ihcRandom
+		he = s.train
+	} else {
+		rng = nil // evaluation: the fixed subset
 	}
 	ex, err := LoadExample(s.Work, s.Encoder, c.HE, s.Config, he, rng)
 	if err != nil {
@@ -75,7 +101,9 @@ func (s *CaseSource) Load(i int, train bool, rng *rand.Rand) (*model.Example, er
 		if c.IHC == "" {
 			return nil, fmt.Errorf("pipeline: case %s has no IHC slide, which the %s model trains on", c.ID, s.Config.Variant)
 		}
-		sd, err := ihc.Load(s.Work.SlideFiles(c.IHC, s.Encoder, false), rng)
+		f := s.Work.SlideFiles(c.IHC, s.Encoder, false)
+		f.Grid = s.Work.AnchorsH5(c.IHC) // its grid subsample, when the anchors stage made one
+		sd, err := s.ihcTrain.Load(f, rng)
 		if err != nil {
 			return nil, fmt.Errorf("pipeline: case %s: IHC slide %s: %w", c.ID, c.IHC, err)
 		}
@@ -85,6 +113,13 @@ func (s *CaseSource) Load(i int, train bool, rng *rand.Rand) (*model.Example, er
 		ex.M, ex.IHC = sd.N(), sd.Features
 	}
 	return ex, nil
+}
+
+// LoadSlideData reads the H&E bundle of slide id as a training load of s
+// (its training sampling and cap), for inspection and tests.
+func LoadSlideData(work Work, encoder, id string, c model.Config, s *CaseSource, rng *rand.Rand) (*bundle.SlideData, error) {
+	_, sd, err := loadExampleRNG(work, encoder, id, c, s.train, rng)
+	return sd, err
 }
 
 // LoadExample reads one H&E slide's bundle as a model example (label −1).

@@ -78,6 +78,10 @@ type PredictRow struct {
 	Predicted int
 	ModelID   string
 	Time      time.Time
+	// Not in predictions.csv: the patches the model read, and a note when
+	// that was not every patch of the slide (for the report).
+	PatchesRead int
+	PatchNote   string
 }
 
 const predictionsHeader = "slide_id,p0,p1,p2,p3,predicted,model_id,time"
@@ -105,7 +109,7 @@ func PredictSlide(ctx context.Context, work Work, encoder, id string, m *LoadedM
 			return PredictRow{}, err
 		}
 	}
-	l, err := bundle.NewLoader(bundle.Config{PPK: m.Config.PPK, MaxPatches: m.Config.MaxPatches, MaxAnchors: m.Config.MaxAnchors, Sampling: bundle.SampleFirst}, false)
+	l, err := PredictLoader(m.Config, false)
 	if err != nil {
 		return PredictRow{}, err
 	}
@@ -129,10 +133,32 @@ func PredictSlide(ctx context.Context, work Work, encoder, id string, m *LoadedM
 	if err := writeHeatmap(work, id, sd, pr.Attention); err != nil {
 		return PredictRow{}, err
 	}
-	if err := writeAttention(work, id, sd, pr.Attention, pr.Probs, pr.Predicted, m.ID); err != nil {
+	now := time.Now()
+	if err := writeAttention(work, id, sd, pr.Attention, pr.Probs, pr.Predicted, m, now); err != nil {
 		return PredictRow{}, err
 	}
-	return PredictRow{SlideID: id, Probs: pr.Probs, Predicted: pr.Predicted, ModelID: m.ID, Time: time.Now()}, nil
+	note := patchNote(sd, m.Config)
+	if note != "" {
+		slog.Info("patches read", "slide", id, "stage", StagePredict, "note", note)
+	}
+	return PredictRow{SlideID: id, Probs: pr.Probs, Predicted: pr.Predicted, ModelID: m.ID, Time: now, PatchesRead: sd.N(), PatchNote: note}, nil
+}
+
+// patchNote says how the patches read relate to the slide's: empty when
+// the model read every patch.
+func patchNote(sd *bundle.SlideData, c model.Config) string {
+	var parts []string
+	if sd.Subsampled < sd.Total {
+		parts = append(parts, fmt.Sprintf("the anchors stage kept every %d-th grid row and column (%d of %d patches, PAMA's extraction cap)", sd.GridFactor, sd.Subsampled, sd.Total))
+	}
+	if sd.N() < sd.Subsampled {
+		if c.ReferenceSampling {
+			parts = append(parts, fmt.Sprintf("the model read the first %d of %d patches in raster order (reference sampling: tissue below them is not seen)", sd.N(), sd.Subsampled))
+		} else {
+			parts = append(parts, fmt.Sprintf("the model read a spatially uniform subset of %d of %d patches (max_predict_patches %d); on the heatmap each other patch shows the value of the patch read in its region", sd.N(), sd.Subsampled, c.PredictPatches()))
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 // WritePredictions writes rows as WORK/predictions.csv, replacing the rows

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"html/template"
+	"net/url"
 	"os"
 	"time"
 
@@ -108,7 +109,7 @@ h2 { font-size: 1.1em; margin-top: 1.5em; }
 </table>
 {{end}}{{end}}<table class="meta">
 <tr><th>slide id</th><td id="slide-id">{{.ID}}</td></tr>
-<tr><th>patches</th><td>{{.Patches}}</td></tr>
+<tr><th>patches</th><td>{{.Patches}}{{if .Row.PatchesRead}}; the model read {{if .Row.PatchNote}}{{.Row.PatchesRead}}<div id="patch-note" class="warn" style="margin-top: .3em">{{.Row.PatchNote}}</div>{{else}}all of them{{end}}{{end}}</td></tr>
 {{if .Tissue}}<tr><th>tissue</th><td>{{.Tissue}} of the slide</td></tr>{{end}}
 {{if .Size}}<tr><th>level 0</th><td>{{.Size}}{{if .MPP}}, {{.MPP}}{{end}}</td></tr>{{end}}
 <tr><th>features</th><td>{{.Encoder}}</td></tr>
@@ -140,6 +141,13 @@ func WriteReport(work Work, d ReportData) error {
 	v.HasQC, v.HasHeat = errQC == nil, errHeat == nil
 	if _, err := os.Stat(work.AttentionJSON(id)); err == nil {
 		v.ViewURL = ViewerURL(id)
+		// the attention of the model this report is about, kept when
+		// another model predicts the slide later
+		if mid := d.Row.ModelID; mid != "" {
+			if _, err := os.Stat(work.ModelAttentionJSON(id, mid)); err == nil {
+				v.ViewURL += "?model=" + url.QueryEscape(mid)
+			}
+		}
 	}
 	if rec, err := work.ReadSlideRecord(id); err == nil {
 		v.Patches = rec.NumPatches

@@ -41,7 +41,7 @@ func (s *TileStage) Plan(in Input, fingerprint func(string) (string, error)) (st
 		return "", nil, err
 	}
 	key, err := StageKey(StageTile, s.opt, map[string]string{"slide": fp})
-	return key, []string{s.work.SlideJSON(in.ID), s.work.CoordsH5(in.ID), s.work.QCPNG(in.ID), s.work.ThumbnailJPG(in.ID)}, err
+	return key, []string{s.work.SlideJSON(in.ID), s.work.CoordsH5(in.ID), s.work.QCPNG(in.ID), s.work.ThumbnailJPG(in.ID), s.work.TissuePNG(in.ID)}, err
 }
 
 func (s *TileStage) Run(ctx context.Context, in Input) Result {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"image/color"
 	"image/jpeg"
 	"image/png"
 	"log/slog"
@@ -174,6 +175,9 @@ func TileSlide(ctx context.Context, in Input, work Work, opt TileOptions) (res R
 	if err := WritePNG(work.QCPNG(in.ID), qc); err != nil {
 		return fail(fmt.Errorf("pipeline: %s: qc.png: %w", in.ID, err))
 	}
+	if err := WriteMask(work.TissuePNG(in.ID), mask); err != nil {
+		return fail(fmt.Errorf("pipeline: %s: tissue.png: %w", in.ID, err))
+	}
 	if len(patches) == 0 {
 		return fail(fmt.Errorf("pipeline: %s: %w (tissue covers %.2f%% of the slide, no %dx%d patch reaches %.0f%% tissue; see %s)",
 			filepath.Base(in.Path), ErrNoTissue, 100*mask.TissueFraction(), opt.Grid.PatchSize, opt.Grid.PatchSize, 100*opt.Grid.MinTissue, work.QCPNG(in.ID)))
@@ -309,6 +313,64 @@ func qcPicture(pic *raster.RGB, mask *tiling.Mask, patches []tiling.Patch, w0, h
 	qc := tiling.DrawQC(pic, mask, boxes)
 	tiling.DrawQCLegend(qc, mask, labels)
 	return qc
+}
+
+// WriteMask writes the tissue mask as a 1-bit PNG (white: tissue),
+// atomically.
+func WriteMask(path string, m *tiling.Mask) error {
+	img := image.NewPaletted(image.Rect(0, 0, m.W, m.H), color.Palette{color.Gray{0}, color.Gray{255}})
+	for i, v := range m.Tissue {
+		if v != 0 {
+			img.Pix[i] = 1
+		}
+	}
+	var buf bytes.Buffer
+	if err := (&png.Encoder{CompressionLevel: png.BestSpeed}).Encode(&buf, img); err != nil {
+		return err
+	}
+	return store.WriteFileAtomic(path, buf.Bytes(), 0o644)
+}
+
+// ReadMask reads a tissue mask written by WriteMask: w×h values, 1 where
+// there is tissue.
+func ReadMask(path string) (w, h int, tissue []uint8, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		return 0, 0, nil, fmt.Errorf("pipeline: %s: %w", filepath.Base(path), err)
+	}
+	b := img.Bounds()
+	w, h = b.Dx(), b.Dy()
+	tissue = make([]uint8, w*h)
+	if p, ok := img.(*image.Paletted); ok { // as WriteMask writes it
+		white := make([]uint8, len(p.Palette))
+		for i, c := range p.Palette {
+			if color.GrayModel.Convert(c).(color.Gray).Y >= 128 {
+				white[i] = 1
+			}
+		}
+		for y := 0; y < h; y++ {
+			row := p.Pix[y*p.Stride : y*p.Stride+w]
+			for x, v := range row {
+				if int(v) < len(white) {
+					tissue[y*w+x] = white[v]
+				}
+			}
+		}
+		return w, h, tissue, nil
+	}
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			if c := color.GrayModel.Convert(img.At(b.Min.X+x, b.Min.Y+y)).(color.Gray); c.Y >= 128 {
+				tissue[y*w+x] = 1
+			}
+		}
+	}
+	return w, h, tissue, nil
 }
 
 // WriteJPEG writes img as a JPEG (quality 90) atomically.

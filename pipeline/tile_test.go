@@ -7,6 +7,7 @@ import (
 	"image"
 	_ "image/jpeg"
 	_ "image/png"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -81,25 +82,37 @@ func TestTileExactPatchSet(t *testing.T) {
 		mpp   float64 // --mpp
 		step  int64   // patch size at level 0
 		level int64
+		dicom bool // as a DICOM series (synth.WriteDICOM), opened from its smallest level's instance
 	}{
-		{"he20x.svs", synth.SlideOptions{Width: 4096, Height: 3072, MPP: 0.5, AppMag: 20, Aperio: true, Pyramid: true, Tissue: gridTissue20}, 0, 256, 0},
-		{"he40x.svs", synth.SlideOptions{Width: 8192, Height: 6144, MPP: 0.25, AppMag: 40, Aperio: true, Pyramid4: true, Tissue: scaled(gridTissue20, 2)}, 0, 512, 0},
-		{"he40x-with20x.svs", synth.SlideOptions{Width: 8192, Height: 6144, MPP: 0.25, AppMag: 40, Aperio: true, Pyramid: true, Tissue: scaled(gridTissue20, 2)}, 0, 512, 1},
-		{"nompp.svs", synth.SlideOptions{Width: 4096, Height: 3072, Aperio: true, Pyramid: true, Tissue: gridTissue20}, 0.5, 256, 0},
-		{"big.tif", synth.SlideOptions{Width: 4096, Height: 3072, MPP: 0.5, BigTIFF: true, Pyramid: true, Tissue: gridTissue20}, 0, 256, 0},
-		{"ihc20x.svs", synth.SlideOptions{Width: 4096, Height: 3072, MPP: 0.5, Aperio: true, Pyramid: true, Stain: "ihc", Tissue: gridTissue20}, 0, 256, 0},
+		{"he20x.svs", synth.SlideOptions{Width: 4096, Height: 3072, MPP: 0.5, AppMag: 20, Aperio: true, Pyramid: true, Tissue: gridTissue20}, 0, 256, 0, false},
+		{"he40x.svs", synth.SlideOptions{Width: 8192, Height: 6144, MPP: 0.25, AppMag: 40, Aperio: true, Pyramid4: true, Tissue: scaled(gridTissue20, 2)}, 0, 512, 0, false},
+		{"he40x-with20x.svs", synth.SlideOptions{Width: 8192, Height: 6144, MPP: 0.25, AppMag: 40, Aperio: true, Pyramid: true, Tissue: scaled(gridTissue20, 2)}, 0, 512, 1, false},
+		{"nompp.svs", synth.SlideOptions{Width: 4096, Height: 3072, Aperio: true, Pyramid: true, Tissue: gridTissue20}, 0.5, 256, 0, false},
+		{"big.tif", synth.SlideOptions{Width: 4096, Height: 3072, MPP: 0.5, BigTIFF: true, Pyramid: true, Tissue: gridTissue20}, 0, 256, 0, false},
+		{"ihc20x.svs", synth.SlideOptions{Width: 4096, Height: 3072, MPP: 0.5, Aperio: true, Pyramid: true, Stain: "ihc", Tissue: gridTissue20}, 0, 256, 0, false},
+		{"he40x-dicom", synth.SlideOptions{Width: 8192, Height: 6144, MPP: 0.25, AppMag: 40, Aperio: true, Pyramid4: true, Tissue: scaled(gridTissue20, 2)}, 0, 512, 0, true},
+		{"he40x-with20x-dicom", synth.SlideOptions{Width: 8192, Height: 6144, MPP: 0.25, AppMag: 40, Aperio: true, Pyramid: true, Tissue: scaled(gridTissue20, 2)}, 0, 512, 1, true},
+		{"nompp-dicom", synth.SlideOptions{Width: 4096, Height: 3072, Pyramid: true, Tissue: gridTissue20}, 0.5, 256, 0, true},
 	}
 	want := expectedCells()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			p := filepath.Join(dir, c.name)
-			if err := synth.WriteSlide(p, c.opt); err != nil {
+			id := slide.ID(p)
+			if c.dicom {
+				os.Mkdir(p, 0o755)
+				files, err := synth.WriteDICOM(p, c.name, c.opt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				p, id = files[len(files)-1], c.name
+			} else if err := synth.WriteSlide(p, c.opt); err != nil {
 				t.Fatal(err)
 			}
 			work := Work{Dir: filepath.Join(dir, "work-"+c.name)}
 			opt := DefaultTileOptions()
 			opt.MPP = c.mpp
-			in := Input{Path: p, ID: slide.ID(p)}
+			in := Input{Path: p, ID: id}
 			r := TileSlide(context.Background(), in, work, opt)
 			if r.Err != nil {
 				t.Fatal(r.Err)
@@ -134,6 +147,18 @@ func TestTileExactPatchSet(t *testing.T) {
 			}
 			if fi, err := os.Stat(work.QCPNG(in.ID)); err != nil || fi.Size() < 1000 {
 				t.Errorf("qc.png: %v", err)
+			}
+			// tissue.png is the mask the grid was chosen on
+			mw, mh, tissue, err := ReadMask(work.TissuePNG(in.ID))
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for _, v := range tissue {
+				n += int(v)
+			}
+			if mw != rec.MaskWidth || mh != rec.MaskHeight || math.Abs(float64(n)/float64(mw*mh)-rec.TissueFraction) > 1e-9 {
+				t.Errorf("tissue.png %dx%d with %d tissue pixels; slide.json: %dx%d, tissue fraction %.4f", mw, mh, n, rec.MaskWidth, rec.MaskHeight, rec.TissueFraction)
 			}
 		})
 	}
@@ -325,7 +350,11 @@ func TestTileRealData(t *testing.T) {
 		{"bci-he-ihc-her2-pairs", "IHC/00901_test_1+.jpg", 0.46, 9, 9, 0.9, 1, ""},
 		{"bci-he-ihc-her2-pairs", "IHC/00345_test_0.jpg", 0.46, 4, 7, 0.35, 0.6, ""},
 		{"bci-he-ihc-her2-pairs", "IHC/00672_test_3+.jpg", 0.46, 5, 8, 0.45, 0.7, ""},
-		{"tcga-xk-aaju-dicom-wsi", "small_dicom.dcm", 0, 0, 0, 0, 0, "unsupported format: DICOM"},
+		// Non-conformant DICOM (frame order inferred: column-major), no
+		// pixel spacing: fails without --mpp; with an assumed 0.5 the
+		// section (about 40 % of the 3236×2638 image, looked at) tiles.
+		{"tcga-xk-aaju-dicom-wsi", "small_dicom.dcm", 0, 0, 0, 0, 0, "--mpp"},
+		{"tcga-xk-aaju-dicom-wsi", "small_dicom.dcm", 0.5, 50, 100, 0.25, 0.55, ""},
 	}
 	qcDir := os.Getenv("HER2WSI_QC_DIR")
 	for _, c := range cases {

@@ -26,7 +26,7 @@ type TrainOptions struct {
 	Out      string // run folder
 	CV       int    // > 0: cross-validate over folds 0..CV−1, then train on all training cases
 	ValFold  int    // without CV: the fold validated on (−1: none, train on all training cases)
-	Sampling string // training patch sampling: bundle.SampleFirst or SampleRandom
+	Sampling string // training patch sampling: bundle.SampleSpatial, SampleFirst or SampleRandom ("": the config's default, TrainSampling)
 	Cache    bool   // keep bundles in memory
 	Runtime  *model.Runtime
 	Epoch    func(run string, l model.EpochLog)

@@ -11,9 +11,12 @@ package pipeline
 //	    coords.h5              tile: coords [N,2] int64, level-0 top-left, + attrs
 //	    qc.png                 tile: thumbnail, tissue outline, kept grid, legend, scale bar
 //	    thumbnail.jpg          tile: the plain picture qc.png and heatmap.png are drawn on
+//	    tissue.png             tile: the tissue mask (1-bit, mask_width×mask_height over the whole slide)
 //	    features/<encoder>.h5  embed: features [N,D] float32 + coords (CLAM/TRIDENT layout)
 //	    anchors.h5             anchors: ppk_<v>/anchor_index [K] int64 + geometry attrs
 //	    heatmap.png            predict: [CLS]→patch attention over thumbnail.jpg
+//	    attention.json         predict: the attention per patch, for the slide viewer (the latest model's)
+//	    attention/<model>.json predict: the same, kept per model
 //	    report.html            predict: the slide's report
 //	    state.json             the runner: per stage status, parameters, key, output stamps
 //	    .lock                  the slide's lock while a process works on it
@@ -44,6 +47,11 @@ func (w Work) SlideJSON(id string) string    { return filepath.Join(w.SlideDir(i
 func (w Work) CoordsH5(id string) string     { return filepath.Join(w.SlideDir(id), "coords.h5") }
 func (w Work) QCPNG(id string) string        { return filepath.Join(w.SlideDir(id), "qc.png") }
 func (w Work) ThumbnailJPG(id string) string { return filepath.Join(w.SlideDir(id), "thumbnail.jpg") }
+
+// TissuePNG is the tile stage's tissue mask (slides tiled before it
+// existed have none; nothing downstream needs it, the slide viewer draws
+// its outline).
+func (w Work) TissuePNG(id string) string { return filepath.Join(w.SlideDir(id), "tissue.png") }
 
 // StateJSON is WORK/slides/<id>/state.json: per stage, what the last run
 // of that stage did to the slide (done, skipped as up to date, or failed),

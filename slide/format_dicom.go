@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -397,6 +398,40 @@ type dcmInstance struct {
 	grid   []int
 	across int
 	down   int
+
+	// orderNote, when set, says how the frame order was decided for a file
+	// that does not state it.
+	orderNote string
+
+	fileMu sync.Mutex
+	file   *os.File // opened on the first frame read, closed with the slide
+}
+
+// readAt reads len(b) bytes at off of the instance's file, kept open
+// between frames.
+func (in *dcmInstance) readAt(b []byte, off int64) error {
+	in.fileMu.Lock()
+	f := in.file
+	if f == nil {
+		var err error
+		if f, err = os.Open(in.path); err != nil {
+			in.fileMu.Unlock()
+			return unwrapPathError(err)
+		}
+		in.file = f
+	}
+	in.fileMu.Unlock()
+	_, err := f.ReadAt(b, off)
+	return unwrapPathError(err)
+}
+
+func (in *dcmInstance) closeFile() {
+	in.fileMu.Lock()
+	defer in.fileMu.Unlock()
+	if in.file != nil {
+		in.file.Close()
+		in.file = nil
+	}
 }
 
 func (in *dcmInstance) kind() string {
@@ -645,7 +680,164 @@ func (in *dcmInstance) layout(perFrame []dcmSet) error {
 		}
 		return nil
 	}
+	if in.dimOrg == "" && n == cells {
+		// Non-conformant: the file says nothing about where its frames go
+		// (pydicom-written TCGA files store them column-major). Infer the
+		// order from the pixels, or refuse.
+		return in.inferOrder()
+	}
 	return fmt.Errorf("%w: DICOM frame layout unknown: %d frames of %dx%d with neither DimensionOrganizationType TILED_FULL nor per-frame plane positions (dimension organization %q; non-conformant file)", ErrUnsupported, n, in.frameW, in.frameH, in.dimOrg)
+}
+
+// Frame order inference for files that say nothing about it.
+const (
+	maxInferFrames = 2048 // frames decoded to decide; a larger file is refused
+	// A candidate order is taken when the steps across its frame borders
+	// are at most seamAccept times the steps beside them inside the frames
+	// (1 for a seamless picture; JPEG blocking adds a little), and the other
+	// order's are at least seamMargin times larger.
+	seamAccept = 2.0
+	seamMargin = 1.5
+)
+
+// inferOrder places the frames of an instance with no
+// DimensionOrganizationType and no per-frame positions, whose frame count
+// fills the matrix exactly once. The only two orders a writer plausibly
+// uses are tried — row-major (TILED_FULL's) and column-major — and the one
+// whose frame borders are continuous with the image on either side wins,
+// when the evidence is clear; otherwise the file is refused. With one row
+// or one column of frames the two agree. in.orderNote says what was done.
+func (in *dcmInstance) inferOrder() error {
+	rowMajor := func(cx, cy int) int { return cy*in.across + cx }
+	colMajor := func(cx, cy int) int { return cx*in.down + cy }
+	set := func(order func(cx, cy int) int) {
+		for cy := 0; cy < in.down; cy++ {
+			for cx := 0; cx < in.across; cx++ {
+				in.grid[cy*in.across+cx] = order(cx, cy)
+			}
+		}
+	}
+	if in.across == 1 || in.down == 1 {
+		set(rowMajor)
+		in.orderNote = "row-major (no DimensionOrganizationType; one row or column of frames, so the order is not in doubt)"
+		return nil
+	}
+	refuse := func(why string) error {
+		return fmt.Errorf("%w: DICOM frame layout unknown: %d frames of %dx%d in a %dx%d grid with neither DimensionOrganizationType nor per-frame plane positions (non-conformant file), and %s", ErrUnsupported, len(in.frames), in.frameW, in.frameH, in.across, in.down, why)
+	}
+	if len(in.frames) > maxInferFrames {
+		return refuse(fmt.Sprintf("too many frames (more than %d) to infer their order from the pixels", maxInferFrames))
+	}
+	if in.frameW < 2 || in.frameH < 2 {
+		return refuse("frames too small to infer their order from the pixels")
+	}
+	defer in.closeFile()
+	// Only the two outer lines on each side of a frame are looked at: keep
+	// those, decoding every frame into one buffer.
+	frames := make([]frameEdges, len(in.frames))
+	buf := make([]byte, in.frameW*in.frameH*3)
+	for i := range frames {
+		if err := decodeFrame(in, i, buf); err != nil {
+			return err
+		}
+		frames[i] = newFrameEdges(buf, in.frameW, in.frameH)
+	}
+	row := in.seamRatio(frames, rowMajor)
+	col := in.seamRatio(frames, colMajor)
+	switch {
+	case row <= seamAccept && col > seamMargin*row:
+		set(rowMajor)
+		in.orderNote = fmt.Sprintf("row-major, inferred from image continuity (no DimensionOrganizationType or plane positions): steps across frame borders %.2fx those inside frames, %.2fx column-major", row, col)
+	case col <= seamAccept && row > seamMargin*col:
+		set(colMajor)
+		in.orderNote = fmt.Sprintf("column-major, inferred from image continuity (no DimensionOrganizationType or plane positions): steps across frame borders %.2fx those inside frames, %.2fx row-major", col, row)
+	default:
+		return refuse(fmt.Sprintf("the pixels do not tell the order (steps across frame borders %.2fx those inside frames row-major, %.2fx column-major)", row, col))
+	}
+	return nil
+}
+
+// frameEdges are the rows and columns 0, 1, n-2 and n-1 of a decoded frame.
+type frameEdges struct {
+	w, h       int
+	rows, cols [4][]byte // packed RGB lines
+}
+
+func newFrameEdges(pix []byte, w, h int) frameEdges {
+	e := frameEdges{w: w, h: h}
+	for k, y := range [4]int{0, 1, h - 2, h - 1} {
+		e.rows[k] = slices.Clone(pix[y*w*3 : (y+1)*w*3])
+	}
+	for k, x := range [4]int{0, 1, w - 2, w - 1} {
+		col := make([]byte, 3*h)
+		for y := 0; y < h; y++ {
+			copy(col[3*y:3*y+3], pix[(y*w+x)*3:])
+		}
+		e.cols[k] = col
+	}
+	return e
+}
+
+// at is channel c of pixel (x, y), which must lie on a kept row or column.
+func (e frameEdges) at(x, y, c int) int {
+	switch y {
+	case 0, 1:
+		return int(e.rows[y][3*x+c])
+	case e.h - 2, e.h - 1:
+		return int(e.rows[y-e.h+4][3*x+c])
+	}
+	switch x {
+	case 0, 1:
+		return int(e.cols[x][3*y+c])
+	case e.w - 2, e.w - 1:
+		return int(e.cols[x-e.w+4][3*y+c])
+	}
+	panic("frameEdges: pixel off the kept lines")
+}
+
+// seamRatio assembles the frames in the given order and returns the mean
+// absolute step across every frame border over the mean step between the
+// two pixel lines beside it, inside each frame.
+func (in *dcmInstance) seamRatio(frames []frameEdges, order func(cx, cy int) int) float64 {
+	fw, fh := in.frameW, in.frameH
+	px := func(f frameEdges, x, y, c int) int { return f.at(x, y, c) }
+	abs := func(v int) int { return max(v, -v) }
+	var seam, inside int64
+	for cy := 0; cy < in.down; cy++ {
+		for cx := 0; cx < in.across; cx++ {
+			a := frames[order(cx, cy)]
+			hValid := min(fh, in.totalH-cy*fh)
+			wValid := min(fw, in.totalW-cx*fw)
+			if cx+1 < in.across && fw >= 2 {
+				b := frames[order(cx+1, cy)]
+				bw := min(fw, in.totalW-(cx+1)*fw)
+				for y := 0; y < hValid; y++ {
+					for c := 0; c < 3; c++ {
+						seam += int64(abs(px(a, fw-1, y, c) - px(b, 0, y, c)))
+						inside += int64(abs(px(a, fw-2, y, c) - px(a, fw-1, y, c)))
+						if bw >= 2 {
+							inside += int64(abs(px(b, 0, y, c) - px(b, 1, y, c)))
+						}
+					}
+				}
+			}
+			if cy+1 < in.down && fh >= 2 {
+				b := frames[order(cx, cy+1)]
+				bh := min(fh, in.totalH-(cy+1)*fh)
+				for x := 0; x < wValid; x++ {
+					for c := 0; c < 3; c++ {
+						seam += int64(abs(px(a, x, fh-1, c) - px(b, x, 0, c)))
+						inside += int64(abs(px(a, x, fh-2, c) - px(a, x, fh-1, c)))
+						if bh >= 2 {
+							inside += int64(abs(px(b, x, 0, c) - px(b, x, 1, c)))
+						}
+					}
+				}
+			}
+		}
+	}
+	// Each border has one seam line and up to two inside lines.
+	return 2 * float64(seam) / max(float64(inside), 1)
 }
 
 func knownTransferSyntaxes() string {
@@ -662,6 +854,15 @@ type dcmSeries struct {
 	meta       Metadata
 	levels     []*dcmInstance
 	associated map[string]*dcmInstance
+}
+
+// all returns every instance of the series.
+func (ser *dcmSeries) all() []*dcmInstance {
+	out := slices.Clone(ser.levels)
+	for _, in := range ser.associated {
+		out = append(out, in)
+	}
+	return out
 }
 
 // openDICOMSeries reads path and the other instances of its series in the
@@ -709,6 +910,11 @@ func openDICOMSeries(path string) (*dcmSeries, error) {
 		m.Properties[key+"transfer-syntax"] = in.ts
 		m.Properties[key+"frames"] = strconv.Itoa(len(in.frames))
 		m.Properties[key+"dimension-organization"] = in.dimOrg
+		m.Properties[key+"transfer-syntax-name"] = transferSyntaxNames[in.ts]
+		if in.orderNote != "" {
+			m.Properties[key+"frame-order"] = in.orderNote
+			slog.Warn("non-conformant DICOM: frame order not stated", "file", in.path, "order", in.orderNote)
+		}
 	}
 	m.Properties["dicom.SeriesInstanceUID"] = base.series
 	if sp := base.spacingMM; sp[0] > 0 {
@@ -799,6 +1005,13 @@ func openDICOM(path string, opt Options) (*Slide, error) {
 		mu.Unlock()
 		return imageFromSource(src.in.totalW, src.in.totalH, h)
 	}
+	srcs := make([]*frameSource, len(ser.levels))
+	for i, in := range ser.levels {
+		srcs[i] = &frameSource{in: in}
+	}
+	s.readRaw = func(level, x, y, w, h int, dst []byte) error {
+		return srcs[level].read(x, y, w, h, dst)
+	}
 	s.readAssociated = func(name string) (*raster.RGB, error) {
 		in := ser.associated[name]
 		if in == nil {
@@ -806,6 +1019,12 @@ func openDICOM(path string, opt Options) (*Slide, error) {
 		}
 		out := raster.New(in.totalW, in.totalH)
 		return out, (&frameSource{in: in}).fill(out.Pix, 3*in.totalW, 0, 0, in.totalW, in.totalH)
+	}
+	s.onClose = func() {
+		for _, in := range ser.all() {
+			dicomFrames.drop(in)
+			in.closeFile()
+		}
 	}
 	// The level images hold handles to their frame sources; they go when
 	// the slide does (after Close, which releases the images).
@@ -848,91 +1067,132 @@ func (src *frameSource) fill(mem []byte, stride, x, y, w, h int) error {
 				}
 				continue
 			}
-			pix, err := dicomFrames.get(in, idx)
+			e, err := dicomFrames.get(in, idx)
 			if err != nil {
 				return err
 			}
+			pix := e.pix
 			for r := y0; r < y1; r++ {
 				s := ((r-cy*fh)*fw + (x0 - cx*fw)) * 3
 				copy(mem[(r-y)*stride+(x0-x)*3:], pix[s:s+(x1-x0)*3])
 			}
+			dicomFrames.release(e)
 		}
 	}
 	return nil
 }
 
-// decodeFrame reads and decodes frame idx of in to packed RGB of the frame
-// size.
-func decodeFrame(in *dcmInstance, idx int) ([]byte, error) {
-	f, err := os.Open(in.path)
-	if err != nil {
-		return nil, unwrapPathError(err)
+// read writes the w×h region at (x, y) into dst (packed RGB), white
+// outside the matrix.
+func (src *frameSource) read(x, y, w, h int, dst []byte) error {
+	if w <= 0 || h <= 0 || len(dst) < 3*w*h {
+		return fmt.Errorf("buffer of %d bytes for a %dx%d region", len(dst), w, h)
 	}
-	defer f.Close()
-	var n int64
-	for _, s := range in.frames[idx] {
-		n += s.n
+	in := src.in
+	x0, y0 := max(x, 0), max(y, 0)
+	x1, y1 := min(x+w, in.totalW), min(y+h, in.totalH)
+	if x0 >= x1 || y0 >= y1 {
+		fillWhite(dst[:3*w*h])
+		return nil
 	}
-	buf := make([]byte, n)
-	o := 0
-	for _, s := range in.frames[idx] {
-		if _, err := f.ReadAt(buf[o:o+int(s.n)], s.off); err != nil {
-			return nil, fmt.Errorf("frame %d: %w", idx+1, unwrapPathError(err))
-		}
-		o += int(s.n)
+	if x0 != x || y0 != y || x1 != x+w || y1 != y+h {
+		fillWhite(dst[:3*w*h])
 	}
+	return src.fill(dst[3*((y0-y)*w+(x0-x)):], 3*w, x0, y0, x1-x0, y1-y0)
+}
+
+func fillWhite(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	b[0] = 255
+	for n := 1; n < len(b); n *= 2 {
+		copy(b[n:], b[:n])
+	}
+}
+
+// decodeFrame reads frame idx of in and decodes it into dst: packed RGB of
+// the frame size. JPEG frames are decoded by libjpeg straight into dst,
+// JPEG 2000 ones by libvips' jp2kload_buffer; uncompressed ones are read.
+func decodeFrame(in *dcmInstance, idx int, dst []byte) error {
 	fw, fh := in.frameW, in.frameH
 	if !in.encapsulated {
-		out := make([]byte, fw*fh*3)
-		switch {
-		case in.samples == 1:
-			for i, v := range buf[:fw*fh] {
-				out[3*i], out[3*i+1], out[3*i+2] = v, v, v
+		sp := in.frames[idx][0]
+		if in.samples == 3 && in.planar == 0 {
+			if err := in.readAt(dst[:sp.n], sp.off); err != nil {
+				return fmt.Errorf("frame %d: %w", idx+1, err)
 			}
-		case in.planar == 1:
-			for i := 0; i < fw*fh; i++ {
-				out[3*i], out[3*i+1], out[3*i+2] = buf[i], buf[fw*fh+i], buf[2*fw*fh+i]
-			}
-		default:
-			copy(out, buf)
+			return nil
 		}
-		return out, nil
+		bp := getScratch(int(sp.n))
+		defer scratchPool.Put(bp)
+		buf := *bp
+		if err := in.readAt(buf, sp.off); err != nil {
+			return fmt.Errorf("frame %d: %w", idx+1, err)
+		}
+		if in.samples == 1 {
+			for i, v := range buf[:fw*fh] {
+				dst[3*i], dst[3*i+1], dst[3*i+2] = v, v, v
+			}
+		} else { // planar
+			for i := 0; i < fw*fh; i++ {
+				dst[3*i], dst[3*i+1], dst[3*i+2] = buf[i], buf[fw*fh+i], buf[2*fw*fh+i]
+			}
+		}
+		return nil
 	}
-	if len(buf) == 0 {
-		return nil, fmt.Errorf("frame %d is empty", idx+1)
+	var n int64
+	for _, sp := range in.frames[idx] {
+		n += sp.n
+	}
+	if n == 0 {
+		return fmt.Errorf("frame %d is empty", idx+1)
+	}
+	bp := getScratch(int(n))
+	defer scratchPool.Put(bp)
+	buf := *bp
+	o := 0
+	for _, sp := range in.frames[idx] {
+		if err := in.readAt(buf[o:o+int(sp.n)], sp.off); err != nil {
+			return fmt.Errorf("frame %d: %w", idx+1, err)
+		}
+		o += int(sp.n)
+	}
+	if in.ts == tsJPEGBase || in.ts == tsJPEGExt {
+		if err := decodeJPEGInto(buf, dst, fw, fh); err != nil {
+			return fmt.Errorf("frame %d (%s): %s", idx+1, transferSyntaxNames[in.ts], err)
+		}
+		return nil
 	}
 	codec := codecAny
-	switch in.ts {
-	case tsJPEGBase, tsJPEGExt:
-		codec = codecJPEG
-	case tsJ2K, tsJ2KLossles:
+	if in.ts == tsJ2K || in.ts == tsJ2KLossles {
 		codec = codecJP2K
 	}
 	src, w, h, err := decodeBuffer(buf, codec)
 	if err != nil {
-		return nil, fmt.Errorf("frame %d (%s): %s", idx+1, transferSyntaxNames[in.ts], err)
+		return fmt.Errorf("frame %d (%s): %s", idx+1, transferSyntaxNames[in.ts], err)
 	}
 	if w < fw || h < fh {
-		return nil, fmt.Errorf("frame %d decodes as %dx%d, header says %dx%d", idx+1, w, h, fw, fh)
+		return fmt.Errorf("frame %d decodes as %dx%d, header says %dx%d", idx+1, w, h, fw, fh)
 	}
-	if w == fw {
-		return src[:fw*fh*3], nil
-	}
-	out := make([]byte, fw*fh*3)
 	for r := 0; r < fh; r++ {
-		copy(out[r*fw*3:(r+1)*fw*3], src[r*w*3:])
+		copy(dst[r*fw*3:(r+1)*fw*3], src[r*w*3:])
 	}
-	return out, nil
+	return nil
 }
 
 // frameCache holds decoded frames, shared by every DICOM slide and reader,
-// least recently used first out, within a byte budget.
+// least recently used first out, within a byte budget. A reader holds a
+// frame (get) while it copies from it and then releases it; an evicted
+// frame's buffer is reused once no reader holds it, so a steady read
+// allocates no frame buffers.
 type frameCache struct {
 	mu    sync.Mutex
 	max   int64
 	used  int64
 	lru   *list.List // of *cachedFrame, most recent at the front
 	items map[frameKey]*cachedFrame
+	free  sync.Pool // of *[]byte, evicted frame buffers
 }
 
 type frameKey struct {
@@ -947,11 +1207,14 @@ type cachedFrame struct {
 	err  error
 	el   *list.Element
 	size int64
+	refs int  // readers holding pix (under frameCache.mu)
+	gone bool // out of the cache: pix is reused when refs drops to 0
 }
 
 var dicomFrames = &frameCache{max: 256 << 20, lru: list.New(), items: map[frameKey]*cachedFrame{}}
 
-func (c *frameCache) get(in *dcmInstance, idx int) ([]byte, error) {
+// get returns frame idx of in, decoded, held for the caller until release.
+func (c *frameCache) get(in *dcmInstance, idx int) (*cachedFrame, error) {
 	k := frameKey{in, idx}
 	c.mu.Lock()
 	e := c.items[k]
@@ -961,26 +1224,73 @@ func (c *frameCache) get(in *dcmInstance, idx int) ([]byte, error) {
 		c.items[k] = e
 		c.used += e.size
 		for c.used > c.max && c.lru.Len() > 1 {
-			old := c.lru.Back().Value.(*cachedFrame)
-			c.lru.Remove(old.el)
-			delete(c.items, old.key)
-			c.used -= old.size
+			c.removeLocked(c.lru.Back().Value.(*cachedFrame))
 		}
 	} else {
 		c.lru.MoveToFront(e.el)
 	}
+	e.refs++
 	c.mu.Unlock()
-	e.once.Do(func() { e.pix, e.err = decodeFrame(in, idx) })
+	e.once.Do(func() {
+		e.pix = c.buffer(int(e.size))
+		e.err = decodeFrame(in, idx, e.pix)
+	})
 	if e.err != nil {
 		c.mu.Lock()
 		if c.items[k] == e { // let a later read try again
-			c.lru.Remove(e.el)
-			delete(c.items, k)
-			c.used -= e.size
+			c.removeLocked(e)
 		}
 		c.mu.Unlock()
+		err := e.err
+		c.release(e)
+		return nil, err
 	}
-	return e.pix, e.err
+	return e, nil
+}
+
+// release ends the caller's hold on e.
+func (c *frameCache) release(e *cachedFrame) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e.refs--
+	c.recycleLocked(e)
+}
+
+func (c *frameCache) removeLocked(e *cachedFrame) {
+	if e.gone {
+		return
+	}
+	c.lru.Remove(e.el)
+	delete(c.items, e.key)
+	c.used -= e.size
+	e.gone = true
+	c.recycleLocked(e)
+}
+
+func (c *frameCache) recycleLocked(e *cachedFrame) {
+	if e.gone && e.refs == 0 && e.pix != nil {
+		b := e.pix
+		e.pix = nil
+		c.free.Put(&b)
+	}
+}
+
+func (c *frameCache) buffer(n int) []byte {
+	if p, _ := c.free.Get().(*[]byte); p != nil && cap(*p) >= n && cap(*p) <= 2*n {
+		return (*p)[:n]
+	}
+	return make([]byte, n)
+}
+
+// drop removes in's frames (its slide is closed).
+func (c *frameCache) drop(in *dcmInstance) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, e := range c.items {
+		if k.in == in {
+			c.removeLocked(e)
+		}
+	}
 }
 
 // DICOMSeriesPrimary returns the file that stands for path's DICOM series
@@ -989,18 +1299,29 @@ func (c *frameCache) get(in *dcmInstance, idx int) ([]byte, error) {
 // other instances with that one, so a scan takes it and passes over the
 // rest. For a file that is not a readable DICOM WSI instance it returns path.
 func DICOMSeriesPrimary(path string) string {
+	primary, _ := DICOMSeries(path)
+	return primary
+}
+
+// DICOMSeries returns path's DICOM series in its folder: the primary
+// instance (see DICOMSeriesPrimary) and every readable instance of the
+// series there, path among them, sorted. For a file that is not a readable
+// DICOM WSI instance both are path alone.
+func DICOMSeries(path string) (primary string, files []string) {
 	if h, err := readHeader(path); err != nil || !isDICOM(h) {
-		return path
+		return path, []string{path}
 	}
 	first, err := parseDICOMInstance(path)
 	if err != nil || first.series == "" {
-		return path
+		return path, []string{path}
 	}
+	files = []string{path}
 	best := first
 	if best.kind() == "LABEL" || best.kind() == "OVERVIEW" || best.kind() == "THUMBNAIL" {
 		best = nil
 	}
 	for _, in := range siblingInstances(path, first.series) {
+		files = append(files, in.path)
 		switch in.kind() {
 		case "LABEL", "OVERVIEW", "THUMBNAIL":
 			continue
@@ -1009,8 +1330,51 @@ func DICOMSeriesPrimary(path string) string {
 			best = in
 		}
 	}
+	sort.Strings(files)
 	if best == nil {
-		return path
+		return path, files
 	}
-	return best.path
+	return best.path, files
+}
+
+// DICOMFolderSlide returns the file that opens the DICOM WSI series held in
+// folder dir (its .dcm instances, not looking into subfolders) as one
+// slide: the instance with the largest level (see DICOMSeriesPrimary). A
+// folder with no DICOM instance, or with instances of more than one
+// series, is an error naming the folder.
+func DICOMFolderSlide(dir string) (string, error) {
+	if err := ensureInit(); err != nil {
+		return "", err
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return "", fmt.Errorf("slide: %s: %w", dir, unwrapPathError(err))
+	}
+	var first string
+	series := map[string]bool{}
+	for _, e := range ents {
+		p := filepath.Join(dir, e.Name())
+		if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") || !strings.EqualFold(filepath.Ext(p), ".dcm") {
+			continue
+		}
+		if h, err := readHeader(p); err != nil || !isDICOM(h) {
+			return "", fmt.Errorf("slide: %s: %s is not a DICOM file (no DICM preamble)", dir, e.Name())
+		}
+		uid, err := dicomSeriesUID(p)
+		if err != nil {
+			return "", fmt.Errorf("slide: %s: %s: damaged DICOM: %w", dir, e.Name(), err)
+		}
+		series[uid] = true
+		if first == "" {
+			first = p
+		}
+	}
+	switch {
+	case first == "":
+		return "", fmt.Errorf("slide: %s: no DICOM instances (.dcm files) in the folder", dir)
+	case len(series) > 1:
+		uids := slices.Sorted(maps.Keys(series))
+		return "", fmt.Errorf("slide: %s: instances of %d DICOM series (%s): one series (one slide) per folder", dir, len(series), strings.Join(uids, ", "))
+	}
+	return DICOMSeriesPrimary(first), nil
 }

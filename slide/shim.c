@@ -510,3 +510,104 @@ int her2_jpeg(const unsigned char *rgb, int w, int h, int quality, unsigned char
 	jpeg_destroy_compress(&c);
 	return 0;
 }
+
+/* her2_jpeg_decode decodes a baseline/extended 8-bit JPEG held in memory with
+ * libjpeg(-turbo) on the calling thread, straight into dst: dh rows of dw
+ * packed RGB pixels (a larger image is cropped to that). The colour
+ * transform is libjpeg's own choice (JFIF/Adobe markers, component ids), as
+ * in libvips' jpegload, and the same defaults (islow DCT, fancy upsampling),
+ * so the pixels equal jpegload's. Corrupt data fails, as jpegload does with
+ * fail_on warning: libjpeg's first warning ends the decode. On failure the
+ * message (at most JMSG_LENGTH_MAX bytes) is in msg. *w, *h: the JPEG's size. */
+struct her2_jpeg_derr {
+	struct jpeg_error_mgr pub;
+	jmp_buf jump;
+	char *msg;
+};
+
+static void her2_jpeg_derr_exit(j_common_ptr c)
+{
+	struct her2_jpeg_derr *e = (struct her2_jpeg_derr *) c->err;
+	(*c->err->format_message)(c, e->msg);
+	longjmp(e->jump, 1);
+}
+
+static void her2_jpeg_derr_emit(j_common_ptr c, int level)
+{
+	if (level < 0) /* a warning: corrupt data */
+		her2_jpeg_derr_exit(c);
+}
+
+int her2_jpeg_decode(const unsigned char *buf, size_t len, unsigned char *dst, int dw, int dh,
+		     int *w, int *h, char *msg)
+{
+	struct jpeg_decompress_struct d;
+	struct her2_jpeg_derr e;
+	unsigned char *volatile scratch = NULL;
+	*w = *h = 0;
+	msg[0] = 0;
+	d.err = jpeg_std_error(&e.pub);
+	e.pub.error_exit = her2_jpeg_derr_exit;
+	e.pub.emit_message = her2_jpeg_derr_emit;
+	e.msg = msg;
+	if (setjmp(e.jump)) {
+		jpeg_destroy_decompress(&d);
+		free(scratch);
+		return -1;
+	}
+	jpeg_create_decompress(&d);
+	jpeg_mem_src(&d, buf, (unsigned long) len);
+	jpeg_read_header(&d, TRUE);
+	if (d.num_components != 1 && d.num_components != 3) {
+		snprintf(msg, JMSG_LENGTH_MAX, "%d-component JPEG (want RGB/YCbCr or grey)", d.num_components);
+		jpeg_destroy_decompress(&d);
+		return -1;
+	}
+	d.out_color_space = JCS_RGB;
+	jpeg_start_decompress(&d);
+	*w = (int) d.output_width;
+	*h = (int) d.output_height;
+	if (*w < dw || *h < dh || d.output_components != 3) {
+		snprintf(msg, JMSG_LENGTH_MAX, "decodes as %dx%d, want at least %dx%d", *w, *h, dw, dh);
+		jpeg_destroy_decompress(&d);
+		return -1;
+	}
+	size_t line = (size_t) dw * 3;
+	if (*w != dw && !(scratch = malloc((size_t) *w * 3 * 16))) {
+		snprintf(msg, JMSG_LENGTH_MAX, "out of memory");
+		jpeg_destroy_decompress(&d);
+		return -1;
+	}
+	while ((int) d.output_scanline < dh) {
+		JSAMPROW rows[16];
+		int n = dh - (int) d.output_scanline;
+		if (n > 16)
+			n = 16;
+		for (int i = 0; i < n; i++)
+			rows[i] = scratch ? scratch + (size_t) i * *w * 3
+					  : dst + (d.output_scanline + i) * line;
+		int first = (int) d.output_scanline;
+		int got = (int) jpeg_read_scanlines(&d, rows, n);
+		if (got <= 0) {
+			snprintf(msg, JMSG_LENGTH_MAX, "no scanlines after row %d", first);
+			jpeg_destroy_decompress(&d);
+			free(scratch);
+			return -1;
+		}
+		if (scratch)
+			for (int i = 0; i < got; i++)
+				memcpy(dst + (size_t) (first + i) * line, scratch + (size_t) i * *w * 3, line);
+	}
+	if ((int) d.output_height > dh)
+		jpeg_abort_decompress(&d);
+	else
+		jpeg_finish_decompress(&d);
+	jpeg_destroy_decompress(&d);
+	free(scratch);
+	return 0;
+}
+
+void her2_box_reduce(const unsigned char *src, size_t lskip, int w, int h, int f, unsigned char *dst)
+{
+	box_reduce(src, lskip, w, h, f, dst);
+}

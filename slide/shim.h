@@ -74,6 +74,15 @@ unsigned char *her2_decode_buffer(const void *buf, size_t len, int kind, int *w,
  * for test series. */
 int her2_encode_j2k(const unsigned char *pix, int w, int h, void **buf, size_t *len);
 
+/* Decode an 8-bit JPEG in memory with libjpeg on the calling thread into dh
+ * rows of dw packed RGB pixels (cropping a larger image); corrupt data fails.
+ * msg: JMSG_LENGTH_MAX (200) bytes for the failure. */
+int her2_jpeg_decode(const unsigned char *buf, size_t len, unsigned char *dst, int dw, int dh,
+		     int *w, int *h, char *msg);
+
+/* Box-average f×f blocks of src (rows lskip bytes apart) into w×h packed RGB. */
+void her2_box_reduce(const unsigned char *src, size_t lskip, int w, int h, int f, unsigned char *dst);
+
 void her2_unref(VipsImage *im);
 
 #endif

@@ -107,6 +107,13 @@ type Slide struct {
 	// images.
 	openLevel      func(level int) (*vipsImage, error)
 	readAssociated func(name string) (*raster.RGB, error)
+	// readRaw, when set (by a Format.Open that assembles pixels itself),
+	// serves ReadRegionInto and ReadRegionBoxInto without a libvips image:
+	// it writes the w×h region at (x, y) of level into dst (packed RGB,
+	// white outside the level). Thumbnails still go through openLevel.
+	readRaw func(level, x, y, w, h int, dst []byte) error
+	// onClose, when set, runs once in Close after the levels are released.
+	onClose func()
 }
 
 type levelHandle struct {
@@ -323,7 +330,12 @@ func (s *Slide) ReadRegionInto(level, x, y int, dst *raster.RGB) error {
 	if s.closed {
 		return fmt.Errorf("slide: %s: %w", s.Meta.Path, errClosed)
 	}
-	err := s.checked(level, func(img *vipsImage) error { return img.read(x, y, dst.W, dst.H, dst.Pix) })
+	var err error
+	if s.readRaw != nil {
+		err = s.rawRead(level, x, y, dst.W, dst.H, dst.Pix)
+	} else {
+		err = s.checked(level, func(img *vipsImage) error { return img.read(x, y, dst.W, dst.H, dst.Pix) })
+	}
 	if err != nil {
 		return fmt.Errorf("slide: %s: read level %d region (%d,%d %dx%d): %s", s.Meta.Path, level, x, y, dst.W, dst.H, firstLine(err.Error()))
 	}
@@ -346,7 +358,20 @@ func (s *Slide) ReadRegionBoxInto(level, x, y, factor int, dst *raster.RGB) erro
 	if s.closed {
 		return fmt.Errorf("slide: %s: %w", s.Meta.Path, errClosed)
 	}
-	err := s.checked(level, func(img *vipsImage) error { return img.readBox(x, y, dst.W, dst.H, factor, dst.Pix) })
+	var err error
+	switch {
+	case s.readRaw != nil && factor == 1:
+		err = s.rawRead(level, x, y, dst.W, dst.H, dst.Pix)
+	case s.readRaw != nil:
+		sw, sh := factor*dst.W, factor*dst.H
+		bp := getScratch(3 * sw * sh)
+		if err = s.rawRead(level, x, y, sw, sh, *bp); err == nil {
+			boxReduce(*bp, 3*sw, dst.W, dst.H, factor, dst.Pix)
+		}
+		scratchPool.Put(bp)
+	default:
+		err = s.checked(level, func(img *vipsImage) error { return img.readBox(x, y, dst.W, dst.H, factor, dst.Pix) })
+	}
 	if err != nil {
 		return fmt.Errorf("slide: %s: read level %d region (%d,%d %dx%d): %s", s.Meta.Path, level, x, y, factor*dst.W, factor*dst.H, firstLine(err.Error()))
 	}
@@ -507,5 +532,28 @@ func (s *Slide) Close() error {
 		h.once.Do(func() {}) // a level never opened stays unopened
 		h.img.close()
 	}
+	if s.onClose != nil {
+		s.onClose()
+	}
 	return nil
+}
+
+// rawRead reads through readRaw. The caller holds s.mu (read).
+func (s *Slide) rawRead(level, x, y, w, h int, dst []byte) error {
+	if level < 0 || level >= len(s.Meta.Levels) {
+		return fmt.Errorf("level %d out of range (0..%d)", level, len(s.Meta.Levels)-1)
+	}
+	return s.readRaw(level, x, y, w, h, dst)
+}
+
+// scratchPool holds the buffers of box reads through readRaw.
+var scratchPool sync.Pool // of *[]byte
+
+func getScratch(n int) *[]byte {
+	if p, _ := scratchPool.Get().(*[]byte); p != nil && cap(*p) >= n {
+		*p = (*p)[:n]
+		return p
+	}
+	b := make([]byte, n)
+	return &b
 }

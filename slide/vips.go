@@ -353,3 +353,30 @@ func EncodeJPEG(img *raster.RGB, quality int) ([]byte, error) {
 	defer C.free(unsafe.Pointer(out))
 	return C.GoBytes(unsafe.Pointer(out), C.int(n)), nil
 }
+
+// decodeJPEGInto decodes an 8-bit JPEG held in memory with libjpeg(-turbo)
+// on the calling thread into dst: dh rows of dw packed RGB pixels (a larger
+// image is cropped). No libvips image is made; the pixels equal
+// jpegload_buffer's, and corrupt data fails as it does with fail_on
+// warning.
+func decodeJPEGInto(buf, dst []byte, dw, dh int) error {
+	if len(buf) == 0 {
+		return errors.New("empty JPEG")
+	}
+	if dw <= 0 || dh <= 0 || len(dst) < 3*dw*dh {
+		return fmt.Errorf("buffer of %d bytes for %dx%d pixels", len(dst), dw, dh)
+	}
+	var w, h C.int
+	var msg [256]C.char // JMSG_LENGTH_MAX is 200
+	if C.her2_jpeg_decode((*C.uchar)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)), (*C.uchar)(unsafe.Pointer(&dst[0])),
+		C.int(dw), C.int(dh), &w, &h, &msg[0]) != 0 {
+		return errors.New("jpeg: " + C.GoString(&msg[0]))
+	}
+	return nil
+}
+
+// boxReduce averages each f×f block of src (f·w × f·h pixels, rows lskip
+// bytes apart) into dst (w×h packed RGB).
+func boxReduce(src []byte, lskip, w, h, f int, dst []byte) {
+	C.her2_box_reduce((*C.uchar)(unsafe.Pointer(&src[0])), C.size_t(lskip), C.int(w), C.int(h), C.int(f), (*C.uchar)(unsafe.Pointer(&dst[0])))
+}

@@ -11,6 +11,8 @@ import (
 	"image"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 
 	"github.com/her2wsi/her2wsi/internal/raster"
 	"github.com/her2wsi/her2wsi/slide"
@@ -185,4 +187,28 @@ func Layout(w, h, n int) []image.Rectangle {
 		r = append(r, image.Rect(i*cw+cw/8, h/6+(i%2)*h/12, (i+1)*cw-cw/8, h-h/6-(i%2)*h/12))
 	}
 	return r
+}
+
+// WriteDICOM generates the slide described by o as a DICOM WSI series in
+// dir: the pyramidal TIFF WriteSlide makes (in a temporary folder), each
+// level re-encoded as one TILED_FULL instance of JPEG frames of o.TileSize
+// at o.Quality, <name>-level-<i>.dcm (see slide.WriteDICOM). So a series
+// and a WriteSlide file of the same options hold the same pixels, up to a
+// second JPEG generation. It returns the files, level 0 first.
+func WriteDICOM(dir, name string, o SlideOptions) ([]string, error) {
+	tmp, err := os.MkdirTemp(dir, ".synth-dicom-")
+	if err != nil {
+		return nil, fmt.Errorf("synth: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	src := filepath.Join(tmp, name+".tif")
+	if err := WriteSlide(src, o); err != nil {
+		return nil, err
+	}
+	s, err := slide.Open(src, slide.Options{})
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	return slide.WriteDICOM(s, dir, name, slide.DICOMOptions{FrameSize: o.TileSize, Quality: o.Quality})
 }

@@ -89,3 +89,63 @@ func TestWriteSlideOpens(t *testing.T) {
 		t.Error("0×10 slide written")
 	}
 }
+
+// A generated DICOM series opens as one slide from any of its instances,
+// with the SVS's levels and resolution and its pixels (up to a second JPEG
+// generation).
+func TestWriteDICOMSeries(t *testing.T) {
+	dir := t.TempDir()
+	o := SlideOptions{Width: 2100, Height: 1300, MPP: 0.25, AppMag: 40, Aperio: true, Pyramid4: true, Tissue: Layout(2100, 1300, 2), Seed: 3}
+	svs := filepath.Join(dir, "s.svs")
+	if err := WriteSlide(svs, o); err != nil {
+		t.Fatal(err)
+	}
+	files, err := WriteDICOM(dir, "s", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 3 || filepath.Base(files[0]) != "s-level-0.dcm" || filepath.Base(files[2]) != "s-level-2.dcm" {
+		t.Fatalf("files %v", files)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".synth-dicom-*")); len(left) != 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+	ref, err := slide.Open(svs, slide.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	for _, f := range files {
+		s, err := slide.Open(f, slide.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := s.Meta
+		if m.Format != "dicom" || len(m.Levels) != 3 || m.Levels[0].Width != 2100 || m.Levels[1].Width != 525 || m.Levels[1].Downsample != 4 ||
+			m.MPPX != 0.25 || m.MPPY != 0.25 || m.MPPSource != "dicom PixelSpacing" || m.Compression != "jpeg baseline" {
+			t.Errorf("%s: meta %+v", f, m)
+		}
+		if got := slide.DICOMSeriesPrimary(f); got != files[0] {
+			t.Errorf("primary of %s: %s", f, got)
+		}
+		for lv, r := range [][4]int{{900, 500, 400, 300}, {100, 100, 300, 200}} {
+			a, err := s.ReadRegion(lv, r[0], r[1], r[2], r[3])
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := ref.ReadRegion(lv, r[0], r[1], r[2], r[3])
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum := 0
+			for i := range a.Pix {
+				d := int(a.Pix[i]) - int(b.Pix[i])
+				sum += max(d, -d)
+			}
+			if mean := float64(sum) / float64(len(a.Pix)); mean > 3 {
+				t.Errorf("%s level %d: mean difference %.2f from the SVS", f, lv, mean)
+			}
+		}
+		s.Close()
+	}
+}

@@ -5,7 +5,9 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"path"
+	"path/filepath"
 	"strings"
 )
 
@@ -50,10 +52,12 @@ func (s *Server) serveAsset(w http.ResponseWriter, r *http.Request, rel string) 
 const viewCSP = "default-src 'none'; script-src 'self'; connect-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'"
 
 type viewData struct {
-	ID, DZI, Attention, Report string
-	MPP                        float64
-	HaveOSD                    bool
-	FetchHint                  string
+	ID, Name, DZI, Attention, Tiling, Report string
+	MPP                                      float64
+	Model                                    string     // the model whose attention is shown ("": the latest)
+	Runs                                     []ModelRun // every model's stored attention
+	HaveOSD                                  bool
+	FetchHint                                string
 }
 
 var viewTemplate = template.Must(template.New("view").Parse(`<!DOCTYPE html>
@@ -67,26 +71,34 @@ html, body { margin: 0; height: 100%; font-family: system-ui, sans-serif; color:
 body { display: flex; flex-direction: column; }
 header { padding: .4em .8em; background: #f4f4f4; border-bottom: 1px solid #ccc; display: flex; flex-wrap: wrap; gap: .4em 1.4em; align-items: center; }
 header h1 { font-size: 1.05em; margin: 0; }
+header h1 small { font-weight: normal; color: #555; }
 #osd { flex: 1; background: #000; position: relative; }
 #bar { width: 10em; height: .8em; display: inline-block; vertical-align: middle; border: 1px solid #888;
   background: linear-gradient(to right, #440154, #482878, #3e4989, #31688e, #26828e, #1f9e89, #35b779, #6ece58, #b5de2b, #fde725); }
+.key { display: inline-block; width: 1.4em; height: .8em; vertical-align: middle; margin-right: .2em; }
 #info { font-variant-numeric: tabular-nums; }
-#scale { position: absolute; left: 12px; bottom: 12px; z-index: 10; color: #fff; font-size: 12px; text-shadow: 0 0 2px #000; pointer-events: none; }
+#scale { position: absolute; left: 12px; bottom: 12px; z-index: 10; color: #fff; font-size: 12px; pointer-events: none;
+  background: rgba(0, 0, 0, .6); padding: 4px 6px; border-radius: 3px; }
+#scale:empty { display: none; }
 #scale div { height: 4px; background: #fff; border: 1px solid #000; }
+#keys { color: #555; font-size: .85em; }
 .missing { padding: 2em; }
 .note { color: #a94442; }
 </style>
 </head>
-<body data-id="{{.ID}}" data-dzi="{{.DZI}}" data-attention="{{.Attention}}" data-mpp="{{.MPP}}">
+<body data-id="{{.ID}}" data-dzi="{{.DZI}}" data-attention="{{.Attention}}" data-tiling="{{.Tiling}}" data-mpp="{{.MPP}}">
 <header>
-<h1>{{.ID}}</h1>
+<h1>{{.ID}}{{if ne .Name .ID}} <small>{{.Name}}</small>{{end}}</h1>
 <span id="prediction"></span>
-<label><input type="checkbox" id="overlay" checked> attention</label>
+{{if .Runs}}<label>model <select id="model">{{if not .Model}}<option value="" selected>latest</option>{{end}}{{range .Runs}}<option value="{{.Model}}"{{if eq .Model $.Model}} selected{{end}}>{{if .Variant}}{{.Variant}} {{end}}{{.Model}}{{if .Prediction}} · {{.Prediction}}{{end}}{{if .Time}} · {{.Time}}{{end}}</option>{{end}}</select></label>{{end}}
+<label title="o"><input type="checkbox" id="overlay" checked> attention</label>
 <label>opacity <input type="range" id="opacity" min="0" max="1" step="0.05" value="0.45"></label>
 <span>low <span id="bar"></span> high</span>
+<label title="t"><input type="checkbox" id="tiling"> tissue <span class="key" style="border-top: 3px solid #00e600"></span> &amp; patches <span class="key" style="border: 1px solid #0028ff"></span></label>
 <span id="info">click a patch for its attention</span>
 {{if .Report}}<a href="{{.Report}}">report</a>{{end}}
 <a href="/">status</a>
+<span id="keys">keys: + − zoom, arrows pan, 0 whole slide, o attention, t tissue</span>
 </header>
 {{if .HaveOSD}}<div id="osd"><div id="scale"></div></div>
 <script src="/viewer/openseadragon/openseadragon.min.js"></script>
@@ -107,8 +119,19 @@ func (s *Server) serveView(w http.ResponseWriter, r *http.Request, id string) {
 		http.Error(w, "slide "+id+" has no slide file here (its features were imported)", http.StatusNotFound)
 		return
 	}
-	d := viewData{ID: id, DZI: slideURL(id) + ".dzi", Attention: slideURL(id) + "/attention.json",
-		MPP: rec.Slide.MPPX, HaveOSD: HaveOpenSeadragon(), FetchHint: "scripts/fetch-openseadragon.sh"}
+	model := r.URL.Query().Get("model")
+	if model != "" {
+		if fi, err := s.root.Stat(attentionFile(id, model)); !validModel(model) || err != nil || !fi.Mode().IsRegular() {
+			http.Error(w, "slide "+id+" has no attention of model "+model, http.StatusNotFound)
+			return
+		}
+	}
+	d := viewData{ID: id, Name: filepath.Base(rec.Slide.Path), DZI: slideURL(id) + ".dzi", Attention: slideURL(id) + "/attention.json",
+		Tiling: slideURL(id) + "/tiling.json", MPP: rec.Slide.MPPX, Model: model, Runs: s.ModelRuns(id),
+		HaveOSD: HaveOpenSeadragon(), FetchHint: "scripts/fetch-openseadragon.sh"}
+	if model != "" {
+		d.Attention += "?model=" + url.QueryEscape(model)
+	}
 	if fi, err := s.root.Stat(path.Join("slides", id, "report.html")); err == nil && fi.Mode().IsRegular() {
 		d.Report = "/work" + slideURL(id) + "/report.html"
 	}

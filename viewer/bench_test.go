@@ -98,7 +98,7 @@ func BenchmarkViewerTiles(b *testing.B) {
 	ctx := context.Background()
 	coldBatch := func(ts []Tile) (time.Duration, *Server) {
 		t0 := time.Now()
-		srv, err := New(Options{Work: work, MaxTiles: n})
+		srv, err := New(Options{Work: work, CacheBytes: 1 << 30})
 		if err != nil {
 			b.Fatal(err)
 		}

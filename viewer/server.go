@@ -14,6 +14,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,9 +30,13 @@ import (
 // Server defaults (see Options).
 const (
 	DefaultMaxSlides   = 8
-	DefaultMaxTiles    = 2048
+	DefaultCacheBytes  = 256 << 20 // ~13 000 tiles of ~20 kB
 	DefaultJPEGQuality = 80
 )
+
+// tileOverhead is what the cache counts per tile besides its JPEG and key
+// (list element, map entry, struct).
+const tileOverhead = 160
 
 // Options configure a Server.
 type Options struct {
@@ -39,7 +44,11 @@ type Options struct {
 	// MaxSlides is how many slides stay open at once (least recently
 	// used closed first; 0: DefaultMaxSlides).
 	MaxSlides int
-	// MaxTiles is how many encoded tiles are kept (0: DefaultMaxTiles).
+	// CacheBytes bounds the encoded tiles kept in memory, counted as their
+	// JPEG bytes plus key and bookkeeping (0: DefaultCacheBytes; negative:
+	// none kept). Least recently used tiles go first.
+	CacheBytes int64
+	// MaxTiles, when positive, also bounds how many tiles are kept.
 	MaxTiles int
 	// Concurrency is how many tiles are read at once (0: the CPUs).
 	Concurrency int
@@ -52,6 +61,7 @@ type Options struct {
 //	/slides/<id>.dzi                          the Deep Zoom descriptor
 //	/slides/<id>_files/<level>/<col>_<row>.jpeg  a tile, read from the slide
 //	/slides/<id>/attention.json               the model's attention per patch
+//	/slides/<id>/tiling.json                  the tissue outline and the patch grid
 //	/slides/<id>/view                         the OpenSeadragon viewer page
 //
 // and /viewer/ its scripts. The slide is the file named in WORK's
@@ -67,6 +77,7 @@ type Server struct {
 	lru    *list.List
 	tiles  map[string]*list.Element // of *cachedTile
 	tlru   *list.List
+	tbytes int64              // what the cached tiles count (cost)
 	reads  singleflight.Group // one read per tile however many ask at once
 }
 
@@ -91,8 +102,8 @@ func New(opt Options) (*Server, error) {
 	if opt.MaxSlides <= 0 {
 		opt.MaxSlides = DefaultMaxSlides
 	}
-	if opt.MaxTiles <= 0 {
-		opt.MaxTiles = DefaultMaxTiles
+	if opt.CacheBytes == 0 {
+		opt.CacheBytes = DefaultCacheBytes
 	}
 	if opt.Concurrency <= 0 {
 		opt.Concurrency = runtime.NumCPU()
@@ -275,18 +286,39 @@ func (s *Server) cachedTile(key string) ([]byte, bool) {
 	return nil, false
 }
 
+// cost is what a cached tile counts against Options.CacheBytes.
+func (t *cachedTile) cost() int64 { return int64(len(t.b)+len(t.key)) + tileOverhead }
+
+// keepTile caches a tile, dropping the least recently used ones until the
+// cache is within its byte budget (and count, when set). A tile larger
+// than the whole budget is not kept.
 func (s *Server) keepTile(key string, b []byte) {
+	t := &cachedTile{key: key, b: b}
+	if t.cost() > s.opt.CacheBytes {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.tiles[key]; ok {
 		return
 	}
-	s.tiles[key] = s.tlru.PushFront(&cachedTile{key: key, b: b})
-	for s.tlru.Len() > s.opt.MaxTiles {
+	s.tiles[key] = s.tlru.PushFront(t)
+	s.tbytes += t.cost()
+	for s.tbytes > s.opt.CacheBytes || (s.opt.MaxTiles > 0 && s.tlru.Len() > s.opt.MaxTiles) {
 		e := s.tlru.Back()
+		old := e.Value.(*cachedTile)
 		s.tlru.Remove(e)
-		delete(s.tiles, e.Value.(*cachedTile).key)
+		delete(s.tiles, old.key)
+		s.tbytes -= old.cost()
 	}
+}
+
+// CacheStats says how many tiles the cache holds and what they count
+// against Options.CacheBytes.
+func (s *Server) CacheStats() (tiles int, bytes int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tlru.Len(), s.tbytes
 }
 
 // Tile returns the JPEG of tile (col, row) of Deep Zoom level of slide id.
@@ -423,6 +455,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "image/jpeg")
 		w.Header().Set("Cache-Control", "private, max-age=300")
 		_, _ = w.Write(b)
+	case strings.HasSuffix(p, "/tiling.json"):
+		s.serveTiling(w, r, strings.TrimSuffix(p, "/tiling.json"))
 	case strings.HasSuffix(p, "/attention.json"):
 		s.serveAttention(w, r, strings.TrimSuffix(p, "/attention.json"))
 	case strings.HasSuffix(p, "/view"):
@@ -447,14 +481,42 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 }
 
+// validModel: a model id as the predict stage names its attention files
+// (hex digits; letters, digits, '-' and '_' accepted).
+func validModel(m string) bool {
+	if m == "" || len(m) > 64 {
+		return false
+	}
+	for _, c := range m {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// attentionFile is the attention of slide id: model's (?model=) when
+// given, else the latest (attention.json).
+func attentionFile(id, model string) string {
+	if model != "" {
+		return path.Join("slides", id, "attention", model+".json")
+	}
+	return path.Join("slides", id, "attention.json")
+}
+
 func (s *Server) serveAttention(w http.ResponseWriter, r *http.Request, id string) {
-	if !validID(id) {
+	model := r.URL.Query().Get("model")
+	if !validID(id) || (model != "" && !validModel(model)) {
 		http.NotFound(w, r)
 		return
 	}
-	f, err := s.root.Open(path.Join("slides", id, "attention.json"))
+	f, err := s.root.Open(attentionFile(id, model))
 	if err != nil {
-		http.Error(w, "no attention for this slide: run the predict stage", http.StatusNotFound)
+		msg := "no attention for this slide: run the predict stage"
+		if model != "" {
+			msg = "no attention of model " + model + " for this slide"
+		}
+		http.Error(w, msg, http.StatusNotFound)
 		return
 	}
 	defer f.Close()
@@ -466,6 +528,44 @@ func (s *Server) serveAttention(w http.ResponseWriter, r *http.Request, id strin
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-cache")
 	http.ServeContent(w, r, "attention.json", fi.ModTime(), f)
+}
+
+// ModelRun is one model's stored prediction of a slide
+// (attention/<model>.json).
+type ModelRun struct {
+	Model      string `json:"model"`
+	Variant    string `json:"variant"`
+	RunDir     string `json:"run_dir"`
+	Prediction string `json:"prediction"`
+	Time       string `json:"time"`
+}
+
+// ModelRuns lists the models whose attention is stored for slide id,
+// latest first.
+func (s *Server) ModelRuns(id string) []ModelRun {
+	if !validID(id) {
+		return nil
+	}
+	entries, err := fs.ReadDir(s.root.FS(), path.Join("slides", id, "attention"))
+	if err != nil {
+		return nil
+	}
+	var runs []ModelRun
+	for _, e := range entries {
+		m, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || !e.Type().IsRegular() || !validModel(m) {
+			continue
+		}
+		b, err := s.root.ReadFile(attentionFile(id, m))
+		var run ModelRun
+		if err != nil || json.Unmarshal(b, &run) != nil {
+			continue
+		}
+		run.Model = m
+		runs = append(runs, run)
+	}
+	sort.SliceStable(runs, func(a, b int) bool { return runs[a].Time > runs[b].Time })
+	return runs
 }
 
 func urlPathEscape(s string) string { return url.PathEscape(s) }

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -23,12 +24,26 @@ import (
 
 // testWork makes a work folder with one generated slide "s1" (a pyramid)
 // and returns the server over it and the open slide.
-func testWork(t *testing.T) (*Server, *slide.Slide, string) {
+func testWork(t testing.TB) (*Server, *slide.Slide, string) {
+	return testWorkOf(t, false)
+}
+
+// testWorkOf is testWork, the slide stored as a DICOM series (opened from
+// its level 0 instance) when dicom is set.
+func testWorkOf(t testing.TB, dicom bool) (*Server, *slide.Slide, string) {
 	t.Helper()
 	dir := t.TempDir()
 	sp := filepath.Join(dir, "s1.tif")
-	err := synth.WriteSlide(sp, synth.SlideOptions{Width: 1300, Height: 900, Pyramid: true, MPP: 0.25, Quality: 95,
-		Tissue: []image.Rectangle{image.Rect(100, 80, 1200, 850)}})
+	o := synth.SlideOptions{Width: 1300, Height: 900, Pyramid: true, MPP: 0.25, Quality: 95,
+		Tissue: []image.Rectangle{image.Rect(100, 80, 1200, 850)}}
+	err := synth.WriteSlide(sp, o)
+	if dicom {
+		var files []string
+		files, err = synth.WriteDICOM(dir, "s1", o)
+		if err == nil {
+			sp = files[0]
+		}
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,6 +79,22 @@ func get(t *testing.T, h http.Handler, url string) (int, []byte, http.Header) {
 
 func TestServeDZIAndTiles(t *testing.T) {
 	srv, sl, _ := testWork(t)
+	checkDZIAndTiles(t, srv, sl)
+}
+
+// A DICOM slide is served like a TIFF one: its tiles are its pixels, and
+// reduced levels are level 0 reduced.
+func TestServeDICOM(t *testing.T) {
+	srv, sl, _ := testWorkOf(t, true)
+	if sl.Meta.Format != "dicom" || len(sl.Meta.Levels) < 3 {
+		t.Fatalf("meta %+v", sl.Meta)
+	}
+	checkDZIAndTiles(t, srv, sl)
+	checkReducedTiles(t, srv, sl)
+}
+
+func checkDZIAndTiles(t *testing.T, srv *Server, sl *slide.Slide) {
+	t.Helper()
 	code, b, _ := get(t, srv, "/slides/s1.dzi")
 	if code != 200 || !strings.Contains(string(b), `Width="1300"`) || !strings.Contains(string(b), `Height="900"`) {
 		t.Fatalf("dzi: %d %s", code, b)
@@ -213,6 +244,11 @@ func TestServeMovedSlide(t *testing.T) {
 // there, reduced (from whichever slide level it was read).
 func TestServeReducedTiles(t *testing.T) {
 	srv, sl, _ := testWork(t)
+	checkReducedTiles(t, srv, sl)
+}
+
+func checkReducedTiles(t *testing.T, srv *Server, sl *slide.Slide) {
+	t.Helper()
 	g, _ := NewGeometry(1300, 900)
 	top := g.Levels() - 1
 	for _, c := range []struct {
@@ -321,4 +357,165 @@ func TestServeConcurrentEviction(t *testing.T) {
 	if code, _, _ := get(t, srv, "/slides/s1_files/11/0_0.jpeg"); code != 200 {
 		t.Errorf("the other slide: %d", code)
 	}
+}
+
+// The tile cache is bounded by bytes: with room for about three of these
+// tiles, it holds what fits, never more than its budget, and drops the
+// least recently used first.
+func TestTileCacheBytes(t *testing.T) {
+	_, _, dir := testWork(t)
+	ctx := t.Context()
+	big, err := New(Options{Work: pipeline.Work{Dir: dir}, CacheBytes: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer big.Close()
+	tiles := [][2]int64{{0, 0}, {1, 0}, {2, 0}, {0, 1}, {1, 1}, {2, 1}}
+	cost := map[[2]int64]int64{}
+	var total int64
+	for _, c := range tiles {
+		b, err := big.Tile(ctx, "s1", 11, c[0], c[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, after := big.CacheStats()
+		cost[c] = after - total
+		total = after
+		if cost[c] < int64(len(b)) {
+			t.Fatalf("tile %v counts %d bytes, its JPEG alone %d", c, cost[c], len(b))
+		}
+	}
+	if n, _ := big.CacheStats(); n != len(tiles) {
+		t.Fatalf("a large cache holds %d tiles, want %d", n, len(tiles))
+	}
+	budget := cost[tiles[0]] + cost[tiles[1]] + cost[tiles[2]] + 10
+	for _, c := range []struct {
+		name   string
+		budget int64
+		wantN  int
+	}{
+		{"three fit", budget, 3},
+		{"none kept", -1, 0},
+		{"smaller than a tile", 100, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			srv, err := New(Options{Work: pipeline.Work{Dir: dir}, CacheBytes: c.budget})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer srv.Close()
+			for i, tc := range tiles {
+				if _, err := srv.Tile(ctx, "s1", 11, tc[0], tc[1]); err != nil {
+					t.Fatal(err)
+				}
+				if i == 3 { // touch the oldest still kept: tile 1 becomes the LRU
+					if _, err := srv.Tile(ctx, "s1", 11, tiles[1][0], tiles[1][1]); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if _, b := srv.CacheStats(); b > max(c.budget, 0) {
+					t.Fatalf("after tile %d the cache counts %d bytes, over its budget %d", i, b, c.budget)
+				}
+			}
+			n, b := srv.CacheStats()
+			if n < c.wantN-1 || n > c.wantN {
+				t.Errorf("cache holds %d tiles (%d bytes), want %d (budget %d)", n, b, c.wantN, c.budget)
+			}
+			if c.wantN == 3 {
+				// kept: the last two and the one touched after tile 3; dropped: the rest
+				var kept []int
+				for i, tc := range tiles {
+					if srv.inCache("s1", 11, tc) {
+						kept = append(kept, i)
+					}
+				}
+				if n == 3 && !slices.Equal(kept, []int{1, 4, 5}) && !slices.Equal(kept, []int{3, 4, 5}) {
+					t.Errorf("kept tiles %v, want the most recently used", kept)
+				}
+				if !slices.Contains(kept, 5) || slices.Contains(kept, 0) {
+					t.Errorf("kept tiles %v: the newest must stay and the oldest go", kept)
+				}
+			}
+		})
+	}
+}
+
+// Every model's stored attention is served by ?model=; unknown or
+// malformed model ids are 404, and the view page offers each run.
+func TestServeModelAttention(t *testing.T) {
+	srv, _, dir := testWork(t)
+	work := pipeline.Work{Dir: dir}
+	latest := `{"patch_size_level0":256,"patches":[[0,0,1]],"prediction":"3+","model":"bbbb","time":"2026-12-02T11:00:00Z"}`
+	older := `{"patch_size_level0":256,"patches":[[0,0,0.5]],"prediction":"1+","model":"aaaa","variant":"pama","time":"2026-12-01T11:00:00Z"}`
+	if err := os.MkdirAll(work.AttentionDir("s1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for p, b := range map[string]string{work.AttentionJSON("s1"): latest, work.ModelAttentionJSON("s1", "bbbb"): latest, work.ModelAttentionJSON("s1", "aaaa"): older} {
+		if err := os.WriteFile(p, []byte(b), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		url  string
+		code int
+		want string
+	}{
+		{"/slides/s1/attention.json", 200, latest},
+		{"/slides/s1/attention.json?model=bbbb", 200, latest},
+		{"/slides/s1/attention.json?model=aaaa", 200, older},
+		{"/slides/s1/attention.json?model=cccc", 404, "no attention of model cccc"},
+		{"/slides/s1/attention.json?model=../s1/attention", 404, ""},
+		{"/slides/s1/attention.json?model=a.b", 404, ""},
+		{"/slides/s1/view?model=aaaa", 200, `data-attention="/slides/s1/attention.json?model=aaaa"`},
+		{"/slides/s1/view?model=cccc", 404, "no attention of model cccc"},
+		{"/slides/s1/view?model=..%2Fx", 404, ""},
+		{"/slides/s1/view", 200, `<option value="aaaa">pama aaaa · 1&#43; · 2026-12-01T11:00:00Z</option>`},
+	} {
+		code, b, _ := get(t, srv, c.url)
+		if code != c.code || !strings.Contains(string(b), c.want) {
+			t.Errorf("%s: %d, want %d with %q:\n%s", c.url, code, c.code, c.want, b)
+		}
+	}
+	if runs := srv.ModelRuns("s1"); len(runs) != 2 || runs[0].Model != "bbbb" || runs[1].Variant != "pama" {
+		t.Errorf("model runs, latest first: %+v", runs)
+	}
+}
+
+// Whatever the path, the server answers 200, 404 or 405, never 500 or a
+// crash.
+func FuzzServePath(f *testing.F) {
+	srv, _, _ := testWork(f)
+	for _, s := range []string{"/slides/s1.dzi", "/slides/s1_files/11/0_0.jpeg", "/slides/s1_files/0/0_0.jpeg", "/slides/s1_files/11/99_0.jpeg",
+		"/slides/s1_files/-3/0_0.jpeg", "/slides/s1/view", "/slides/s1/attention.json?model=x", "/slides/s1/tiling.json", "/viewer/viewer.js",
+		"/slides/s1_files/11/0_0.jpeg_files/1/0_0.jpeg", "/slides/_files/1/0_0.jpeg", "/slides/s1_files/9223372036854775807/0_0.jpeg",
+		"/slides/s1_files/11/9223372036854775807_9223372036854775807.jpeg", "/slides/%2e%2e/x.dzi", "/slides/a//b.dzi"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		if !strings.HasPrefix(p, "/") {
+			p = "/" + p
+		}
+		req, err := http.NewRequest("GET", "http://x"+p, nil)
+		if err != nil || req.URL.Path == "" {
+			return
+		}
+		rr := httptest.NewRecorder()
+		srv.ServeHTTP(rr, req)
+		if rr.Code != 200 && rr.Code != 404 && rr.Code != 405 {
+			t.Errorf("%q: %d %s", p, rr.Code, rr.Body.String())
+		}
+	})
+}
+
+// inCache says whether tile (col, row) of level of slide id is cached (tests).
+func (s *Server) inCache(id string, level int, cr [2]int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	suffix := "\x00" + strconv.Itoa(level) + "/" + strconv.FormatInt(cr[0], 10) + "_" + strconv.FormatInt(cr[1], 10)
+	for k := range s.tiles {
+		if strings.HasPrefix(k, id+"\x00") && strings.HasSuffix(k, suffix) {
+			return true
+		}
+	}
+	return false
 }

@@ -295,6 +295,11 @@ type Watcher struct {
 
 	runner  *pipeline.Runner       // the stages, used by the processing goroutine alone
 	predict *pipeline.PredictStage // the runner's last stage, for the prediction row
+
+	// Loose DICOM instances in the inbox, grouped by series (see
+	// dicomGroups); used by scan alone.
+	dcmFP      string
+	dcmPrimary map[string]string // instance name → its series' primary instance name
 }
 
 // New checks the options and fills in defaults.
@@ -555,6 +560,7 @@ func (w *Watcher) finishedOnce() bool {
 func (w *Watcher) scan(now time.Time) (next time.Time, err error) {
 	w.reclaimFailed(now)
 	entries, err := os.ReadDir(w.opt.Inbox)
+	dcmGroup := w.dicomGroups(entries)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.lastScan = now
@@ -568,16 +574,31 @@ func (w *Watcher) scan(now time.Time) (next time.Time, err error) {
 	woke := false
 	for _, e := range entries {
 		name := e.Name()
-		if !e.Type().IsRegular() || !isSlideCandidate(name) {
+		var size int64
+		var mod time.Time
+		var extra string
+		switch {
+		case e.Type().IsRegular() && isSlideCandidate(name):
+			if p := w.dcmPrimary[name]; p != "" && p != name {
+				continue // another instance of a DICOM series: it goes with its primary
+			}
+			fi, err := e.Info()
+			if err != nil {
+				continue // gone since listed
+			}
+			size, mod = fi.Size(), fi.ModTime()
+			extra = companionFingerprint(w.opt.Inbox, name) + dcmGroup[name]
+		case e.IsDir() && isDICOMFolder(w.opt.Inbox, name):
+			var n int
+			var err error
+			if n, size, mod, err = folderStat(filepath.Join(w.opt.Inbox, name)); err != nil {
+				continue
+			}
+			extra = fmt.Sprintf("%d files", n)
+		default:
 			continue
 		}
-		fi, err := e.Info()
-		if err != nil {
-			continue // gone since listed
-		}
 		present[name] = true
-		size, mod := fi.Size(), fi.ModTime()
-		extra := companionFingerprint(w.opt.Inbox, name)
 		if h, ok := w.held[name]; ok {
 			if h.fp == fingerprint(size, mod) && (h.until.IsZero() || now.Before(h.until)) {
 				if !h.until.IsZero() && (next.IsZero() || h.until.Before(next)) {
@@ -646,6 +667,134 @@ func isSlideCandidate(name string) bool {
 		}
 	}
 	return true
+}
+
+// dicomGroups groups the loose .dcm files of the inbox by DICOM series:
+// only a series' primary instance (its largest level) is a slide, which
+// opens with the others (slide.DICOMSeries) and moves with them. It
+// returns, for each primary with companions, a fingerprint of the
+// companions (count, bytes, latest mtime), so the slide is complete only
+// when all its instances are. Headers are parsed again only when the
+// inbox's set of .dcm files changes.
+func (w *Watcher) dicomGroups(entries []os.DirEntry) map[string]string {
+	type stat struct {
+		size int64
+		mod  time.Time
+	}
+	files := map[string]stat{}
+	var fp strings.Builder
+	for _, e := range entries {
+		name := e.Name()
+		if !e.Type().IsRegular() || !isSlideCandidate(name) || !strings.EqualFold(filepath.Ext(name), ".dcm") {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		files[name] = stat{fi.Size(), fi.ModTime()}
+		fmt.Fprintf(&fp, "%s/%d/%d;", name, fi.Size(), fi.ModTime().UnixNano())
+	}
+	if fp.String() != w.dcmFP {
+		w.dcmFP = fp.String()
+		w.dcmPrimary = map[string]string{}
+		for name := range files {
+			if _, done := w.dcmPrimary[name]; done {
+				continue
+			}
+			primary, members := slide.DICOMSeries(filepath.Join(w.opt.Inbox, name))
+			for _, m := range members {
+				w.dcmPrimary[filepath.Base(m)] = filepath.Base(primary)
+			}
+		}
+	}
+	out := map[string]string{}
+	members := map[string][]string{}
+	for name, p := range w.dcmPrimary {
+		if _, ok := files[name]; ok && name != p {
+			members[p] = append(members[p], name)
+		}
+	}
+	for p, ms := range members {
+		var size int64
+		var latest time.Time
+		for _, m := range ms {
+			size += files[m].size
+			if files[m].mod.After(latest) {
+				latest = files[m].mod
+			}
+		}
+		out[p] = fmt.Sprintf(" +%d dicom instances %d bytes %d", len(ms), size, latest.UnixNano())
+	}
+	return out
+}
+
+// isDICOMFolder says whether inbox/name, a folder, is a DICOM slide: one
+// series' .dcm instances dropped in together (the folder is the slide, its
+// name the slide's). done/, failed/, hidden folders and MIRAX data folders
+// are not.
+func isDICOMFolder(inbox, name string) bool {
+	if name == InboxDone || name == InboxFailed || strings.HasPrefix(name, ".") || store.IsTemp(name) {
+		return false
+	}
+	if _, err := os.Stat(filepath.Join(inbox, name+".mrxs")); err == nil {
+		return false
+	}
+	ents, err := os.ReadDir(filepath.Join(inbox, name))
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), ".") && strings.EqualFold(filepath.Ext(e.Name()), ".dcm") {
+			return true
+		}
+	}
+	return false
+}
+
+// folderStat sums a DICOM folder's files (not its subfolders): their
+// number and bytes, and the latest modification time among them and the
+// folder's own (which a file added, removed or renamed changes). A folder
+// is complete when these stay unchanged for the settle time, like a file.
+func folderStat(dir string) (n int, size int64, latest time.Time, err error) {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return 0, 0, time.Time{}, err
+	}
+	latest = fi.ModTime()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, 0, time.Time{}, err
+	}
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		n++
+		size += fi.Size()
+		if fi.ModTime().After(latest) {
+			latest = fi.ModTime()
+		}
+	}
+	return n, size, latest, nil
+}
+
+// statEntry returns the size and modification time of an inbox entry: a
+// file's own, a DICOM folder's totals (see folderStat).
+func statEntry(path string) (int64, time.Time, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	if !fi.IsDir() {
+		return fi.Size(), fi.ModTime(), nil
+	}
+	_, size, mod, err := folderStat(path)
+	return size, mod, err
 }
 
 // companionDir is the data folder of a MIRAX slide (X.mrxs + X/), "" for
@@ -788,12 +937,20 @@ func (w *Watcher) chooseID(name string) (string, Journal, bool, error) {
 // trouble is recorded and the slide moved, or left waiting in the inbox.
 func (w *Watcher) handle(ctx context.Context, f *watchFile) error {
 	path := filepath.Join(w.opt.Inbox, f.name)
-	fi, err := os.Stat(path)
+	size, mod, err := statEntry(path)
 	if err != nil {
 		return nil // gone
 	}
-	if fi.Size() != f.size || !fi.ModTime().Equal(f.mod) {
+	if size != f.size || !mod.Equal(f.mod) {
 		return nil // changed since it was found complete: the next scans decide again
+	}
+	slidePath := path
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		// A DICOM folder: the slide opens from its series' primary instance.
+		if slidePath, err = slide.DICOMFolderSlide(path); err != nil {
+			w.failOrphan(f.name, f.size, f.mod, err.Error())
+			return nil
+		}
 	}
 	if err := checkWatchName(f.name); err != nil {
 		w.failOrphan(f.name, f.size, f.mod, err.Error())
@@ -838,7 +995,7 @@ func (w *Watcher) handle(ctx context.Context, f *watchFile) error {
 	// Resume only work begun on this very file; a new file under a known id
 	// (a rescan) redoes every stage, since the stages' own checks compare
 	// coordinates, not pixels.
-	row, err := w.runSlide(ctx, pipeline.Input{Path: path, ID: id}, !same)
+	row, err := w.runSlide(ctx, pipeline.Input{Path: slidePath, ID: id}, !same)
 	if ctx.Err() != nil {
 		return ctx.Err() // the journal says processing: the next start redoes it
 	}
@@ -1023,8 +1180,8 @@ func (w *Watcher) moved(name string) {
 // describes (overwritten while processed): it is then left for the next
 // scans, which process the new file.
 func (w *Watcher) changedSince(j Journal) bool {
-	fi, err := os.Stat(filepath.Join(w.opt.Inbox, j.Slide))
-	if err != nil || !j.sameFile(j.Slide, fi.Size(), fi.ModTime()) {
+	size, mod, err := statEntry(filepath.Join(w.opt.Inbox, j.Slide))
+	if err != nil || !j.sameFile(j.Slide, size, mod) {
 		slog.Warn("the file changed while it was processed; it is taken again once complete", "slide", j.ID, "stage", "watch")
 		return true
 	}
@@ -1092,7 +1249,7 @@ func (w *Watcher) journalAfterMove(j Journal) error {
 // complete is left for the next scans.
 func (w *Watcher) failOrphan(name string, size int64, mod time.Time, reason string) {
 	reason = oneLine(reason)
-	if fi, err := os.Stat(filepath.Join(w.opt.Inbox, name)); err != nil || fi.Size() != size || !fi.ModTime().Equal(mod) {
+	if sz, mt, err := statEntry(filepath.Join(w.opt.Inbox, name)); err != nil || sz != size || !mt.Equal(mod) {
 		return
 	}
 	slog.Error("failed", "slide", name, "stage", "watch", "reason", reason)
@@ -1177,8 +1334,31 @@ func (w *Watcher) moveSlide(name, sub string, before func(dest string) error) (s
 			return "", err
 		}
 	}
+	var companions []string // the other instances of a loose DICOM series
+	if strings.EqualFold(filepath.Ext(name), ".dcm") {
+		_, files := slide.DICOMSeries(src)
+		for _, f := range files {
+			if f != src {
+				companions = append(companions, f)
+			}
+		}
+	}
 	if err := os.Rename(src, filepath.Join(dir, dest)); err != nil {
 		return "", err
+	}
+	for _, f := range companions {
+		base := filepath.Base(f)
+		stem, ext := splitExt(base)
+		to := filepath.Join(dir, base)
+		for n := 2; n <= maxMoveN; n++ {
+			if _, err := os.Lstat(to); errors.Is(err, fs.ErrNotExist) {
+				break
+			}
+			to = filepath.Join(dir, fmt.Sprintf("%s_%d%s", stem, n, ext))
+		}
+		if err := os.Rename(f, to); err != nil {
+			slog.Warn("watch: an instance of the DICOM series could not be moved with it", "file", f, "err", err)
+		}
 	}
 	return dest, nil
 }
@@ -1199,8 +1379,8 @@ func (w *Watcher) reclaimFailed(now time.Time) {
 	}
 	w.mu.Unlock()
 	for _, j := range cands {
-		fi, err := os.Stat(filepath.Join(w.opt.Inbox, filepath.FromSlash(j.MovedTo)))
-		if err != nil || j.sameFile(j.Slide, fi.Size(), fi.ModTime()) {
+		size, mod, err := statEntry(filepath.Join(w.opt.Inbox, filepath.FromSlash(j.MovedTo)))
+		if err != nil || j.sameFile(j.Slide, size, mod) {
 			continue
 		}
 		if err := w.reclaim(j); err != nil {

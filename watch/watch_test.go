@@ -1097,3 +1097,93 @@ func TestWatchTakesLockAndRecordsState(t *testing.T) {
 		}
 	}
 }
+
+// DICOM in the watch folder: a folder of a series' instances copied in file
+// by file is one slide, named after the folder, taken only once the folder
+// has stayed unchanged for the settle time, and moved whole to done/; a
+// lone .dcm file is a slide like any other; a folder holding two series
+// fails with a one-line reason; a series' instances loose in the inbox are
+// one slide (the largest instance's name), moved to done/ together.
+func TestWatchDICOM(t *testing.T) {
+	e := newWatchEnv(t)
+	var sc stageCounter
+	w := e.watcher(t, sc.hook)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- w.Run(ctx) }()
+
+	src := t.TempDir()
+	files := fixture.DICOMSeries(t, src, "s", 5, 7)
+	if len(files) < 2 {
+		t.Fatalf("series of %d files", len(files))
+	}
+	folder := filepath.Join(e.inbox, "case7")
+	if err := os.Mkdir(folder, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i, f := range files {
+		time.Sleep(watchStable / 2)
+		if n := sc.processed(); n != 0 {
+			t.Fatalf("folder taken after %d of %d files", i, len(files))
+		}
+		copyKeepTime(t, f, filepath.Join(folder, filepath.Base(f)))
+	}
+	lone := filepath.Join(t.TempDir(), "lone")
+	os.Mkdir(lone, 0o755)
+	loneFiles := fixture.DICOMSeries(t, lone, "lone", 2, 3)
+	copyKeepTime(t, loneFiles[0], filepath.Join(e.inbox, "lone.dcm"))
+	mixed := filepath.Join(e.inbox, "mixed")
+	os.Mkdir(mixed, 0o755)
+	copyKeepTime(t, files[0], filepath.Join(mixed, "a.dcm"))
+	copyKeepTime(t, loneFiles[0], filepath.Join(mixed, "b.dcm"))
+	// A series' instances loose in the inbox: one slide, its largest
+	// instance, and the others go with it.
+	loose := filepath.Join(t.TempDir(), "loose")
+	os.Mkdir(loose, 0o755)
+	looseFiles := fixture.DICOMSeries(t, loose, "loose", 3, 4)
+	for i := len(looseFiles) - 1; i >= 0; i-- {
+		copyKeepTime(t, looseFiles[i], filepath.Join(e.inbox, filepath.Base(looseFiles[i])))
+	}
+
+	waitFor(t, "the four DICOM slides done or failed", 90*time.Second, func() bool {
+		s := w.Snapshot()
+		return len(s.Done)+len(s.Failed) == 4 && s.Current == nil
+	})
+	for _, f := range looseFiles {
+		if !exists(filepath.Join(e.inbox, InboxDone, filepath.Base(f))) {
+			t.Errorf("loose instance %s not moved to done/", filepath.Base(f))
+		}
+	}
+	for _, f := range files {
+		if !exists(filepath.Join(e.inbox, InboxDone, "case7", filepath.Base(f))) {
+			t.Errorf("%s not moved to done/case7/", filepath.Base(f))
+		}
+	}
+	if exists(folder) || !exists(filepath.Join(e.inbox, InboxDone, "lone.dcm")) {
+		t.Error("case7/ or lone.dcm left in the inbox")
+	}
+	if sc.get("case7", pipeline.StageTile) != 1 || sc.get("loose-level-0", pipeline.StageTile) != 1 || sc.processed() != 3 {
+		t.Errorf("processed: case7 %d times, %d slides", sc.get("case7", pipeline.StageTile), sc.processed())
+	}
+	j := readJournalFile(t, e.work, "case7")
+	if j.Status != JournalDone || j.Slide != "case7" || j.MovedTo != "done/case7" || j.Prediction == nil {
+		t.Errorf("journal %+v", j)
+	}
+	if rows := predictionRows(t, e.work); rows["case7"] != 1 || rows["lone"] != 1 || rows["loose-level-0"] != 1 || len(rows) != 3 {
+		t.Errorf("predictions.csv rows %v", rows)
+	}
+	// The slide was read as the whole series: tiled at level 0 of 1792×1280.
+	b, err := os.ReadFile(e.work.SlideJSON("case7"))
+	if err != nil || !strings.Contains(string(b), `"format": "dicom"`) || !strings.Contains(string(b), `"width": 1792`) {
+		t.Errorf("slide.json: %v %.300s", err, b)
+	}
+	reason, err := os.ReadFile(filepath.Join(e.inbox, InboxFailed, "mixed.reason.txt"))
+	if err != nil || !strings.Contains(string(reason), "instances of 2 DICOM series") || strings.Count(string(reason), "\n") != 1 {
+		t.Errorf("mixed/: reason %q, %v", reason, err)
+	}
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v", err)
+	}
+}

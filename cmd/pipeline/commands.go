@@ -97,7 +97,27 @@ func printInfo(w io.Writer, m slide.Metadata) {
 		if lv.MPPX > 0 {
 			mpp = fmt.Sprintf("  %.4f µm/px", lv.MPPX)
 		}
-		fmt.Fprintf(w, "    %d: %d x %d  downsample %.4g%s\n", i, lv.Width, lv.Height, lv.Downsample, mpp)
+		tile := ""
+		if lv.TileWidth > 0 {
+			kind := "tile"
+			if m.Format == "dicom" {
+				kind = "frame"
+			}
+			tile = fmt.Sprintf("  %s %d x %d", kind, lv.TileWidth, lv.TileHeight)
+		}
+		fmt.Fprintf(w, "    %d: %d x %d  downsample %.4g%s%s\n", i, lv.Width, lv.Height, lv.Downsample, mpp, tile)
+		if m.Format == "dicom" {
+			key := fmt.Sprintf("dicom.level[%d].", i)
+			org := m.Properties[key+"dimension-organization"]
+			if org == "" {
+				org = "not stated"
+			}
+			fmt.Fprintf(w, "       %s: %s frames, %s (%s), dimension organization %s\n", m.Properties[key+"file"],
+				m.Properties[key+"frames"], m.Properties[key+"transfer-syntax-name"], m.Properties[key+"transfer-syntax"], org)
+			if o := m.Properties[key+"frame-order"]; o != "" {
+				fmt.Fprintf(w, "       frame order: %s\n", o)
+			}
+		}
 	}
 }
 
@@ -113,7 +133,7 @@ func runSynth(ctx context.Context, args []string) error {
 	if synthCasesRequested(args) {
 		return runSynthCases(ctx, args)
 	}
-	fs := newFlags("synth", "--out FILE.svs [flags]")
+	fs := newFlags("synth", "--out FILE.svs [flags] | --dicom --out FOLDER [flags]")
 	out := fs.String("out", "", "output file (required)")
 	o := synth.SlideOptions{Aperio: true, Pyramid4: true}
 	fs.IntVar(&o.Width, "width", 16384, "level-0 width in pixels")
@@ -124,6 +144,7 @@ func runSynth(ctx context.Context, args []string) error {
 	stain := fs.String("stain", "he", "texture: he or ihc")
 	blobs := fs.Int("blobs", 3, "number of tissue pieces")
 	seed := fs.Uint64("seed", 1, "random seed")
+	dicom := fs.Bool("dicom", false, "write a DICOM WSI series instead: --out is a folder, one TILED_FULL JPEG .dcm per level")
 	if err := parse(fs, args); err != nil {
 		if errors.Is(err, errHelp) { // and the case-set form's flags
 			fmt.Println()
@@ -138,6 +159,17 @@ func runSynth(ctx context.Context, args []string) error {
 	o.Tissue = synth.Layout(o.Width, o.Height, *blobs)
 	if o.MPP == 0 && o.AppMag == 0 {
 		o.Aperio = false
+	}
+	if *dicom {
+		if err := os.MkdirAll(*out, 0o755); err != nil {
+			return err
+		}
+		files, err := synth.WriteDICOM(*out, filepath.Base(*out), o)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("wrote %s: %d DICOM instances (%dx%d, %g µm/px)\n", *out, len(files), o.Width, o.Height, o.MPP)
+		return nil
 	}
 	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
 		return err

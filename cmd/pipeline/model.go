@@ -32,7 +32,7 @@ func addModelFlags(fs *flag.FlagSet) modelFlags {
 		config:    fs.String("model-config", "", "model-config JSON (keys as README; missing keys take the defaults)"),
 		variant:   fs.String("variant", "", "model variant: "+strings.Join(model.Variants, ", ")+" (overrides the model config)"),
 		backend:   fs.String("backend", "", "GoMLX backend (default $GOMLX_BACKEND, else "+model.DefaultBackend+"; xla:/abs/path/plugin.so on a GPU)"),
-		reference: fs.Bool("reference", false, "the reference code's settings (128 prompts, no kernel masking, reference padding and evaluation, AdamW 1e-5, batch 1)"),
+		reference: fs.Bool("reference", false, "the reference code's settings (128 prompts, no kernel masking, reference padding, evaluation and first-N patch sampling, AdamW 1e-5, batch 1, per-epoch cosine T_max 50 over 100 epochs; with --input, PAMA's grid subsample above 4096 patches)"),
 	}
 	alias(fs, "config", "model-config") // before the vocabulary was one
 	alias(fs, "model", "variant")
@@ -68,7 +68,7 @@ func runTrain(ctx context.Context, args []string) error {
 	valFold := fs.Int("val-fold", 0, "without --cv: the fold validated on (-1: none)")
 	epochs := fs.Int("epochs", 0, "epochs (overrides the training config)")
 	seed := fs.Int64("seed", -1, "seed (overrides the training config)")
-	sampling := fs.String("sampling", bundle.SampleFirst, "training patch sampling for slides over max_patches: first or random")
+	sampling := fs.String("sampling", "", "training patch sampling for slides over max_patches: spatial (spatially uniform random subsets; default), first (the reference's first N in raster order; default with --reference) or random")
 	cache := fs.Bool("cache", true, "keep bundles in memory between epochs")
 	var inputs stringList
 	fs.Var(&inputs, "input", "slide file or folder holding the cases' slides: they are tiled, embedded (with --encoder FILE.onnx) and anchored first, skipping what is up to date (repeatable)")
@@ -105,6 +105,9 @@ func runTrain(ctx context.Context, args []string) error {
 	if err := tc.Validate(); err != nil {
 		return usageError{err}
 	}
+	if *sampling != "" && *sampling != bundle.SampleSpatial && *sampling != bundle.SampleFirst && *sampling != bundle.SampleRandom {
+		return usageError{fmt.Errorf("--sampling %q: spatial, first or random", *sampling)}
+	}
 	cs, err := cases.Read(*file)
 	if err != nil {
 		return reportProblems(err)
@@ -112,7 +115,7 @@ func runTrain(ctx context.Context, args []string) error {
 	bar := setupLogging(logf, false)
 	defer bar.Finish()
 	if len(inputs) > 0 {
-		if err := prepareCases(ctx, pipeline.Work{Dir: *work}, cs, inputs, *recursive, *mpp, encoderFile, c.PPK); err != nil {
+		if err := prepareCases(ctx, pipeline.Work{Dir: *work}, cs, inputs, *recursive, *mpp, encoderFile, c.PPK, *mf.reference); err != nil {
 			return err
 		}
 	}
@@ -288,7 +291,9 @@ func featuresOf(v string) string {
 
 // prepareCases is train --input: the cases' slides through the runner
 // (tile, embed, anchors) before training.
-func prepareCases(ctx context.Context, work pipeline.Work, cs []cases.Case, inputs []string, recursive bool, mpp float64, encoderFile string, ppk int) error {
+// Reference mode adds PAMA's grid subsample above 4096 patches to the
+// anchors stage.
+func prepareCases(ctx context.Context, work pipeline.Work, cs []cases.Case, inputs []string, recursive bool, mpp float64, encoderFile string, ppk int, reference bool) error {
 	if fi, err := os.Stat(encoderFile); err != nil || fi.IsDir() {
 		return usageError{fmt.Errorf("--input needs the encoder as a file (--features/--encoder FILE.onnx), not the name %q", encoderFile)}
 	}
@@ -302,6 +307,9 @@ func prepareCases(ctx context.Context, work pipeline.Work, cs []cases.Case, inpu
 		return usageError{err}
 	}
 	aopt := pipeline.DefaultAnchorOptions()
+	if reference {
+		aopt = pipeline.ReferenceAnchorOptions()
+	}
 	if !slices.Contains(aopt.PPK, ppk) {
 		aopt.PPK = append(aopt.PPK, ppk)
 	}

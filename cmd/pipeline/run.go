@@ -114,6 +114,7 @@ func runStages(ctx context.Context, name string, args []string) error {
 		ppkList = fs.String("ppk", joinInts(aopt.PPK), "anchors stage: patches-per-anchor values")
 		fs.IntVar(&aopt.MaxIter, "kmeans-iter", aopt.MaxIter, "anchors stage: k-means iterations")
 		fs.Uint64Var(&aopt.Seed, "seed", aopt.Seed, "anchors stage: k-means seed")
+		fs.IntVar(&aopt.MaxPatches, "anchors-max-patches", 0, "anchors stage: subsample slides of more patches on their grid (every f-th row and column) as PAMA's extraction does (4096); 0: every patch")
 		// predict
 		mo.addFlags(fs, "predict stage: ")
 		featName = featuresFlag(fs, "predict stage: features name to read (default: the encoder's name)", false)
@@ -136,6 +137,9 @@ func runStages(ctx context.Context, name string, args []string) error {
 	stages, err := parseStages(*stage, *from)
 	if err != nil {
 		return usageError{err}
+	}
+	if aopt.MaxPatches < 0 {
+		return usageError{fmt.Errorf("--anchors-max-patches %d: want 0 (every patch) or a positive cap", aopt.MaxPatches)}
 	}
 	if aopt.PPK, err = parseInts(*ppkList); err != nil || len(aopt.PPK) == 0 {
 		return usageError{fmt.Errorf("--ppk %q: want comma-separated positive integers", *ppkList)}

@@ -23,7 +23,8 @@ func runServe(ctx context.Context, args []string) error {
 	httpf := addStatusFlags(fs)
 	vopt := viewer.Options{}
 	fs.IntVar(&vopt.MaxSlides, "max-slides", viewer.DefaultMaxSlides, "slides kept open at once (least recently viewed closed first)")
-	fs.IntVar(&vopt.MaxTiles, "max-tiles", viewer.DefaultMaxTiles, "encoded tiles kept in memory")
+	cacheMB := fs.Int64("tile-cache-mb", viewer.DefaultCacheBytes>>20, "MB of encoded tiles kept in memory (least recently viewed dropped first; 0: none)")
+	fs.IntVar(&vopt.MaxTiles, "max-tiles", 0, "also keep at most this many tiles (0: only --tile-cache-mb bounds them)")
 	fs.IntVar(&vopt.Concurrency, "tile-readers", 0, "tiles read from slides at once (0: the CPUs)")
 	logf := addLogFlags(fs)
 	if err := parse(fs, args); err != nil {
@@ -34,8 +35,12 @@ func runServe(ctx context.Context, args []string) error {
 		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
 	case *work == "":
 		return usageError{errors.New("--work is required")}
-	case vopt.MaxSlides < 1 || vopt.MaxTiles < 1 || vopt.Concurrency < 0:
-		return usageError{errors.New("--max-slides and --max-tiles must be at least 1, --tile-readers not negative")}
+	case vopt.MaxSlides < 1 || vopt.MaxTiles < 0 || vopt.Concurrency < 0 || *cacheMB < 0:
+		return usageError{errors.New("--max-slides must be at least 1; --max-tiles, --tile-cache-mb and --tile-readers not negative")}
+	}
+	vopt.CacheBytes = *cacheMB << 20
+	if *cacheMB == 0 {
+		vopt.CacheBytes = -1
 	}
 	if fi, err := os.Stat(*work); err != nil || !fi.IsDir() {
 		return usageError{fmt.Errorf("--work %s: not a folder", *work)}

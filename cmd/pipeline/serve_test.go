@@ -19,6 +19,8 @@ func TestServeExitCodes(t *testing.T) {
 		{"arguments", []string{"serve", "--work", dir, "extra"}, exitUsage},
 		{"bad address", []string{"serve", "--work", dir, "--http", "nohost:port"}, exitUsage},
 		{"no max slides", []string{"serve", "--work", dir, "--max-slides", "0"}, exitUsage},
+		{"negative tile cache", []string{"serve", "--work", dir, "--tile-cache-mb", "-1"}, exitUsage},
+		{"negative max tiles", []string{"serve", "--work", dir, "--max-tiles", "-1"}, exitUsage},
 		{"short token", []string{"serve", "--work", dir, "--http-token", "short"}, exitUsage},
 	} {
 		if code, _, errOut := capture(t, c.args...); code != c.want {
