@@ -11,7 +11,7 @@ export HER2WSI_DATA := $(SHARED_DATA)
 # faster model training and prediction); the build works without it.
 export GOEXPERIMENT ?= simd
 
-.PHONY: all setup build install uninstall test test-slurm vet docker-check demo bench bench-embed bench-anchors bench-model bench-predict-large bench-learning bench-pipeline bench-viewer bench-dicom soak fuzz clean encoders encoders-check vit-model gpu-bundle
+.PHONY: all setup build install uninstall test test-slurm vet docker-check demo bench bench-embed bench-anchors bench-model bench-clam bench-predict-large bench-learning bench-pipeline bench-viewer bench-dicom soak fuzz clean encoders encoders-check vit-model gpu-bundle
 
 all: build
 
@@ -114,6 +114,11 @@ bench: build $(BENCH_SLIDE)
 	$(GO) test -run '^$$' -bench 'BenchmarkScaledDecode' -benchtime 1x -count 1 -timeout 30m ./pipeline
 	$(GO) test -run '^$$' -bench 'BenchmarkTileStage' -benchtime 1x -count 1 -timeout 30m ./pipeline
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/raster ./tiling
+
+# CLAM training step (clam_sb, clam_mb) against the official mahmoodlab/CLAM
+# code on the same threads (CLAM_REPO: a checkout of it), as a ratio.
+bench-clam: setup
+	scripts/bench-clam.sh
 
 # Model: training step and prediction time and peak memory per backend/build,
 # and the same step in PyTorch (Debian's torch) with their ratio.

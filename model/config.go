@@ -89,6 +89,9 @@ type Config struct {
 	// The transmil/nystromformer constructor arguments (transmil.go); their
 	// keys sit at the top level of the JSON and are left out when zero.
 	NystromConfig
+	// CLAMConfig holds the clam_sb/clam_mb keys (clam.go); empty for the
+	// other variants.
+	CLAMConfig
 }
 
 // DefaultConfig is the paper's IPCA.
@@ -123,6 +126,15 @@ func (c Config) PredictPatches() int {
 		return c.MaxPatches
 	}
 	return max(c.MaxPredictPatches, c.MaxPatches)
+}
+
+// Normalized is the config with the variant's own keys filled in where
+// left out (the CLAM keys for clam_sb/clam_mb), as run folders record it.
+func (c Config) Normalized() Config {
+	if s := c.Spec(); s.normalize != nil {
+		s.normalize(&c)
+	}
+	return c
 }
 
 // HeadDim is e_dim / heads.
@@ -168,6 +180,9 @@ func (c Config) Validate() error {
 		if err := validateNystrom(c, spec); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if spec.check != nil {
+		errs = append(errs, spec.check(c)...)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("model: config: %w", errors.Join(errs...))

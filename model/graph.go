@@ -39,6 +39,9 @@ type forwardOut struct {
 	logits    *Node // [C]
 	logitsIHC *Node // [C] (nil without the IHC branch)
 	attn      *Node // [N] [CLS]→patch attention of the last block (through the anchors; ABMIL: its attention)
+	// loss is the variant's training loss given the i32 label (nil:
+	// cross-entropy of logits, plus the IHC head's where there is one).
+	loss func(label *Node) *Node
 }
 
 // builder holds the parameter nodes of one graph, by reference name, and
@@ -57,8 +60,11 @@ type builder struct {
 // projection (proj, proj_i, proj_i2: its proj_drop*) and in the MLPs after
 // the GELU and after fc2; its attn_drop is built but never applied, so
 // attention weights are not dropped here either.
-func (b *builder) drop(x *Node) *Node {
-	p := b.c.Dropout
+func (b *builder) drop(x *Node) *Node { return b.dropP(x, b.c.Dropout) }
+
+// dropP is drop with rate p (CLAM's attention nets drop 0.25 whenever
+// dropout is set).
+func (b *builder) dropP(x *Node, p float64) *Node {
 	if b.rng == nil || p <= 0 {
 		return x
 	}

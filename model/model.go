@@ -118,6 +118,9 @@ func NewRuntime(c Config, backend compute.Backend) (*Runtime, error) {
 		}
 		out := b.forward(he, ihc, c.HasPrompts())
 		loss := crossEntropy(out.logits, label, c.Classes)
+		if out.loss != nil {
+			loss = out.loss(label)
+		}
 		if out.logitsIHC != nil {
 			loss = Add(loss, crossEntropy(out.logitsIHC, label, c.Classes))
 		}

@@ -16,6 +16,7 @@ const (
 	initNormal02           // cls_token, cls_token_i, kernel_token: normal(0, 0.02)
 	initNormal1            // kernel_token_i (torch.randn), nn.Embedding default
 	initConvDefault        // torch Conv2d weight default: U(±1/√fan_in), fan_in = Π shape[1:]
+	initTorchLinear        // torch's default nn.Linear init (weight and bias): U(−1/√fan_in, 1/√fan_in)
 )
 
 // ParamSpec is one parameter: its reference state_dict name, its shape (the
@@ -24,6 +25,7 @@ type ParamSpec struct {
 	Name  string
 	Shape []int
 	Init  int
+	FanIn int // initTorchLinear: the layer's input width
 }
 
 // Size is the number of elements.
@@ -104,6 +106,13 @@ func InitParams(c Config, seed uint64) *Params {
 				fanIn *= d
 			}
 			a := 1 / math.Sqrt(float64(fanIn))
+			for j := range v {
+				v[j] = float32((2*rng.Float64() - 1) * a)
+			}
+		case initTorchLinear:
+			// kaiming_uniform(a=√5) on the weight and the bias rule both
+			// come to this bound.
+			a := 1 / math.Sqrt(float64(s.FanIn))
 			for j := range v {
 				v[j] = float32((2*rng.Float64() - 1) * a)
 			}

@@ -156,7 +156,7 @@ type TrainResult struct {
 
 // Fit trains on train and selects the epoch on val (nil: the last epoch).
 func (t *Trainer) Fit(ctx context.Context, train, val Source) (TrainResult, error) {
-	c, tc := t.Config, t.Train
+	c, tc := t.Config.Normalized(), t.Train
 	if err := tc.Validate(); err != nil {
 		return TrainResult{}, err
 	}

@@ -41,6 +41,18 @@ type VariantSpec struct {
 	params func(c Config, s VariantSpec, l *paramList)
 	// forward builds the forward pass (see builder.forward).
 	forward func(b *builder, he heInputs, ihc *ihcInputs, withPrompts bool) forwardOut
+	// check validates the variant's own config keys (nil: none). Other
+	// variants ignore those keys, so one config file can serve several
+	// variants through --variant.
+	check func(c Config) []error
+	// checksCLAM: the variant reads the CLAM keys (CLAMConfig).
+	checksCLAM bool
+	// legacyName offers current names for a state_dict name of an older
+	// version of the official code (nil: none).
+	legacyName func(name string) []string
+	// normalize fills the variant's keys left out with their defaults
+	// (Config.Normalized; nil: nothing to fill).
+	normalize func(c *Config)
 }
 
 // VariantSpecs is the table of variants, in the order they are listed.
@@ -88,6 +100,16 @@ var VariantSpecs = []VariantSpec{
 		forward: func(b *builder, he heInputs, _ *ihcInputs, _ bool) forwardOut {
 			return b.transmilForward(he, false)
 		},
+	},
+	{
+		Name:   VariantCLAMSB,
+		Doc:    "CLAM single-branch (mahmoodlab/CLAM CLAM_SB): gated or plain attention, instance-level clustering loss",
+		params: clamParams, forward: (*builder).clamForward, check: clamCheck, checksCLAM: true, legacyName: clamLegacyName, normalize: clamNormalize,
+	},
+	{
+		Name:   VariantCLAMMB,
+		Doc:    "CLAM multi-branch (CLAM_MB): one attention branch and one bag classifier per class",
+		params: clamParams, forward: (*builder).clamForward, check: clamCheck, checksCLAM: true, legacyName: clamLegacyName, normalize: clamNormalize,
 	},
 }
 

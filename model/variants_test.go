@@ -21,6 +21,8 @@ func TestVariantSpecs(t *testing.T) {
 		{VariantABMIL, false, false, false, "abmil.fc.weight", "cls_token"},
 		{VariantTransMIL, false, false, false, "pos_layer.proj.weight", "kernel_token"},
 		{VariantNystromformer, false, false, false, "layer2.attn.res_conv.weight", "pos_layer.proj.weight"},
+		{VariantCLAMSB, false, false, false, "attention_net.3.attention_c.weight", "classifiers.0.weight"},
+		{VariantCLAMMB, false, false, false, "classifiers.0.weight", "classifiers.weight"},
 	}
 	var names []string
 	for _, w := range want {

@@ -71,10 +71,36 @@ func LoadWeights(path string, c Config) (*Params, error) {
 		return nil, fmt.Errorf("model: weights %s: %w", path, err)
 	}
 	p := NewParams(c)
-	if err := LoadWeightsInto(path, p, !spec.HasIHC); err != nil {
+	f, err := safetensors.Read(path)
+	if err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	if spec.legacyName != nil {
+		renameLegacy(f, p, spec.legacyName)
+	}
+	if err := setFromFile(path, f, p, !spec.HasIHC); err != nil {
 		return nil, err
 	}
 	return p, nil
+}
+
+// renameLegacy gives a tensor that the parameters do not name the first
+// current name legacy offers for it that the parameters have and the file
+// lacks (state_dict names of older versions of the official code).
+func renameLegacy(f *safetensors.File, p *Params, legacy func(string) []string) {
+	for _, n := range f.Names() {
+		if p.Get(n) != nil {
+			continue
+		}
+		for _, to := range legacy(n) {
+			if _, taken := f.Tensors[to]; to == n || taken || p.Get(to) == nil {
+				continue
+			}
+			f.Tensors[to] = f.Tensors[n]
+			delete(f.Tensors, n)
+			break
+		}
+	}
 }
 
 // LoadWeightsInto fills p from a weight file.
