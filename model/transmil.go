@@ -42,7 +42,7 @@ import (
 //
 // Differences from the official code: in_dim is free (the official _fc1
 // takes 1024); the attention output dropout (0.1 in TransLayer) is not
-// implemented (the runtime refuses dropout > 0), so training differs there
+// implemented (Validate refuses dropout > 0 for these variants), so training differs there
 // and prediction (eval mode) is equal.
 
 // Variant names.
@@ -116,6 +116,11 @@ func validateNystrom(c Config, s VariantSpec) error {
 	}
 	if c.nysKernel()%2 == 0 {
 		return fmt.Errorf("residual_conv_kernel %d must be odd", c.nysKernel())
+	}
+	if c.Dropout > 0 {
+		// The shared dropout (graph.go) is not wired into the Nyström
+		// layers yet: refuse rather than train without it silently.
+		return fmt.Errorf("dropout %g: not implemented for %s yet (use 0)", c.Dropout, c.Variant)
 	}
 	return nil
 }
