@@ -86,6 +86,14 @@ type Config struct {
 	// max_predict_patches, training draws a spatially uniform random subset
 	// of max_patches per load.
 	ReferenceSampling bool `json:"reference_sampling"`
+
+	// SlideGraph+ (variant slidegraph): SlideGraphArch's arguments
+	// (model/slidegraph.go); empty takes the notebook's values.
+	Layers  []int  `json:"layers,omitempty"`
+	Pooling string `json:"pooling,omitempty"`
+	Conv    string `json:"conv,omitempty"`
+	Aggr    string `json:"aggr,omitempty"`
+	GEmbed  bool   `json:"gembed,omitempty"`
 }
 
 // DefaultConfig is the paper's IPCA.
@@ -160,6 +168,11 @@ func (c Config) Validate() error {
 	}
 	if c.LayerNormEps <= 0 {
 		bad("layer_norm_eps %g", c.LayerNormEps)
+	}
+	if spec.validate != nil {
+		if err := spec.validate(c); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("model: config: %w", errors.Join(errs...))

@@ -23,6 +23,9 @@ type ParamSpec struct {
 	Name  string
 	Shape []int
 	Init  int
+	// Buffer: a torch buffer (BatchNorm running statistics, GINConv eps),
+	// saved and loaded with the parameters but not trained.
+	Buffer bool
 }
 
 // Size is the number of elements.
