@@ -19,6 +19,7 @@ func TestVariantSpecs(t *testing.T) {
 		{VariantNoProxy, true, true, false, "blocks.0.kernel_token_i", "head_i.weight"},
 		{VariantPAMA, true, false, false, "blocks.0.attn.dis_embed.weight", "blocks.0.kernel_token_i"},
 		{VariantABMIL, false, false, false, "abmil.fc.weight", "cls_token"},
+		{VariantSlideGraph, false, false, false, "first_h.0.weight", "cls_token"},
 	}
 	var names []string
 	for _, w := range want {
