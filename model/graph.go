@@ -28,7 +28,8 @@ type heInputs struct {
 	mask *Node // [N] f32: 1 for real patches
 	// Graph variants (NeedsGraph) only:
 	nodes    *Node // [V, in] f32 node features (cluster means)
-	adj      *Node // [V, V] f32: adj[i, j] = 1 for an edge j → i
+	src, dst *Node // [E] i32: edge e goes src[e] → dst[e] (padded edges 0 → 0)
+	edgeMask *Node // [E] f32: 1 for real edges
 	nodeMask *Node // [V] f32: 1 for real nodes
 	assign   *Node // [N] i32: each patch slot's node
 }

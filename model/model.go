@@ -150,7 +150,7 @@ func (r *Runtime) Close() {
 // or (variants without anchors) patches and their mask.
 func heCount(c Config) int {
 	if c.Spec().NeedsGraph {
-		return 4
+		return 6
 	}
 	if !c.Spec().NeedsAnchors {
 		return 2
@@ -160,7 +160,7 @@ func heCount(c Config) int {
 
 func heFrom(c Config, in []*Node) heInputs {
 	if c.Spec().NeedsGraph {
-		return heInputs{nodes: in[0], adj: in[1], nodeMask: in[2], assign: in[3]}
+		return heInputs{nodes: in[0], src: in[1], dst: in[2], edgeMask: in[3], nodeMask: in[4], assign: in[5]}
 	}
 	if !c.Spec().NeedsAnchors {
 		return heInputs{feats: in[0], mask: in[1]}
@@ -181,7 +181,9 @@ func (r *Runtime) heTensors(p *packed) []any {
 	if r.Config.Spec().NeedsGraph {
 		return []any{
 			tensors.FromFlatDataAndDimensions(p.nodes, p.VB, in),
-			tensors.FromFlatDataAndDimensions(p.adj, p.VB, p.VB),
+			tensors.FromFlatDataAndDimensions(p.src, p.EB),
+			tensors.FromFlatDataAndDimensions(p.dst, p.EB),
+			tensors.FromFlatDataAndDimensions(p.edgeMask, p.EB),
 			tensors.FromFlatDataAndDimensions(p.nodeMask, p.VB),
 			tensors.FromFlatDataAndDimensions(p.assign, p.NB),
 		}

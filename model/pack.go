@@ -91,7 +91,9 @@ type packed struct {
 	mask       []float32 // NB (variants without anchors)
 	VB         int       // node slots (graph variants)
 	nodes      []float32 // VB×in
-	adj        []float32 // VB×VB
+	EB         int       // edge slots
+	src, dst   []int32   // EB
+	edgeMask   []float32 // EB
 	nodeMask   []float32 // VB
 	assign     []int32   // NB
 	ihc        []float32 // MB×in

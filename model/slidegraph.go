@@ -189,7 +189,7 @@ func (c Config) bnNames() []string {
 func relu(x *Node) *Node { return Max(x, ScalarZero(x.Graph(), x.DType())) }
 
 // slideGraph is SlideGraphArch.forward for one graph: V node slots with
-// nodeMask, adj[i, j] = 1 for an edge j → i (edge_index column (j, i)).
+// nodeMask and edges src[e] → dst[e] (edge_index columns).
 func (b *builder) slideGraph(he heInputs) forwardOut {
 	c := b.c
 	g := he.nodes.Graph()
@@ -212,7 +212,7 @@ func (b *builder) slideGraph(he heInputs) forwardOut {
 	for l := range layers {
 		lin := "linears." + strconv.Itoa(l)
 		if l > 0 {
-			h = b.graphConv(l-1, h, he.adj, m)
+			h = b.graphConv(l-1, h, he)
 		}
 		var sub *Node
 		if l == 0 || !c.GEmbed {
@@ -246,14 +246,18 @@ func (b *builder) slideGraph(he heInputs) forwardOut {
 // nn([x_i, x_j − x_i]) over edges j → i, aggregated — or GINConv(nns[k]):
 // nn((1+eps)·x_i + Σ_j x_j). The BatchNorm in nns[k] normalises over the
 // edges (EdgeConv) or the nodes (GINConv), as in torch_geometric.
-func (b *builder) graphConv(k int, x, adj, m *Node) *Node {
+func (b *builder) graphConv(k int, x *Node, he heInputs) *Node {
 	p := "nns." + strconv.Itoa(k) + "."
 	g := x.Graph()
-	V, D := x.Shape().Dimensions[0], x.Shape().Dimensions[1]
+	V := x.Shape().Dimensions[0]
+	D := x.Shape().Dimensions[1]
+	src, dst := ExpandAxes(he.src, -1), ExpandAxes(he.dst, -1) // [E, 1]
+	em := ExpandAxes(he.edgeMask, -1)                          // [E, 1]
 	if b.c.sgConv() == "GINConv" {
 		eps := b.param("convs." + strconv.Itoa(k) + ".eps")
-		agg := Add(Mul(x, OnePlus(Reshape(eps))), Einsum("ij,jd->id", adj, x))
-		return relu(b.batchNorm(p+"1", b.linear(p+"0", agg), m))
+		agg := ScatterSum(ZerosLike(x), dst, Mul(Gather(x, src), em), false, false)
+		agg = Add(Mul(x, OnePlus(Reshape(eps))), agg)
+		return relu(b.batchNorm(p+"1", b.linear(p+"0", agg), he.nodeMask))
 	}
 	w, bias := b.param(p+"0.weight"), b.param(p+"0.bias") // [F, 2D]
 	F := w.Shape().Dimensions[0]
@@ -261,20 +265,19 @@ func (b *builder) graphConv(k int, x, adj, m *Node) *Node {
 	w2 := Slice(w, AxisRange(), AxisRange(D, 2*D))
 	a := Add(Einsum("vd,fd->vf", x, Sub(w1, w2)), ExpandAxes(bias, 0)) // x_i part
 	bj := Einsum("vd,fd->vf", x, w2)                                   // x_j part
-	msg := Add(ExpandAxes(a, 1), ExpandAxes(bj, 0))                    // [V(i), V(j), F]
-	flat := Reshape(msg, V*V, F)
-	e := Reshape(adj, V*V)
-	r := relu(b.batchNorm(p+"1", flat, e))
-	r = Mul(r, ExpandAxes(e, -1)) // non-edges 0 (ReLU outputs ≥ 0, so max is exact)
-	r = Reshape(r, V, V, F)
+	msg := Add(Gather(a, dst), Gather(bj, src))                        // [E, F]
+	r := relu(b.batchNorm(p+"1", msg, he.edgeMask))
+	r = Mul(r, em) // padded edges 0 (ReLU outputs ≥ 0, so the max is exact)
+	zero := Zeros(g, shapesOf(dtypes.Float32, V, F))
 	switch b.c.sgAggr() {
 	case "add":
-		return ReduceSum(r, 1)
+		return ScatterSum(zero, dst, r, false, false)
 	case "mean":
-		deg := Max(ReduceSum(adj, 1), Scalar(g, dtypes.Float32, 1))
-		return Div(ReduceSum(r, 1), ExpandAxes(deg, -1))
+		deg := ScatterSum(Zeros(g, shapesOf(dtypes.Float32, V, 1)), dst, em, false, false)
+		return Div(ScatterSum(zero, dst, r, false, false), Max(deg, Scalar(g, dtypes.Float32, 1)))
 	}
-	return ReduceMax(r, 1)
+	// Nodes without incoming edges get 0, as torch_geometric's scatter max.
+	return ScatterMax(zero, dst, r, false, false)
 }
 
 // UpdateRunningStats applies one training step's BatchNorm batch
@@ -352,9 +355,10 @@ func packGraph(p *packed, c Config, e *Example) {
 	} else {
 		meanNodes(p.nodes, e, in)
 	}
-	p.adj = make([]float32, p.VB*p.VB)
-	for _, ed := range e.Edges {
-		p.adj[int(ed[1])*p.VB+int(ed[0])] = 1
+	p.EB = bucket(max(len(e.Edges), 1), max(len(e.Edges), 1<<30))
+	p.src, p.dst, p.edgeMask = make([]int32, p.EB), make([]int32, p.EB), make([]float32, p.EB)
+	for k, ed := range e.Edges {
+		p.src[k], p.dst[k], p.edgeMask[k] = ed[0], ed[1], 1
 	}
 	p.nodeMask = make([]float32, p.VB)
 	for v := 0; v < e.V; v++ {
