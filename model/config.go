@@ -92,6 +92,14 @@ type Config struct {
 	// CLAMConfig holds the clam_sb/clam_mb keys (clam.go); empty for the
 	// other variants.
 	CLAMConfig
+
+	// SlideGraph+ (variant slidegraph): SlideGraphArch's arguments
+	// (model/slidegraph.go); empty takes the notebook's values.
+	Layers  []int  `json:"layers,omitempty"`
+	Pooling string `json:"pooling,omitempty"`
+	Conv    string `json:"conv,omitempty"`
+	Aggr    string `json:"aggr,omitempty"`
+	GEmbed  bool   `json:"gembed,omitempty"`
 }
 
 // DefaultConfig is the paper's IPCA.
@@ -183,6 +191,11 @@ func (c Config) Validate() error {
 	}
 	if spec.check != nil {
 		errs = append(errs, spec.check(c)...)
+	}
+	if spec.validate != nil {
+		if err := spec.validate(c); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("model: config: %w", errors.Join(errs...))

@@ -26,6 +26,12 @@ type heInputs struct {
 	rows    *Node // [N+1] f32: 1 for [CLS] and real patches (prompt-attention rows)
 	// Variants without anchors only:
 	mask *Node // [N] f32: 1 for real patches
+	// Graph variants (NeedsGraph) only:
+	nodes    *Node // [V, in] f32 node features (cluster means)
+	src, dst *Node // [E] i32: edge e goes src[e] → dst[e] (padded edges 0 → 0)
+	edgeMask *Node // [E] f32: 1 for real edges
+	nodeMask *Node // [V] f32: 1 for real nodes
+	assign   *Node // [N] i32: each patch slot's node
 }
 
 // ihcInputs are the IHC slide's inputs, padded to M patch slots.
@@ -51,6 +57,10 @@ type builder struct {
 	spec VariantSpec
 	p    map[string]*Node
 	rng  *Node // RNG state: dropout applies (nil: no dropout, as at prediction)
+	// train: a training graph (BatchNorm uses batch statistics, recorded in
+	// bnStats as mean and unbiased variance per module).
+	train   bool
+	bnStats []*Node
 }
 
 // drop is inverted dropout with the config's rate where the builder has a

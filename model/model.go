@@ -91,6 +91,7 @@ func NewRuntime(c Config, backend compute.Backend) (*Runtime, error) {
 	}
 	r.fwdTrain, err = NewExec(backend, func(g *Graph, in []*Node) []*Node {
 		b := newBuilder(c, r.specs, in[:np])
+		b.train = true
 		he, ihc := heFrom(c, in[np:]), ihcFrom(c, in[np+heCount(c):])
 		out := b.forward(he, ihc, c.HasPrompts())
 		res := []*Node{out.logits}
@@ -105,6 +106,7 @@ func NewRuntime(c Config, backend compute.Backend) (*Runtime, error) {
 	r.grad, err = NewExec(backend, func(g *Graph, in []*Node) []*Node {
 		params := in[:np]
 		b := newBuilder(c, r.specs, params)
+		b.train = true
 		rest := in[np:]
 		he := heFrom(c, rest)
 		rest = rest[heCount(c):]
@@ -125,7 +127,8 @@ func NewRuntime(c Config, backend compute.Backend) (*Runtime, error) {
 			loss = Add(loss, crossEntropy(out.logitsIHC, label, c.Classes))
 		}
 		res := []*Node{loss, out.logits}
-		return append(res, Gradient(loss, params...)...)
+		res = append(res, gradients(loss, params, r.specs)...)
+		return append(res, b.bnStats...)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("model: %w", err)
@@ -149,6 +152,9 @@ func (r *Runtime) Close() {
 // heCount is the number of H&E graph inputs: patches with anchors and bins,
 // or (variants without anchors) patches and their mask.
 func heCount(c Config) int {
+	if c.Spec().NeedsGraph {
+		return 6
+	}
 	if !c.Spec().NeedsAnchors {
 		return 2
 	}
@@ -156,6 +162,9 @@ func heCount(c Config) int {
 }
 
 func heFrom(c Config, in []*Node) heInputs {
+	if c.Spec().NeedsGraph {
+		return heInputs{nodes: in[0], src: in[1], dst: in[2], edgeMask: in[3], nodeMask: in[4], assign: in[5]}
+	}
 	if !c.Spec().NeedsAnchors {
 		return heInputs{feats: in[0], mask: in[1]}
 	}
@@ -172,6 +181,16 @@ func ihcFrom(c Config, in []*Node) *ihcInputs {
 // heTensors makes the H&E input tensors of a packed example.
 func (r *Runtime) heTensors(p *packed) []any {
 	in := r.Config.InDim
+	if r.Config.Spec().NeedsGraph {
+		return []any{
+			tensors.FromFlatDataAndDimensions(p.nodes, p.VB, in),
+			tensors.FromFlatDataAndDimensions(p.src, p.EB),
+			tensors.FromFlatDataAndDimensions(p.dst, p.EB),
+			tensors.FromFlatDataAndDimensions(p.edgeMask, p.EB),
+			tensors.FromFlatDataAndDimensions(p.nodeMask, p.VB),
+			tensors.FromFlatDataAndDimensions(p.assign, p.NB),
+		}
+	}
 	if !r.Config.Spec().NeedsAnchors {
 		return []any{
 			tensors.FromFlatDataAndDimensions(p.he, p.NB, in),
@@ -298,6 +317,9 @@ type GradResult struct {
 	Loss   float64
 	Logits []float32
 	Grads  [][]float32
+	// BNStats are the training graph's BatchNorm batch statistics (mean,
+	// unbiased variance per module; SlideGraph+), for UpdateRunningStats.
+	BNStats [][]float32
 }
 
 // Grad computes loss and gradients for one example. anchorsKept is the
@@ -343,6 +365,9 @@ func (r *Runtime) GradSeed(p *Params, e *Example, anchorsKept []int, seed uint64
 	}
 	for i := range r.specs {
 		res.Grads[i] = tensors.MustCopyFlatData[float32](outs[2+i])
+	}
+	for _, o := range outs[2+len(r.specs):] {
+		res.BNStats = append(res.BNStats, tensors.MustCopyFlatData[float32](o))
 	}
 	return res, nil
 }

@@ -45,6 +45,9 @@ func (a *Adam) Update(p *Params, g [][]float32, lr float64) {
 	bc2 := 1 - math.Pow(a.Beta2, float64(a.Step))
 	b1, b2 := float32(a.Beta1), float32(a.Beta2)
 	for i, w := range p.Values {
+		if p.Specs[i].Buffer {
+			continue
+		}
 		m, v, gi := a.M[i], a.V[i], g[i]
 		for j := range w {
 			gj := gi[j]

@@ -20,6 +20,12 @@ type Example struct {
 	M     int       // IHC patches (0: none)
 	IHC   []float32 // M×in_dim
 	Label int
+	// SlideGraph+ graph (variants with NeedsGraph): V nodes, each patch's
+	// node, and directed edges (src, dst).
+	V      int
+	NodeX  []float32 // V×in_dim node features (nil: the means of the patches' features)
+	Assign []int32
+	Edges  [][2]int32
 }
 
 // Check validates an example's sizes against the config, for a training
@@ -52,6 +58,9 @@ func (e *Example) check(c Config, predict bool) error {
 	case e.Label >= c.Classes:
 		return fmt.Errorf("model: %s: label %d, the model has %d classes", e.ID, e.Label, c.Classes)
 	}
+	if c.Spec().NeedsGraph {
+		return e.checkGraph(c)
+	}
 	if !c.Spec().NeedsAnchors {
 		return nil
 	}
@@ -80,6 +89,13 @@ type packed struct {
 	keep       []float32 // KB×(NB+1)
 	rows       []float32 // NB+1: [CLS] and real patches
 	mask       []float32 // NB (variants without anchors)
+	VB         int       // node slots (graph variants)
+	nodes      []float32 // VB×in
+	EB         int       // edge slots
+	src, dst   []int32   // EB
+	edgeMask   []float32 // EB
+	nodeMask   []float32 // VB
+	assign     []int32   // NB
 	ihc        []float32 // MB×in
 	ihcKeep    []float32 // MB+1
 }
@@ -129,6 +145,10 @@ func pack(c Config, e *Example, anchorsKept []int, withIHC bool) *packed {
 		for j := range p.mask {
 			p.mask[j] = 1
 		}
+		return p
+	}
+	if c.Spec().NeedsGraph {
+		packGraph(p, c, e)
 		return p
 	}
 	p.he = make([]float32, p.NB*in)

@@ -26,6 +26,9 @@ type ParamSpec struct {
 	Shape []int
 	Init  int
 	FanIn int // initTorchLinear: the layer's input width
+	// Buffer: a torch buffer (BatchNorm running statistics, GINConv eps),
+	// saved and loaded with the parameters but not trained.
+	Buffer bool
 }
 
 // Size is the number of elements.

@@ -60,6 +60,18 @@ func randomExample(c Config, rng *rand.Rand, n, k, m, label int) *Example {
 			e.Dist[a*n+j], e.Polar[a*n+j] = uint8(d), uint8(s)
 		}
 	}
+	if c.Spec().NeedsGraph { // graph variants: patches i and i+V share node i mod V; a ring of edges plus a chord
+		e.V = max(2, n/2)
+		e.Assign = make([]int32, n)
+		for i := range e.Assign {
+			e.Assign[i] = int32(i % e.V)
+		}
+		for v := 0; v < e.V; v++ {
+			w := int32((v + 1) % e.V)
+			e.Edges = append(e.Edges, [2]int32{int32(v), w}, [2]int32{w, int32(v)})
+		}
+		e.Edges = append(e.Edges, [2]int32{0, int32(e.V / 2)})
+	}
 	return e
 }
 

@@ -234,6 +234,7 @@ func (t *Trainer) Fit(ctx context.Context, train, val Source) (TrainResult, erro
 				return TrainResult{}, fmt.Errorf("model: training diverged at epoch %d on %s (loss %v); lower the learning rate", epoch, ex.ID, res.Loss)
 			}
 			lossSum += res.Loss
+			t.Runtime.UpdateRunningStats(params, res.BNStats)
 			for k, g := range res.Grads {
 				dst := grads[k]
 				for j := range g {

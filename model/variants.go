@@ -36,6 +36,19 @@ type VariantSpec struct {
 	// first ones (TransMIL), so graphs are compiled per side; a repeated
 	// patch's attention is the mean of its two slots.
 	SquarePad bool
+	// NeedsGraph: the H&E inputs are the slide's SlideGraph+ graph (nodes
+	// as cluster means of patch features, edges, each patch's node).
+	NeedsGraph bool
+
+	// validate checks the variant's own config keys (nil: none).
+	validate func(c Config) error
+	// saveAlias gives a second state_dict name a parameter is also saved
+	// under ("" none); ignoreLoad names weight-file tensors with no value
+	// of their own here; extra are int64 tensors written beside the
+	// parameters (torch buffers such as num_batches_tracked).
+	saveAlias  func(name string) string
+	ignoreLoad func(name string) bool
+	extra      func(c Config) map[string][]int64
 
 	// params lists the parameters in the order the graphs take them.
 	params func(c Config, s VariantSpec, l *paramList)

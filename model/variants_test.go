@@ -23,6 +23,7 @@ func TestVariantSpecs(t *testing.T) {
 		{VariantNystromformer, false, false, false, "layer2.attn.res_conv.weight", "pos_layer.proj.weight"},
 		{VariantCLAMSB, false, false, false, "attention_net.3.attention_c.weight", "classifiers.0.weight"},
 		{VariantCLAMMB, false, false, false, "classifiers.0.weight", "classifiers.weight"},
+		{VariantSlideGraph, false, false, false, "first_h.0.weight", "cls_token"},
 	}
 	var names []string
 	for _, w := range want {

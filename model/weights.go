@@ -29,6 +29,16 @@ func weightsFile(c Config, p *Params, meta map[string]string) (*safetensors.File
 	}
 	for i, s := range p.Specs {
 		f.Tensors[s.Name] = safetensors.FromFloat32(s.Shape, p.Values[i])
+		if sp := c.Spec(); sp.saveAlias != nil {
+			if a := sp.saveAlias(s.Name); a != "" {
+				f.Tensors[a] = safetensors.FromFloat32(s.Shape, p.Values[i])
+			}
+		}
+	}
+	if sp := c.Spec(); sp.extra != nil {
+		for n, v := range sp.extra(c) {
+			f.Tensors[n] = safetensors.FromInt64([]int{}, v)
+		}
 	}
 	return f, nil
 }

@@ -25,6 +25,13 @@ type AnchorOptions struct {
 	// model reads (patch_index in anchors.h5) are then those of every f-th
 	// grid row and column. 0 (default): every patch.
 	MaxPatches int `json:"max_patches,omitempty"`
+	// GraphFeatures, when set, also builds the slide's SlideGraph+ graph
+	// over that features file (the slidegraph model variant reads it),
+	// on the patches the anchors use: WORK/slides/<id>/slidegraph/<name>.h5.
+	GraphFeatures string `json:"graph_features,omitempty"`
+	// Graph overrides the graph construction's settings (nil:
+	// anchors.DefaultGraphOptions, TIAToolbox's defaults).
+	Graph *anchors.GraphOptions `json:"graph,omitempty"`
 }
 
 // ReferenceAnchorOptions are the defaults with PAMA's extraction cap of
@@ -140,6 +147,15 @@ func AnchorSlide(ctx context.Context, in Input, work Work, opt AnchorOptions) Re
 	if factor > 1 {
 		if err := w.SetAttrs("", store.Attr{Key: "num_patches_total", Value: int64(total)},
 			store.Attr{Key: "grid_factor", Value: int64(factor)}, store.Attr{Key: "max_patches", Value: int64(opt.MaxPatches)}); err != nil {
+			return fail(err)
+		}
+	}
+	if opt.GraphFeatures != "" {
+		var rows []int
+		if factor > 1 {
+			rows = keep
+		}
+		if _, err := writeSlideGraph(work, in.ID, coords, rows, opt); err != nil {
 			return fail(err)
 		}
 	}

@@ -140,5 +140,11 @@ func loadExampleRNG(work Work, encoder, id string, c model.Config, l *bundle.Loa
 	if sd.D != c.InDim {
 		return nil, nil, fmt.Errorf("pipeline: slide %s: features have %d dimensions, the model takes %d (in_dim)", id, sd.D, c.InDim)
 	}
-	return &model.Example{ID: id, N: sd.N(), HE: sd.Features, K: sd.K(), Dist: sd.Dist, Polar: sd.Polar, Label: -1}, sd, nil
+	ex := &model.Example{ID: id, N: sd.N(), HE: sd.Features, K: sd.K(), Dist: sd.Dist, Polar: sd.Polar, Label: -1}
+	if c.Spec().NeedsGraph {
+		if err := addGraph(work, encoder, ex, sd.Rows); err != nil {
+			return nil, nil, err
+		}
+	}
+	return ex, sd, nil
 }

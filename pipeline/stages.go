@@ -187,14 +187,25 @@ func (s *AnchorStage) Workers() int { return s.workers }
 func (s *AnchorStage) Params() any  { return s.opt }
 func (s *AnchorStage) Close() error { return nil }
 
-// Plan: the coordinates and the k-means settings.
-func (s *AnchorStage) Plan(in Input, _ func(string) (string, error)) (string, []string, error) {
+// Plan: the coordinates and the k-means settings; with the slide graph,
+// also the features file it is built from.
+func (s *AnchorStage) Plan(in Input, fingerprint func(string) (string, error)) (string, []string, error) {
 	rec, err := s.work.ReadSlideRecord(in.ID)
 	if err != nil {
 		return "", nil, err
 	}
-	key, err := StageKey(StageAnchors, s.opt, map[string]string{"coords": rec.CoordsSHA256})
-	return key, []string{s.work.AnchorsH5(in.ID)}, err
+	inputs := map[string]string{"coords": rec.CoordsSHA256}
+	outputs := []string{s.work.AnchorsH5(in.ID)}
+	if s.opt.GraphFeatures != "" { // the slide graph: also the features it clusters
+		fp, err := fingerprint(s.work.FeaturesH5(in.ID, s.opt.GraphFeatures))
+		if err != nil {
+			return "", nil, err
+		}
+		inputs["graph_features"] = fp
+		outputs = append(outputs, s.work.SlideGraphH5(in.ID, s.opt.GraphFeatures))
+	}
+	key, err := StageKey(StageAnchors, s.opt, inputs)
+	return key, outputs, err
 }
 
 func (s *AnchorStage) Run(ctx context.Context, in Input) Result {

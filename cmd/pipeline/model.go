@@ -116,7 +116,7 @@ func runTrain(ctx context.Context, args []string) error {
 	bar := setupLogging(logf, false)
 	defer bar.Finish()
 	if len(inputs) > 0 {
-		if err := prepareCases(ctx, pipeline.Work{Dir: *work}, cs, inputs, *recursive, *mpp, encoderFile, c.PPK, *mf.reference); err != nil {
+		if err := prepareCases(ctx, pipeline.Work{Dir: *work}, cs, inputs, *recursive, *mpp, encoderFile, c.PPK, *mf.reference, c.Spec().NeedsGraph); err != nil {
 			return err
 		}
 	}
@@ -298,7 +298,7 @@ func featuresOf(v string) string {
 // (tile, embed, anchors) before training.
 // Reference mode adds PAMA's grid subsample above 4096 patches to the
 // anchors stage.
-func prepareCases(ctx context.Context, work pipeline.Work, cs []cases.Case, inputs []string, recursive bool, mpp float64, encoderFile string, ppk int, reference bool) error {
+func prepareCases(ctx context.Context, work pipeline.Work, cs []cases.Case, inputs []string, recursive bool, mpp float64, encoderFile string, ppk int, reference, graph bool) error {
 	if fi, err := os.Stat(encoderFile); err != nil || fi.IsDir() {
 		return usageError{fmt.Errorf("--input needs the encoder as a file (--features/--encoder FILE.onnx), not the name %q", encoderFile)}
 	}
@@ -321,6 +321,9 @@ func prepareCases(ctx context.Context, work pipeline.Work, cs []cases.Case, inpu
 	es, err := pipeline.OpenEmbedStage(work, encoderFile, features.Options{}, pipeline.DefaultEmbedOptions())
 	if err != nil {
 		return err
+	}
+	if graph { // the slidegraph variant: its graph is built in the anchors stage
+		aopt.GraphFeatures = es.Encoder().Name()
 	}
 	r := &pipeline.Runner{Work: work, Stages: []pipeline.Stage{pipeline.NewTileStage(work, topt, 0), es, pipeline.NewAnchorStage(work, aopt, 0)}}
 	defer r.Close()

@@ -102,7 +102,7 @@ func runStages(ctx context.Context, name string, args []string) error {
 	aopt := pipeline.DefaultAnchorOptions()
 	var enc encoderOptions
 	var mo modelOptions
-	ppkList, featName := new(string), new(string)
+	ppkList, featName, slideGraph := new(string), new(string), new(bool)
 	*ppkList = joinInts(aopt.PPK)
 	if !tileOnly {
 		// embed
@@ -116,6 +116,7 @@ func runStages(ctx context.Context, name string, args []string) error {
 		fs.IntVar(&aopt.MaxIter, "kmeans-iter", aopt.MaxIter, "anchors stage: k-means iterations")
 		fs.Uint64Var(&aopt.Seed, "seed", aopt.Seed, "anchors stage: k-means seed")
 		fs.IntVar(&aopt.MaxPatches, "anchors-max-patches", 0, "anchors stage: subsample slides of more patches on their grid (every f-th row and column) as PAMA's extraction does (4096); 0: every patch")
+		fs.BoolVar(slideGraph, "slide-graph", false, "anchors stage: also build each slide's SlideGraph+ graph over the features (the slidegraph model variant reads it)")
 		// predict
 		mo.addFlags(fs, "predict stage: ")
 		featName = featuresFlag(fs, "predict stage: features name to read (default: the encoder's name)", false)
@@ -215,6 +216,12 @@ func runStages(ctx context.Context, name string, args []string) error {
 				featuresUsed = es.Encoder().Name()
 			}
 		case pipeline.StageAnchors:
+			if *slideGraph {
+				if featuresUsed == "" {
+					return usageError{errors.New("--slide-graph needs --encoder or --features (the features the graph clusters)")}
+				}
+				aopt.GraphFeatures = featuresUsed
+			}
 			runner.Stages = append(runner.Stages, pipeline.NewAnchorStage(wd, aopt, *workers))
 		case pipeline.StagePredict:
 			ps, err := pipeline.OpenPredictStage(wd, featuresUsed, mo.runDir, mo.weights, mo.config, mo.backend)

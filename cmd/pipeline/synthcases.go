@@ -46,6 +46,7 @@ func runSynthCases(ctx context.Context, args []string) error {
 	fs.IntVar(&o.MaxPatches, "max-patches", o.MaxPatches, "most H&E patches per slide")
 	fs.Float64Var(&o.TestFrac, "test-frac", o.TestFrac, "fraction of each label held out for test")
 	fs.IntVar(&o.Folds, "folds", o.Folds, "cross-validation folds on the training cases")
+	fs.BoolVar(&o.SlideGraph, "slide-graph", false, "also build each slide's SlideGraph+ graph (anchors stage; the slidegraph variant reads it)")
 	logf := addLogFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err

@@ -47,6 +47,7 @@ type Options struct {
 	IHCSignal              float64 // strength of the stain in the IHC features (default 2: strong)
 	TestFrac               float64 // fraction of each label held out for test (default 0.3)
 	Folds                  int     // cross-validation folds on the training cases (default 5)
+	SlideGraph             bool    // also build each slide's SlideGraph+ graph in the anchors stage (the slidegraph variant)
 }
 
 // DefaultOptions are the defaults; set Cases.
@@ -188,6 +189,9 @@ func Generate(ctx context.Context, work pipeline.Work, opt Options) (csvPath str
 	}
 	gen := newSynthGen(opt)
 	aopt := pipeline.DefaultAnchorOptions()
+	if opt.SlideGraph {
+		aopt.GraphFeatures = opt.Encoder
+	}
 	// Cases are independent (own PCG streams, own folders), so they run
 	// concurrently without changing a byte; the time goes to compressing the
 	// feature files (serialised by the HDF5 lock) and to fsync.

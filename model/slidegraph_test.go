@@ -1,0 +1,278 @@
+package model
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/her2wsi/her2wsi/internal/safetensors"
+)
+
+const sgParityDir = "testdata/parity/slidegraph"
+
+// sgCase reads a SlideGraph+ golden case as an Example whose patches are
+// its nodes (one patch per node) and the reference outputs.
+func sgCase(t *testing.T, c Config, path string) (*Example, map[string][]float32) {
+	t.Helper()
+	f, err := safetensors.Read(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := f.Tensors["x"].Float32()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ei, err := f.Tensors["edge_index"].Int64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lab, err := f.Tensors["label"].Int64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := len(x) / c.InDim
+	e := &Example{ID: filepath.Base(path), N: v, HE: x, V: v, NodeX: x, Label: int(lab[0]), Assign: make([]int32, v)}
+	for i := range e.Assign {
+		e.Assign[i] = int32(i)
+	}
+	E := len(ei) / 2
+	for k := 0; k < E; k++ {
+		e.Edges = append(e.Edges, [2]int32{int32(ei[k]), int32(ei[E+k])})
+	}
+	out := map[string][]float32{}
+	for _, n := range f.Names() {
+		if n == "x" || n == "edge_index" || n == "label" {
+			continue
+		}
+		if out[n], err = f.Tensors[n].Float32(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return e, out
+}
+
+// sgOutputs computes with the Go model what the reference script reports.
+func sgOutputs(t *testing.T, r *Runtime, p *Params, e *Example) map[string][]float32 {
+	t.Helper()
+	pr, err := r.Predict(p, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := r.Grad(p, e, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]float32{"out_eval_logits": pr.Logits, "out_train_logits": g.Logits, "loss": {float32(g.Loss)}}
+	for i, s := range p.Specs {
+		if !s.Buffer {
+			out["grad."+s.Name] = g.Grads[i]
+		}
+	}
+	for i, name := range r.Config.bnNames() {
+		out["stat."+name+".mean"] = g.BNStats[2*i]
+		out["stat."+name+".var"] = g.BNStats[2*i+1]
+	}
+	return out
+}
+
+func sgCompare(t *testing.T, what string, got, want map[string][]float32, tol float64) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Errorf("%s: %d outputs, the reference has %d", what, len(got), len(want))
+	}
+	for n, w := range want {
+		g, ok := got[n]
+		if !ok || len(g) != len(w) {
+			t.Errorf("%s: %s: %d values, want %d", what, n, len(g), len(w))
+			continue
+		}
+		worst := 0.0
+		for i := range w {
+			worst = max(worst, math.Abs(float64(g[i])-float64(w[i]))/max(1, math.Abs(float64(w[i]))))
+		}
+		if worst > tol {
+			t.Errorf("%s: %s differs by %.3g (tolerance %g): got %v want %v", what, n, worst, tol, g[:min(4, len(g))], w[:min(4, len(w))])
+		}
+	}
+}
+
+// TestSlideGraphParity: logits (eval and train mode), CE gradients and
+// BatchNorm batch statistics equal the PyTorch reference's
+// (scripts/slidegraph_ref.py) within 1e-5 on the goldens, for EdgeConv
+// (max aggregation, mean pooling) and GINConv (max pooling); the official
+// state_dict (aliases and num_batches_tracked included) loads as is.
+func TestSlideGraphParity(t *testing.T) {
+	be, err := NewBackend("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tag := range []string{"", "_gin"} {
+		c, err := ReadConfig(filepath.Join(sgParityDir, "config"+tag+".json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := LoadWeights(filepath.Join(sgParityDir, "weights"+tag+".safetensors"), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := NewRuntime(c, be)
+		if err != nil {
+			t.Fatal(err)
+		}
+		paths, _ := filepath.Glob(filepath.Join(sgParityDir, "case"+tag+"_?.safetensors"))
+		if len(paths) != 3 {
+			t.Fatalf("%d golden cases for %q", len(paths), tag)
+		}
+		for _, path := range paths {
+			e, want := sgCase(t, c, path)
+			sgCompare(t, path, sgOutputs(t, r, p, e), want, 1e-5)
+		}
+		r.Close()
+	}
+}
+
+// TestSlideGraphTorchLoadsOurs: weights written here (random values, BN
+// buffers included) load into the reference with load_state_dict(strict)
+// and give the Go model's outputs within 1e-5 (skips without torch).
+func TestSlideGraphTorchLoadsOurs(t *testing.T) {
+	if exec.Command("/usr/bin/python3", "-c", "import torch").Run() != nil {
+		t.Skip("no /usr/bin/python3 with torch")
+	}
+	be, err := NewBackend("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tag := range []string{"", "_gin"} {
+		c, err := ReadConfig(filepath.Join(sgParityDir, "config"+tag+".json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := InitParams(c, 5)
+		for i, s := range p.Specs { // non-trivial running statistics
+			if strings.HasSuffix(s.Name, "running_var") || strings.HasSuffix(s.Name, "running_mean") {
+				for j := range p.Values[i] {
+					p.Values[i][j] += float32(j%3) * 0.3
+				}
+			}
+		}
+		dir := t.TempDir()
+		w := filepath.Join(dir, "w.safetensors")
+		if err := SaveWeights(w, c, p, nil); err != nil {
+			t.Fatal(err)
+		}
+		cj, _ := json.Marshal(c)
+		cfgPath := filepath.Join(dir, "c.json")
+		if err := os.WriteFile(cfgPath, cj, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r, err := NewRuntime(c, be)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := filepath.Join(sgParityDir, "case"+tag+"_b.safetensors")
+		e, _ := sgCase(t, c, in)
+		got := sgOutputs(t, r, p, e)
+		r.Close()
+		cmd := exec.Command("/usr/bin/python3", "../scripts/slidegraph_ref.py", "check", "--weights", w, "--config", cfgPath, "--inputs", in)
+		cmd.Stderr = os.Stderr
+		b, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("reference: %v", err)
+		}
+		var ref map[string][]float32
+		if err := json.Unmarshal(b, &ref); err != nil {
+			t.Fatal(err)
+		}
+		sgCompare(t, fmt.Sprintf("torch loads ours%s", tag), got, ref, 1e-5)
+	}
+}
+
+// BenchmarkSlideGraphStep is one training step (forward, CE, backward,
+// Adam) of the notebook's SlideGraph+ (EdgeConv max, layers 16-16-8, mean
+// pooling) on a graph of the size a 2048-patch slide gives (≈ 7 patches per
+// node on the generated slides: 300 nodes, 6 nearest neighbours each,
+// symmetrised); scripts/slidegraph_ref.py bench --nodes 300 times the same
+// step in PyTorch (README "SlideGraph+").
+func BenchmarkSlideGraphStep(b *testing.B) {
+	c := DefaultConfig()
+	c.Variant, c.InDim = VariantSlideGraph, 512
+	be, err := NewBackend("")
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := NewRuntime(c, be)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	e := benchGraph(300, 6, c.InDim)
+	p := InitParams(c, 1)
+	opt, _ := NewAdam(OptAdam, 1e-4, p)
+	if _, err := r.Grad(p, e, nil); err != nil { // compile outside the timing
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		g, err := r.Grad(p, e, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		r.UpdateRunningStats(p, g.BNStats)
+		opt.Update(p, g.Grads, 1e-3)
+	}
+}
+
+// benchGraph is a random graph of v nodes, each joined to its k nearest
+// neighbours (both directions), one patch per node.
+func benchGraph(v, k, in int) *Example {
+	rng := rand.New(rand.NewPCG(3, 4))
+	x := make([]float32, v*in)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	pos := make([][2]float64, v)
+	for i := range pos {
+		pos[i] = [2]float64{rng.Float64(), rng.Float64()}
+	}
+	seen := map[[2]int32]bool{}
+	for i := range pos {
+		idx := make([]int, v)
+		for j := range idx {
+			idx[j] = j
+		}
+		d := func(j int) float64 {
+			return (pos[i][0]-pos[j][0])*(pos[i][0]-pos[j][0]) + (pos[i][1]-pos[j][1])*(pos[i][1]-pos[j][1])
+		}
+		slices.SortFunc(idx, func(a, b int) int { return cmpF(d(a), d(b)) })
+		for _, j := range idx[1 : k+1] {
+			seen[[2]int32{int32(i), int32(j)}] = true
+			seen[[2]int32{int32(j), int32(i)}] = true
+		}
+	}
+	e := &Example{ID: "bench", N: v, HE: x, V: v, NodeX: x, Label: 1, Assign: make([]int32, v)}
+	for i := range e.Assign {
+		e.Assign[i] = int32(i)
+	}
+	for ed := range seen {
+		e.Edges = append(e.Edges, ed)
+	}
+	return e
+}
+
+func cmpF(a, b float64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
