@@ -40,6 +40,7 @@ func init() {
 		Name:       VariantSlideGraph,
 		Doc:        "SlideGraph+ (TIAToolbox SlideGraphArch: EdgeConv/GIN layers over the hybrid-clustered patch graph, per-layer node predictions pooled)",
 		NeedsGraph: true,
+		MapLabel:   "node contribution to the predicted class",
 		params:     slideGraphParams,
 		forward: func(b *builder, he heInputs, _ *ihcInputs, _ bool) forwardOut {
 			return b.slideGraph(he)

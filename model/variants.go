@@ -39,6 +39,9 @@ type VariantSpec struct {
 	// NeedsGraph: the H&E inputs are the slide's SlideGraph+ graph (nodes
 	// as cluster means of patch features, edges, each patch's node).
 	NeedsGraph bool
+	// MapLabel names what the per-patch map (heatmap, viewer) shows;
+	// empty: attention. Variants without attention say what they map.
+	MapLabel string
 
 	// validate checks the variant's own config keys (nil: none).
 	validate func(c Config) error
@@ -145,6 +148,15 @@ func VariantOf(name string) (VariantSpec, error) {
 		}
 	}
 	return VariantSpec{}, fmt.Errorf("variant %q (one of %s)", name, strings.Join(variantNames(), ", "))
+}
+
+// MapLabel names what the variant's per-patch map shows ("attention"
+// unless the variant says otherwise).
+func (c Config) MapLabel() string {
+	if l := c.Spec().MapLabel; l != "" {
+		return l
+	}
+	return "attention"
 }
 
 // Spec is the config's variant (the zero VariantSpec for an unknown name,

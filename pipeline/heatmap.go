@@ -27,7 +27,7 @@ var heatmapColor = raster.Viridis
 // before there was one; a white 1024-px canvas when neither exists): each
 // patch tinted with the colour of its attention, min–max normalised over
 // the slide, at heatmapAlpha, with a legend (colour bar, scale bar).
-func writeHeatmap(work Work, id string, sd *bundle.SlideData, attn []float32) error {
+func writeHeatmap(work Work, id string, sd *bundle.SlideData, attn []float32, label string) error {
 	rec, err := work.ReadSlideRecord(id)
 	if err != nil {
 		return fmt.Errorf("pipeline: slide %s: heatmap: %w", id, err)
@@ -64,7 +64,7 @@ func writeHeatmap(work Work, id string, sd *bundle.SlideData, attn []float32) er
 		// the map covers the tissue without a mesh of gaps.
 		rows, attn = fillStrata(sd.Owner, attn)
 	}
-	drawHeatmap(img, w0, h0, step, coords, rows, attn, umPerPx)
+	drawHeatmap(img, w0, h0, step, coords, rows, attn, umPerPx, label)
 	if err := WritePNG(work.HeatmapPNG(id), img); err != nil {
 		return fmt.Errorf("pipeline: slide %s: heatmap: %w", id, err)
 	}
@@ -99,7 +99,7 @@ func heatmapBase(work Work, id string, w0, h0 int64) *raster.RGB {
 // of the picture as it is; then draws the legend (what the colours mean, a
 // colour bar from low to high and, when umPerPx is known, a scale bar) in
 // the corner with the fewest patches.
-func drawHeatmap(img *raster.RGB, w0, h0, step int64, coords, rows []int64, attn []float32, umPerPx float64) {
+func drawHeatmap(img *raster.RGB, w0, h0, step int64, coords, rows []int64, attn []float32, umPerPx float64, label string) {
 	sx, sy := float64(img.W)/float64(w0), float64(img.H)/float64(h0)
 	// Floors on both edges: neighbouring patches share their border
 	// exactly, so no pixel is tinted twice.
@@ -128,7 +128,7 @@ func drawHeatmap(img *raster.RGB, w0, h0, step int64, coords, rows []int64, attn
 			}
 		}
 	}
-	leg, fallback := heatmapLegend(img.W, img.H, umPerPx)
+	leg, fallback := heatmapLegend(img.W, img.H, umPerPx, label)
 	leg.PlaceOr(img, fallback, max(4, img.W/100), func(r image.Rectangle) float64 {
 		n := 0
 		for _, p := range patches {
@@ -140,10 +140,10 @@ func drawHeatmap(img *raster.RGB, w0, h0, step int64, coords, rows []int64, attn
 
 // heatmapLegend is the heatmap's legend for a w×h picture, and the
 // colour bar alone for a picture too small for it.
-func heatmapLegend(w, h int, umPerPx float64) (leg, fallback raster.Legend) {
+func heatmapLegend(w, h int, umPerPx float64, label string) (leg, fallback raster.Legend) {
 	scale := raster.PictureTextScale(w, h)
 	rows := []raster.LegendRow{
-		{Text: "attention, this slide's min to max"},
+		{Text: label + ", this slide's min to max"},
 		{Before: "low", Key: raster.ColourBarKey(heatmapColor), KeyW: 16 * raster.Advance * scale, Text: "high"},
 	}
 	if bar, ok := raster.ScaleBarRow(umPerPx, w, scale); ok {

@@ -52,7 +52,7 @@ func TestHeatmapKeepsTissueVisible(t *testing.T) {
 	base, coords, rows, attn := heatScene()
 	img := raster.New(base.W, base.H)
 	copy(img.Pix, base.Pix)
-	drawHeatmap(img, 4000, 3000, 400, coords, rows, attn, 2.5)
+	drawHeatmap(img, 4000, 3000, 400, coords, rows, attn, 2.5, "attention")
 
 	for i := range rows {
 		x, y := int(coords[2*i]/10)+20, int(coords[2*i+1]/10)+20 // patch centre
@@ -118,7 +118,7 @@ func TestHeatmapKeepsTissueVisible(t *testing.T) {
 	// Equal attention everywhere: the middle colour.
 	img2 := raster.New(base.W, base.H)
 	copy(img2.Pix, base.Pix)
-	drawHeatmap(img2, 4000, 3000, 400, coords, rows, make([]float32, len(rows)), 0)
+	drawHeatmap(img2, 4000, 3000, 400, coords, rows, make([]float32, len(rows)), 0, "attention")
 	if got, want := img2.RGBAAt(20, 20), raster.Mix(heatTissue, heatmapColor(0.5), heatmapAlpha); got != want {
 		t.Errorf("flat attention: %v; want %v", got, want)
 	}
@@ -151,7 +151,7 @@ func TestHeatmapOnTiledSlide(t *testing.T) {
 		sd.Rows = append(sd.Rows, int64(i))
 		attn = append(attn, float32(i%7))
 	}
-	if err := writeHeatmap(work, in.ID, sd, attn); err != nil {
+	if err := writeHeatmap(work, in.ID, sd, attn, "attention"); err != nil {
 		t.Fatal(err)
 	}
 	heat, qc, thumb := decodeFile(t, work.HeatmapPNG(in.ID)), decodeFile(t, work.QCPNG(in.ID)), decodeFile(t, work.ThumbnailJPG(in.ID))

@@ -130,7 +130,7 @@ func PredictSlide(ctx context.Context, work Work, encoder, id string, m *LoadedM
 	if _, ok := firstNonFinite(pr.Attention); !ok {
 		return PredictRow{}, fmt.Errorf("pipeline: slide %s: the model's attention is not finite: the weights of model %s hold NaN or Inf", id, m.ID)
 	}
-	if err := writeHeatmap(work, id, sd, pr.Attention); err != nil {
+	if err := writeHeatmap(work, id, sd, pr.Attention, m.Config.MapLabel()); err != nil {
 		return PredictRow{}, err
 	}
 	now := time.Now()
