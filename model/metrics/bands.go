@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"image"
-	"image/color"
 	"image/png"
 	"math"
 	"os"
@@ -88,12 +87,7 @@ func PlotROCBands(bands []ROCBand, title, note string) (*image.RGBA, error) {
 			}
 		}
 	}
-	type entry struct {
-		text  string
-		col   color.RGBA
-		style lineStyle
-	}
-	var legend []entry
+	var legend []legendEntry
 	for k, b := range bands {
 		col, st := ClassColor(k), classStyle(k)
 		var pts [][2]float64
@@ -108,9 +102,9 @@ func PlotROCBands(bands []ROCBand, title, note string) (*image.RGBA, error) {
 		if !b.AUCCI.Undefined() {
 			text += fmt.Sprintf(" [%.2f, %.2f]", b.AUCCI[0], b.AUCCI[1])
 		}
-		legend = append(legend, entry{text, col, st})
+		legend = append(legend, legendEntry{text, col, &st})
 	}
-	legend = append(legend, entry{"chance (AUC 0.50)", chanceGry, chanceStyle})
+	legend = append(legend, legendEntry{"chance (AUC 0.50)", chanceGry, &chanceStyle})
 
 	tw := raster.TextWidth(title, textScale)
 	tx := (plotLeft + plotRight - tw) / 2
@@ -126,23 +120,7 @@ func PlotROCBands(bands []ROCBand, title, note string) (*image.RGBA, error) {
 		nx := max(4, (plotLeft+plotRight-raster.TextWidth(note, ns))/2)
 		raster.DrawText(img, nx, 24, note, ns, mutedGrey, false)
 	}
-	const pad, swatch, gap = 8, 44, 8
-	lineH := raster.LineStep * textScale
-	maxW := 0
-	for _, e := range legend {
-		maxW = max(maxW, raster.TextWidth(e.text, textScale))
-	}
-	boxW := pad + swatch + gap + maxW + pad
-	boxH := pad + len(legend)*lineH - (raster.LineStep-raster.GlyphH)*textScale + pad
-	bx, by := plotRight-10-boxW, plotBottom-10-boxH
-	raster.FillRect(img, xywh(bx, by, boxW, boxH), white)
-	raster.StrokeRect(img, xywh(bx, by, boxW, boxH), chanceGry)
-	for i, e := range legend {
-		y := by + pad + i*lineH
-		yc := float64(y + (raster.GlyphH-1)*textScale/2)
-		strokePath(img, [][2]float64{{float64(bx + pad), yc}, {float64(bx + pad + swatch), yc}}, e.style, e.col)
-		raster.DrawText(img, bx+pad+swatch+gap, y, e.text, textScale, black, false)
-	}
+	drawLegendBox(img, legend, textScale)
 	return img, nil
 }
 

@@ -98,31 +98,26 @@ func PlotROC(labels []int, probs [][]float64, classNames []string, title string)
 	drawAxes(img)
 	strokePath(img, [][2]float64{toPixel(ROCPoint{0, 0}), toPixel(ROCPoint{1, 1})}, chanceStyle, chanceGry)
 
-	type entry struct {
-		text  string
-		col   color.RGBA
-		style *lineStyle // swatch; nil for none
-	}
-	var legend []entry
-	var undefined []entry
+	var legend []legendEntry
+	var undefined []legendEntry
 	for c := range classes {
 		name := classNames[c]
 		if name == "" {
 			name = strconv.Itoa(c)
 		}
 		if m.PerClass[c].AUC == nil {
-			undefined = append(undefined, entry{fmt.Sprintf("class %s (AUC undefined)", name), mutedGrey, nil})
+			undefined = append(undefined, legendEntry{fmt.Sprintf("class %s (AUC undefined)", name), mutedGrey, nil})
 			continue
 		}
 		col, st := ClassColor(c), classStyle(c)
 		strokePath(img, toPixels(classROC(labels, probs, c)), st, col)
-		legend = append(legend, entry{fmt.Sprintf("class %s (AUC %.2f)", name, *m.PerClass[c].AUC), col, &st})
+		legend = append(legend, legendEntry{fmt.Sprintf("class %s (AUC %.2f)", name, *m.PerClass[c].AUC), col, &st})
 	}
 	if macro := MacroROC(labels, probs, classes); macro != nil {
 		strokePath(img, toPixels(macro), macroStyle, black)
-		legend = append(legend, entry{fmt.Sprintf("macro (AUC %.2f)", m.MacroAUC), black, &macroStyle})
+		legend = append(legend, legendEntry{fmt.Sprintf("macro (AUC %.2f)", m.MacroAUC), black, &macroStyle})
 	}
-	legend = append(legend, entry{"chance (AUC 0.50)", chanceGry, &chanceStyle})
+	legend = append(legend, legendEntry{"chance (AUC 0.50)", chanceGry, &chanceStyle})
 	legend = append(legend, undefined...)
 
 	// Title, centred over the axes (left-aligned when too wide).
@@ -133,7 +128,21 @@ func PlotROC(labels []int, probs [][]float64, classNames []string, title string)
 	}
 	raster.DrawText(img, tx, 14, title, textScale, black, true)
 
-	// Legend box in the lower right corner of the axes.
+	drawLegendBox(img, legend, textScale)
+	return img, nil
+}
+
+// legendEntry is one row of a plot's legend: a line swatch in its style
+// (none when style is nil, the text then in the entry's colour) and text.
+type legendEntry struct {
+	text  string
+	col   color.RGBA
+	style *lineStyle
+}
+
+// drawLegendBox draws the legend in a white box in the lower right corner
+// of the axes.
+func drawLegendBox(img *image.RGBA, legend []legendEntry, textScale int) {
 	const pad, swatch, gap = 8, 44, 8
 	lineH := raster.LineStep * textScale
 	maxW := 0
@@ -158,7 +167,6 @@ func PlotROC(labels []int, probs [][]float64, classNames []string, title string)
 		}
 		raster.DrawText(img, bx+pad+swatch+gap, y, e.text, textScale, tc, false)
 	}
-	return img, nil
 }
 
 // toPixel maps a ROC point to image coordinates (pixel centres at integers).
