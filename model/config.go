@@ -192,11 +192,6 @@ func (c Config) Validate() error {
 	if spec.check != nil {
 		errs = append(errs, spec.check(c)...)
 	}
-	if spec.validate != nil {
-		if err := spec.validate(c); err != nil {
-			errs = append(errs, err)
-		}
-	}
 	if len(errs) > 0 {
 		return fmt.Errorf("model: config: %w", errors.Join(errs...))
 	}

@@ -45,7 +45,7 @@ func init() {
 		forward: func(b *builder, he heInputs, _ *ihcInputs, _ bool) forwardOut {
 			return b.slideGraph(he)
 		},
-		validate:   validateSlideGraph,
+		check:      validateSlideGraph,
 		saveAlias:  slideGraphAlias,
 		ignoreLoad: slideGraphIgnore,
 		extra:      slideGraphExtra,
@@ -72,7 +72,7 @@ func cmp(s, d string) string {
 	return s
 }
 
-func validateSlideGraph(c Config) error {
+func validateSlideGraph(c Config) []error {
 	var bad []string
 	for _, l := range c.SGLayers() {
 		if l <= 0 {
@@ -93,7 +93,7 @@ func validateSlideGraph(c Config) error {
 		bad = append(bad, fmt.Sprintf("aggr %q: GINConv sums its neighbours", c.Aggr))
 	}
 	if len(bad) > 0 {
-		return fmt.Errorf("%s", strings.Join(bad, "; "))
+		return []error{fmt.Errorf("%s", strings.Join(bad, "; "))}
 	}
 	return nil
 }

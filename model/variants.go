@@ -43,8 +43,6 @@ type VariantSpec struct {
 	// empty: attention. Variants without attention say what they map.
 	MapLabel string
 
-	// validate checks the variant's own config keys (nil: none).
-	validate func(c Config) error
 	// saveAlias gives a second state_dict name a parameter is also saved
 	// under ("" none); ignoreLoad names weight-file tensors with no value
 	// of their own here; extra are int64 tensors written beside the
