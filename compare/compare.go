@@ -43,12 +43,12 @@ import (
 )
 
 // Metrics are the compared metrics, in report order.
-var Metrics = []string{metrics.NameAccuracy, metrics.NameMacroAUC, metrics.NameWeightedAUC, metrics.NameMacroF1}
+var Metrics = []string{metrics.NameAccuracy, metrics.NameMacroAUC, metrics.NameWeightedAUC, metrics.NameMacroF1, metrics.NameWeightedF1}
 
 // metricTitle names a metric in tables and plots.
 var metricTitle = map[string]string{
 	metrics.NameAccuracy: "accuracy", metrics.NameMacroAUC: "macro-AUC",
-	metrics.NameWeightedAUC: "weighted-AUC", metrics.NameMacroF1: "macro-F1",
+	metrics.NameWeightedAUC: "weighted-AUC", metrics.NameMacroF1: "macro-F1", metrics.NameWeightedF1: "weighted-F1",
 }
 
 // Method is the method as compare.json states it.
@@ -166,6 +166,9 @@ type Result struct {
 	Replicates  int                        `json:"replicates"`
 	Method      string                     `json:"method"`
 	Settings    map[string]any             `json:"settings,omitempty"` // what the caller ran (model, training, cases)
+	// OwnSettings names, per variant that had them, the settings it ran
+	// with instead of the shared ones (as the user gave them).
+	OwnSettings map[string]string `json:"own_settings,omitempty"`
 	// Bands are the macro-average ROC curves with their 95 % bands, in
 	// Order (roc.png).
 	Bands []metrics.ROCBand `json:"-"`
@@ -489,6 +492,15 @@ func (r *Result) Markdown() string {
 	}
 	fmt.Fprintf(&b, "H&E-only predictions of %d held-out test cases (per class %s); %d seeds %v × %s; %d bootstrap replicates. Mean over runs, [95 %% CI].\n\n",
 		r.TestCases, strings.Join(classes, "/"), len(r.Seeds), r.Seeds, folds, r.Replicates)
+	if len(r.OwnSettings) > 0 {
+		b.WriteString("Settings of their own, over the shared ones:")
+		for _, v := range r.Order {
+			if o, ok := r.OwnSettings[v]; ok {
+				fmt.Fprintf(&b, " %s `%s`;", v, o)
+			}
+		}
+		b.WriteString("\n\n")
+	}
 	b.WriteString("| variant |")
 	for _, m := range Metrics {
 		b.WriteString(" " + metricTitle[m] + " |")

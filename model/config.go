@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 )
 
 // Hyper-parameter defaults. The paper's where it states them, else the
@@ -200,12 +201,15 @@ func (c Config) Validate() error {
 
 // ReadConfig reads a model-config JSON. Keys left out take the defaults
 // (DefaultConfig); unknown keys are an error.
-func ReadConfig(path string) (Config, error) {
+func ReadConfig(path string) (Config, error) { return ReadConfigOver(DefaultConfig(), path) }
+
+// ReadConfigOver reads a model-config JSON file over base (ParseConfigOver).
+func ReadConfigOver(base Config, path string) (Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return Config{}, fmt.Errorf("model: config: %w", err)
 	}
-	c, err := ParseConfig(b)
+	c, err := ParseConfigOver(base, b)
 	if err != nil {
 		return Config{}, fmt.Errorf("model: config %s: %w", path, errors.Unwrap(err))
 	}
@@ -213,8 +217,14 @@ func ReadConfig(path string) (Config, error) {
 }
 
 // ParseConfig parses a model-config JSON over the defaults.
-func ParseConfig(b []byte) (Config, error) {
-	c := DefaultConfig()
+func ParseConfig(b []byte) (Config, error) { return ParseConfigOver(DefaultConfig(), b) }
+
+// ParseConfigOver parses a model-config JSON over base: the keys it names
+// replace base's, the others keep base's values (a variant's own settings
+// over the settings shared by a comparison).
+func ParseConfigOver(base Config, b []byte) (Config, error) {
+	c := base
+	c.Layers = slices.Clone(base.Layers)
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -30,7 +31,10 @@ type CompareOptions struct {
 	Work     Work
 	Encoder  string
 	Model    model.Config // the shared settings; Variant is set per run
-	Variants []string
+	// VariantModels holds a variant's own settings where they differ from
+	// Model (e.g. TransMIL's width); its Variant must be the key.
+	VariantModels map[string]model.Config
+	Variants      []string
 	Train    model.TrainConfig // Seed is set per run
 	Seeds    []uint64
 	// CV > 0: for each seed, one run per fold f < CV, trained on the other
@@ -133,10 +137,16 @@ func Compare(ctx context.Context, opt CompareOptions) ([]CompareRun, error) {
 			return nil, fmt.Errorf("pipeline: compare: no training case is in fold %d; run `pipeline cases split --folds %d` first", f, opt.CV)
 		}
 	}
+	for v, c := range opt.VariantModels {
+		if c.Variant != v {
+			return nil, fmt.Errorf("pipeline: compare: the settings given for %s are for variant %q", v, c.Variant)
+		}
+		if !slices.Contains(opt.Variants, v) {
+			return nil, fmt.Errorf("pipeline: compare: settings given for %s, which is not compared", v)
+		}
+	}
 	for _, v := range opt.Variants {
-		c := opt.Model
-		c.Variant = v
-		if err := c.Validate(); err != nil {
+		if err := opt.modelFor(v).Validate(); err != nil {
 			return nil, fmt.Errorf("pipeline: compare: %w", err)
 		}
 	}
@@ -218,6 +228,17 @@ func Compare(ctx context.Context, opt CompareOptions) ([]CompareRun, error) {
 	return out, nil
 }
 
+// modelFor is variant v's model config: its own (VariantModels) or the
+// shared one with Variant set.
+func (opt CompareOptions) modelFor(v string) model.Config {
+	if c, ok := opt.VariantModels[v]; ok {
+		return c
+	}
+	c := opt.Model
+	c.Variant = v
+	return c
+}
+
 // compareWorker owns one GoMLX backend and a runtime per variant.
 type compareWorker struct {
 	backend string
@@ -259,8 +280,7 @@ func (w *compareWorker) close() {
 
 // run trains and tests one job and records it.
 func (w *compareWorker) run(ctx context.Context, opt CompareOptions, j CompareJob) (CompareRun, error) {
-	c := opt.Model
-	c.Variant = j.Variant
+	c := opt.modelFor(j.Variant)
 	rt, err := w.runtime(c)
 	if err != nil {
 		return CompareRun{}, err
@@ -311,8 +331,7 @@ func readCompareRun(dir, key string) (CompareRun, bool, error) {
 
 // compareKey fingerprints what a job's result depends on.
 func compareKey(opt CompareOptions, j CompareJob) (string, error) {
-	c := opt.Model
-	c.Variant = j.Variant
+	c := opt.modelFor(j.Variant)
 	tc := opt.Train
 	tc.Seed = j.Seed
 	b, err := json.Marshal(struct {

@@ -212,3 +212,69 @@ func testCasesOf(cs []cases.Case) []cases.Case {
 	}
 	return out
 }
+
+// A variant's own settings (VariantModels) are what its runs train with and
+// are part of their fingerprint; settings for a variant not compared, or
+// naming another variant, are refused.
+func TestCompareVariantOwnSettings(t *testing.T) {
+	work := pipeline.Work{Dir: t.TempDir()}
+	opt := caseset.DefaultOptions()
+	opt.Cases, opt.Dim, opt.MinPatches, opt.MaxPatches = 12, 16, 40, 60
+	csv, err := caseset.Generate(context.Background(), work, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := cases.Read(csv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := model.DefaultTrainConfig()
+	tc.Epochs, tc.EffectiveBatch, tc.LR, tc.Seed = 1, 4, 1e-3, 3
+	shared := fixture.SmallModel(model.VariantIPCA)
+	own := func(dim int) model.Config {
+		c, err := model.ParseConfigOver(func() model.Config { c := shared; c.Variant = model.VariantTransMIL; return c }(),
+			[]byte(fmt.Sprintf(`{"dim": %d}`, dim)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	out := t.TempDir()
+	o := pipeline.CompareOptions{
+		Cases: cs, Work: work, Encoder: opt.Encoder, Model: shared,
+		VariantModels: map[string]model.Config{model.VariantTransMIL: own(16)},
+		Variants:      []string{model.VariantABMIL, model.VariantTransMIL}, Train: tc, Seeds: []uint64{3}, Out: out, Jobs: 1,
+	}
+	rs, err := pipeline.Compare(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dims := map[string]int{}
+	for _, r := range rs {
+		c, err := model.ReadConfig(filepath.Join(r.Dir(out), "config.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dims[r.Variant] = c.Dim
+		if c.InDim != shared.InDim {
+			t.Errorf("%s ran with in_dim %d, want the shared %d", r.Variant, c.InDim, shared.InDim)
+		}
+	}
+	if dims[model.VariantTransMIL] != 16 || dims[model.VariantABMIL] != 0 {
+		t.Errorf("dims per variant %v; want transmil 16 (its own), abmil unset", dims)
+	}
+	// Other own settings in the same folder: the fingerprint differs.
+	o.VariantModels = map[string]model.Config{model.VariantTransMIL: own(32)}
+	if _, err := pipeline.Compare(context.Background(), o); err == nil || !strings.Contains(err.Error(), "other settings") {
+		t.Errorf("other own settings: %v", err)
+	}
+	for name, vm := range map[string]map[string]model.Config{
+		"not compared":  {model.VariantPAMA: func() model.Config { c := shared; c.Variant = model.VariantPAMA; return c }()},
+		"other variant": {model.VariantTransMIL: shared},
+	} {
+		o.Out, o.VariantModels = t.TempDir(), vm
+		if _, err := pipeline.Compare(context.Background(), o); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

@@ -5,7 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"bytes"
+	"encoding/json"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/her2wsi/her2wsi/bundle"
@@ -31,6 +35,8 @@ func runCompare(ctx context.Context, args []string) error {
 	cv := fs.Int("cv", 5, "folds: per seed one run per fold, validated on it (best epoch), trained on the other training folds; 0: one run per seed on every training case, last epoch")
 	jobs := fs.Int("jobs", 0, "runs trained at once (0: one per CPU)")
 	modelCfg := fs.String("model-config", "", "model-config JSON shared by the variants (its variant key is ignored)")
+	own := variantConfigs{}
+	fs.Var(own, "variant-config", "a variant's own model-config keys over the shared ones, as `VARIANT=FILE` (repeatable; e.g. transmil=small.json)")
 	trainCfg := fs.String("train-config", "", "training-config JSON shared by the variants (its seed is the first seed)")
 	reference := fs.Bool("reference", false, "the reference code's settings (see train)")
 	epochs := fs.Int("epochs", 0, "epochs (overrides the training config)")
@@ -89,6 +95,27 @@ func runCompare(ctx context.Context, args []string) error {
 			return usageError{err}
 		}
 	}
+	ownModels := map[string]model.Config{}
+	ownNotes := map[string]string{}
+	for v, path := range own {
+		if !slices.Contains(names, v) {
+			return usageError{fmt.Errorf("--variant-config %s=%s: %s is not in --variants", v, path, v)}
+		}
+		base := c
+		base.Variant = v
+		vc, err := model.ReadConfigOver(base, path)
+		if err != nil {
+			return usageError{fmt.Errorf("--variant-config %s: %w", v, err)}
+		}
+		if vc.Variant != v {
+			return usageError{fmt.Errorf("--variant-config %s=%s: the file is for variant %q", v, path, vc.Variant)}
+		}
+		note, err := compactJSONFile(path)
+		if err != nil {
+			return usageError{fmt.Errorf("--variant-config %s: %w", v, err)}
+		}
+		ownModels[v], ownNotes[v] = vc, note
+	}
 	if *trainCfg != "" {
 		if tc, err = model.ReadTrainConfig(*trainCfg); err != nil {
 			return usageError{err}
@@ -114,7 +141,7 @@ func runCompare(ctx context.Context, args []string) error {
 	setupLogging(logf, false).Finish()
 	feat := featuresOf(*encoder)
 	runs, err := pipeline.Compare(ctx, pipeline.CompareOptions{
-		Cases: cs, Work: pipeline.Work{Dir: *work}, Encoder: feat, Model: c, Variants: names, Train: tc,
+		Cases: cs, Work: pipeline.Work{Dir: *work}, Encoder: feat, Model: c, VariantModels: ownModels, Variants: names, Train: tc,
 		Seeds: seedList, CV: *cv, Out: *out, Jobs: *jobs, Backend: *backend, Sampling: *sampling, Cache: *cache,
 		Done: func(r pipeline.CompareRun, skipped bool, finished, total int) {
 			attrs := []any{"variant", r.Variant, "seed", r.Seed, "fold", r.Fold, "runs", fmt.Sprintf("%d/%d", finished, total)}
@@ -143,6 +170,10 @@ func runCompare(ctx context.Context, args []string) error {
 	trainNoSeed := tc
 	trainNoSeed.Seed = 0
 	res.Settings = map[string]any{"cases": *file, "work": *work, "features": feat, "cv": *cv, "model": c, "train": trainNoSeed, "sampling": *sampling}
+	if len(ownModels) > 0 {
+		res.Settings["variant_models"] = ownModels
+		res.OwnSettings = ownNotes
+	}
 	if err := compare.Write(*out, res); err != nil {
 		return err
 	}
@@ -150,4 +181,45 @@ func runCompare(ctx context.Context, args []string) error {
 	fmt.Printf("\ncompare: %s, %s, %s, %s\n", filepath.Join(*out, compare.FileJSON), filepath.Join(*out, compare.FileMarkdown),
 		filepath.Join(*out, compare.FileForest), filepath.Join(*out, compare.FileROC))
 	return nil
+}
+
+// variantConfigs is --variant-config VARIANT=FILE, repeatable.
+type variantConfigs map[string]string
+
+func (v variantConfigs) String() string {
+	var parts []string
+	for k, f := range v {
+		parts = append(parts, k+"="+f)
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ",")
+}
+
+func (v variantConfigs) Set(s string) error {
+	name, path, ok := strings.Cut(s, "=")
+	name = strings.TrimSpace(name)
+	if !ok || name == "" || path == "" {
+		return fmt.Errorf("%q: want VARIANT=FILE", s)
+	}
+	if _, err := model.VariantOf(name); err != nil {
+		return err
+	}
+	if _, dup := v[name]; dup {
+		return fmt.Errorf("%s given twice", name)
+	}
+	v[name] = path
+	return nil
+}
+
+// compactJSONFile is a JSON file's content on one line (for the report).
+func compactJSONFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	var out bytes.Buffer
+	if err := json.Compact(&out, b); err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	return out.String(), nil
 }
