@@ -150,11 +150,15 @@ func Compare(ctx context.Context, opt CompareOptions) ([]CompareRun, error) {
 			return nil, fmt.Errorf("pipeline: compare: %w", err)
 		}
 	}
+	inputs, err := compareInputs(opt)
+	if err != nil {
+		return nil, err
+	}
 	jobs := CompareJobs(opt.Variants, opt.Seeds, opt.CV)
 	out := make([]CompareRun, len(jobs))
 	var pending []int
 	for i, j := range jobs {
-		key, err := compareKey(opt, j)
+		key, err := compareKey(opt, j, inputs)
 		if err != nil {
 			return nil, err
 		}
@@ -204,7 +208,7 @@ func Compare(ctx context.Context, opt CompareOptions) ([]CompareRun, error) {
 			}
 			defer w.close()
 			for i := range feed {
-				r, err := w.run(ectx, opt, jobs[i])
+				r, err := w.run(ectx, opt, jobs[i], inputs)
 				if err != nil {
 					return err
 				}
@@ -279,7 +283,7 @@ func (w *compareWorker) close() {
 }
 
 // run trains and tests one job and records it.
-func (w *compareWorker) run(ctx context.Context, opt CompareOptions, j CompareJob) (CompareRun, error) {
+func (w *compareWorker) run(ctx context.Context, opt CompareOptions, j CompareJob, inputs string) (CompareRun, error) {
 	c := opt.modelFor(j.Variant)
 	rt, err := w.runtime(c)
 	if err != nil {
@@ -288,7 +292,7 @@ func (w *compareWorker) run(ctx context.Context, opt CompareOptions, j CompareJo
 	tc := opt.Train
 	tc.Seed = j.Seed
 	dir := j.Dir(opt.Out)
-	key, err := compareKey(opt, j)
+	key, err := compareKey(opt, j, inputs)
 	if err != nil {
 		return CompareRun{}, err
 	}
@@ -324,13 +328,38 @@ func readCompareRun(dir, key string) (CompareRun, bool, error) {
 		return r, false, fmt.Errorf("pipeline: compare: %s: %w (delete the file to train the run again)", filepath.Join(dir, compareRunFile), err)
 	}
 	if r.Key != key {
-		return r, false, fmt.Errorf("pipeline: compare: %s holds a run made with other settings (cases, model or training); use another --out", dir)
+		return r, false, fmt.Errorf("pipeline: compare: %s holds a run made with other settings (cases, their feature, anchor or graph files, model or training); use another --out", dir)
 	}
 	return r, true, nil
 }
 
-// compareKey fingerprints what a job's result depends on.
-func compareKey(opt CompareOptions, j CompareJob) (string, error) {
+// compareInputs fingerprints the files the runs read, by the stamps
+// (size and modification time) freshness uses: each case's coordinates,
+// features, anchors and SlideGraph+ graph, H&E and IHC ("-" where a file
+// is absent). Re-embedding or re-anchoring under the same name changes it,
+// so finished runs made from the old files are not taken as results of
+// the new ones.
+func compareInputs(opt CompareOptions) (string, error) {
+	h := sha256.New()
+	for _, c := range opt.Cases {
+		for _, id := range []string{c.HE, c.IHC} {
+			for _, p := range []string{opt.Work.CoordsH5(id), opt.Work.FeaturesH5(id, opt.Encoder), opt.Work.AnchorsH5(id), opt.Work.SlideGraphH5(id, opt.Encoder)} {
+				st, err := stamp(p)
+				if errors.Is(err, os.ErrNotExist) {
+					st = "-"
+				} else if err != nil {
+					return "", fmt.Errorf("pipeline: compare: %s: %w", id, err)
+				}
+				fmt.Fprintf(h, "%s\x00%s\x00%s\n", id, filepath.Base(p), st)
+			}
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// compareKey fingerprints what a job's result depends on: the settings,
+// the cases and their files (inputs, compareInputs).
+func compareKey(opt CompareOptions, j CompareJob, inputs string) (string, error) {
 	c := opt.modelFor(j.Variant)
 	tc := opt.Train
 	tc.Seed = j.Seed
@@ -341,7 +370,8 @@ func compareKey(opt CompareOptions, j CompareJob) (string, error) {
 		Cases    []cases.Case
 		Encoder  string
 		Sampling string
-	}{j, c, tc, opt.Cases, opt.Encoder, opt.Sampling})
+		Inputs   string
+	}{j, c, tc, opt.Cases, opt.Encoder, opt.Sampling, inputs})
 	if err != nil {
 		return "", fmt.Errorf("pipeline: compare: %w", err)
 	}

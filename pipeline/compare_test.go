@@ -117,6 +117,16 @@ func TestCompareRunsResumesAndIsScheduleIndependent(t *testing.T) {
 	if _, err := pipeline.Compare(context.Background(), o); err == nil || !strings.Contains(err.Error(), "other settings") {
 		t.Errorf("other settings: %v", err)
 	}
+	// The same settings over re-embedded features (same name, new file):
+	// not taken as finished.
+	feat := work.FeaturesH5(cs[0].HE, opt.Encoder)
+	later := time.Now().Add(time.Hour)
+	if err := os.Chtimes(feat, later, later); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := run(out2, 2); err == nil || !strings.Contains(err.Error(), "other settings") {
+		t.Errorf("re-embedded features: %v", err)
+	}
 	// No test split: one clear error.
 	noTest := base
 	noTest.Out = t.TempDir()
