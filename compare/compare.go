@@ -69,6 +69,38 @@ type Options struct {
 	Classes    int    // 4 for HER2 0/1+/2+/3+
 	Replicates int    // bootstrap replicates (default metrics.DefaultReplicates)
 	Seed       uint64 // the bootstrap's random stream
+	// Pairs chooses the paired differences: PairsAll (every pair),
+	// PairsFirst (the first variant against each other, as a paper
+	// compares its method with each baseline) or "" (PairsAuto: every pair
+	// up to three variants, the first against each other beyond).
+	Pairs string
+}
+
+// The choices of Options.Pairs.
+const (
+	PairsAuto  = "auto"
+	PairsAll   = "all"
+	PairsFirst = "first"
+)
+
+// pairs lists the compared (a, b) pairs in report order.
+func pairs(variants []string, mode string) [][2]string {
+	if mode == "" || mode == PairsAuto {
+		mode = PairsAll
+		if len(variants) > 3 {
+			mode = PairsFirst
+		}
+	}
+	var out [][2]string
+	for i, a := range variants {
+		for _, b := range variants[i+1:] {
+			out = append(out, [2]string{a, b})
+		}
+		if mode == PairsFirst {
+			break
+		}
+	}
+	return out
 }
 
 // Stat is one variant's metric: the mean over its runs, the interval, and
@@ -226,6 +258,11 @@ func Analyse(runs []Run, variants []string, opt Options) (*Result, error) {
 	}
 	if opt.Replicates < 1 {
 		return nil, fmt.Errorf("compare: %d bootstrap replicates", opt.Replicates)
+	}
+	switch opt.Pairs {
+	case "", PairsAuto, PairsAll, PairsFirst:
+	default:
+		return nil, fmt.Errorf("compare: pairs %q: %s, %s or %s", opt.Pairs, PairsAuto, PairsAll, PairsFirst)
 	}
 	byVar := map[string]map[runKey]*Run{}
 	for _, v := range variants {
@@ -413,37 +450,36 @@ func Analyse(runs []Run, variants []string, opt Options) (*Result, error) {
 			res.Bands = append(res.Bands, band)
 		}
 	}
-	for i, a := range variants {
-		for _, b := range variants[i+1:] {
-			d := Difference{A: a, B: b, Metrics: map[string]DiffStat{}}
-			for _, name := range Metrics {
-				var sum float64
-				for ki := range keys {
-					sum += full[a][ki].Value(name) - full[b][ki].Value(name)
-				}
-				diffs := make([]float64, B)
-				le, ge, defined := 0, 0, 0
-				for r := range B {
-					diffs[r] = vals[a][name][r] - vals[b][name][r]
-					if math.IsNaN(diffs[r]) {
-						continue
-					}
-					defined++
-					if diffs[r] <= 0 {
-						le++
-					}
-					if diffs[r] >= 0 {
-						ge++
-					}
-				}
-				p := math.NaN()
-				if defined > 0 {
-					p = math.Min(1, 2*float64(min(le, ge)+1)/float64(defined+1))
-				}
-				d.Metrics[name] = DiffStat{Diff: sum / float64(len(keys)), CI: metrics.PercentileInterval(diffs, level), P: p}
+	for _, pair := range pairs(variants, opt.Pairs) {
+		a, b := pair[0], pair[1]
+		d := Difference{A: a, B: b, Metrics: map[string]DiffStat{}}
+		for _, name := range Metrics {
+			var sum float64
+			for ki := range keys {
+				sum += full[a][ki].Value(name) - full[b][ki].Value(name)
 			}
-			res.Differences = append(res.Differences, d)
+			diffs := make([]float64, B)
+			le, ge, defined := 0, 0, 0
+			for r := range B {
+				diffs[r] = vals[a][name][r] - vals[b][name][r]
+				if math.IsNaN(diffs[r]) {
+					continue
+				}
+				defined++
+				if diffs[r] <= 0 {
+					le++
+				}
+				if diffs[r] >= 0 {
+					ge++
+				}
+			}
+			p := math.NaN()
+			if defined > 0 {
+				p = math.Min(1, 2*float64(min(le, ge)+1)/float64(defined+1))
+			}
+			d.Metrics[name] = DiffStat{Diff: sum / float64(len(keys)), CI: metrics.PercentileInterval(diffs, level), P: p}
 		}
+		res.Differences = append(res.Differences, d)
 	}
 	return res, nil
 }

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -106,6 +107,57 @@ func TestAnalyseFindsARealDifference(t *testing.T) {
 		if !strings.Contains(res.Markdown(), want) {
 			t.Errorf("Markdown lacks %q", want)
 		}
+	}
+}
+
+// Pairs: every pair up to three variants, the first against each other
+// beyond (auto), or as asked; a pair's figures do not depend on which other
+// pairs are computed; an unknown choice is refused.
+func TestAnalysePairs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	ids, labels := testCases(8)
+	names := []string{"a", "b", "c", "d"}
+	var runs []Run
+	for i, v := range names {
+		runs = append(runs, runsOf(rng, v, ids, labels, map[uint64]float64{1: float64(i)}, []int{-1})...)
+	}
+	for _, tc := range []struct {
+		variants []string
+		pairs    string
+		want     string
+	}{
+		{names[:3], "", "a-b a-c b-c"},
+		{names, "", "a-b a-c a-d"},
+		{names, PairsAuto, "a-b a-c a-d"},
+		{names, PairsAll, "a-b a-c a-d b-c b-d c-d"},
+		{names[:3], PairsFirst, "a-b a-c"},
+	} {
+		var in []Run
+		for _, r := range runs {
+			if slices.Contains(tc.variants, r.Variant) {
+				in = append(in, r)
+			}
+		}
+		res, err := Analyse(in, tc.variants, Options{Classes: 4, Replicates: 200, Seed: 1, Pairs: tc.pairs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, d := range res.Differences {
+			got = append(got, d.A+"-"+d.B)
+			if d.A == "a" && d.B == "b" && tc.pairs == PairsAll {
+				first, _ := Analyse(runs, names, Options{Classes: 4, Replicates: 200, Seed: 1, Pairs: PairsFirst})
+				if fmt.Sprint(first.Differences[0]) != fmt.Sprint(d) {
+					t.Errorf("a − b differs between pairs all and first: %v vs %v", d, first.Differences[0])
+				}
+			}
+		}
+		if strings.Join(got, " ") != tc.want {
+			t.Errorf("%d variants, pairs %q: %v, want %s", len(tc.variants), tc.pairs, got, tc.want)
+		}
+	}
+	if _, err := Analyse(runs, names, Options{Classes: 4, Pairs: "some"}); err == nil {
+		t.Error("pairs \"some\" accepted")
 	}
 }
 

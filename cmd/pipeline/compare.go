@@ -44,6 +44,7 @@ func runCompare(ctx context.Context, args []string) error {
 	sampling := fs.String("sampling", "", "training patch sampling for slides over max_patches: spatial (default), first (default with --reference) or random (as train)")
 	cache := fs.Bool("cache", true, "keep bundles in memory between epochs")
 	replicates := fs.Int("replicates", metrics.DefaultReplicates, "bootstrap replicates")
+	pairs := fs.String("pairs", compare.PairsAuto, "paired differences: all (every pair), first (the first variant against each other) or auto (all up to three variants, else first)")
 	logf := addLogFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -79,6 +80,8 @@ func runCompare(ctx context.Context, args []string) error {
 		return usageError{fmt.Errorf("--cv %d: 0 (no cross-validation) or at least 2 folds", *cv)}
 	case *jobs < 0:
 		return usageError{fmt.Errorf("--jobs %d must not be negative", *jobs)}
+	case *pairs != compare.PairsAuto && *pairs != compare.PairsAll && *pairs != compare.PairsFirst:
+		return usageError{fmt.Errorf("--pairs %q: auto, all or first", *pairs)}
 	case *replicates < 100:
 		return usageError{fmt.Errorf("--replicates %d: at least 100", *replicates)}
 	case *sampling != "" && *sampling != bundle.SampleSpatial && *sampling != bundle.SampleFirst && *sampling != bundle.SampleRandom:
@@ -163,7 +166,7 @@ func runCompare(ctx context.Context, args []string) error {
 		}
 		in[i] = cr
 	}
-	res, err := compare.Analyse(in, names, compare.Options{Classes: c.Classes, Replicates: *replicates, Seed: tc.Seed})
+	res, err := compare.Analyse(in, names, compare.Options{Classes: c.Classes, Replicates: *replicates, Seed: tc.Seed, Pairs: *pairs})
 	if err != nil {
 		return err
 	}

@@ -49,6 +49,7 @@ func TestExitCodes(t *testing.T) {
 		{"compare variant-config not compared", []string{"compare", "--cases", bad, "--work", work, "--features", "f", "--out", dir, "--variant-config", "transmil=x.json"}, exitUsage},
 		{"compare variant-config no file", []string{"compare", "--cases", bad, "--work", work, "--features", "f", "--out", dir, "--variant-config", "transmil"}, exitUsage},
 		{"compare variant-config unknown variant", []string{"compare", "--cases", bad, "--work", work, "--features", "f", "--out", dir, "--variant-config", "nope=x.json"}, exitUsage},
+		{"compare bad pairs", []string{"compare", "--cases", bad, "--work", work, "--features", "f", "--out", dir, "--pairs", "some"}, exitUsage},
 		{"compare cv 1", []string{"compare", "--cases", bad, "--work", work, "--features", "f", "--out", dir, "--cv", "1"}, exitUsage},
 		{"compare no out", []string{"compare", "--cases", bad, "--work", work, "--features", "f"}, exitUsage},
 		{"compare bad cases file", []string{"compare", "--cases", bad, "--work", work, "--features", "f", "--out", dir}, exitFailed},
