@@ -526,8 +526,8 @@ func (r *Result) Markdown() string {
 	if len(r.Folds) > 0 && r.Folds[0] >= 0 {
 		folds = fmt.Sprintf("%d folds (each run validated on one fold for its best epoch)", len(r.Folds))
 	}
-	fmt.Fprintf(&b, "H&E-only predictions of %d held-out test cases (per class %s); %d seeds %v × %s; %d bootstrap replicates. Mean over runs, [95 %% CI].\n\n",
-		r.TestCases, strings.Join(classes, "/"), len(r.Seeds), r.Seeds, folds, r.Replicates)
+	fmt.Fprintf(&b, "H&E-only predictions of %d held-out test cases (per class %s); %s %v × %s; %d bootstrap replicates. Mean over runs, [95 %% CI].\n\n",
+		r.TestCases, strings.Join(classes, "/"), plural(len(r.Seeds), "seed"), r.Seeds, folds, r.Replicates)
 	if len(r.OwnSettings) > 0 {
 		b.WriteString("Settings of their own, over the shared ones:")
 		for _, v := range r.Order {

@@ -34,7 +34,7 @@ func Write(dir string, r *Result) error {
 	if err := atomicfile.WriteFileAtomic(filepath.Join(dir, FileJSON), append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("compare: %w", err)
 	}
-	title := fmt.Sprintf("Paired differences, %d test cases, %d seeds", r.TestCases, len(r.Seeds))
+	title := fmt.Sprintf("Paired differences, %d test cases, %s", r.TestCases, plural(len(r.Seeds), "seed"))
 	if err := metrics.WriteForestPNG(filepath.Join(dir, FileForest), r.ForestGroups(), title, "difference A - B (95% CI; red: CI excludes 0)"); err != nil {
 		return fmt.Errorf("compare: %w", err)
 	}
@@ -44,8 +44,12 @@ func Write(dir string, r *Result) error {
 		for i, b := range r.Bands {
 			names[i] = b.Name
 		}
-		note := fmt.Sprintf("mean of %d runs; band: 95%% bootstrap", len(r.Seeds)*len(r.Folds))
-		if err := metrics.WriteROCBandsPNG(filepath.Join(dir, FileROC), r.Bands, "Macro-average ROC, "+strings.Join(names, " vs "), note); err != nil {
+		note := fmt.Sprintf("mean of %s; band: 95%% bootstrap", plural(len(r.Seeds)*len(r.Folds), "run"))
+		title := "Macro-average ROC, " + strings.Join(names, " vs ")
+		if len(names) > 3 {
+			title = fmt.Sprintf("Macro-average ROC of %d variants", len(names))
+		}
+		if err := metrics.WriteROCBandsPNG(filepath.Join(dir, FileROC), r.Bands, title, note); err != nil {
 			return fmt.Errorf("compare: %w", err)
 		}
 	} else {
@@ -55,4 +59,12 @@ func Write(dir string, r *Result) error {
 		return fmt.Errorf("compare: %w", err)
 	}
 	return nil
+}
+
+// plural is "1 run", "2 runs".
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }

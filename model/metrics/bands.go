@@ -70,8 +70,19 @@ func PlotROCBands(bands []ROCBand, title, note string) (*image.RGBA, error) {
 			return nil, fmt.Errorf("metrics: ROC band %q: %d FPR points, %d/%d/%d curve points", b.Name, len(b.FPR), len(b.Mid), len(b.Lo), len(b.Hi))
 		}
 	}
-	img := image.NewRGBA(image.Rect(0, 0, plotW, plotH))
-	raster.FillRect(img, xywh(0, 0, plotW, plotH), white)
+	// Up to three bands the legend sits in the axes' empty lower right; more
+	// would hide the curves, so it goes under the axes (the image grows),
+	// and the bands are fainter so that their overlaps stay readable.
+	below := len(bands) > 3
+	alpha := 0.16
+	h := plotH
+	if below {
+		alpha = max(0.07, 0.16*3/float64(len(bands)))
+		_, lh := legendBoxSize(make([]legendEntry, len(bands)+1), textScale)
+		h += lh + 8
+	}
+	img := image.NewRGBA(image.Rect(0, 0, plotW, h))
+	raster.FillRect(img, xywh(0, 0, plotW, h), white)
 	drawAxes(img)
 	strokePath(img, [][2]float64{toPixel(ROCPoint{0, 0}), toPixel(ROCPoint{1, 1})}, chanceStyle, chanceGry)
 	// Bands first (each column of the axes between the bounds), then the
@@ -83,7 +94,7 @@ func PlotROCBands(bands []ROCBand, title, note string) (*image.RGBA, error) {
 			lo, hi := interpAt(b.FPR, b.Lo, f), interpAt(b.FPR, b.Hi, f)
 			ylo, yhi := toPixel(ROCPoint{f, lo})[1], toPixel(ROCPoint{f, hi})[1]
 			for y := int(math.Round(yhi)); y <= int(math.Round(ylo)); y++ {
-				raster.Blend(img, x, y, col, 0.16)
+				raster.Blend(img, x, y, col, alpha)
 			}
 		}
 	}
@@ -120,7 +131,11 @@ func PlotROCBands(bands []ROCBand, title, note string) (*image.RGBA, error) {
 		nx := max(4, (plotLeft+plotRight-raster.TextWidth(note, ns))/2)
 		raster.DrawText(img, nx, 24, note, ns, mutedGrey, false)
 	}
-	drawLegendBox(img, legend, textScale)
+	if below {
+		drawLegendBoxAt(img, legend, textScale, plotLeft, plotH)
+	} else {
+		drawLegendBox(img, legend, textScale)
+	}
 	return img, nil
 }
 

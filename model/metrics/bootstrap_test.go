@@ -254,10 +254,55 @@ func TestPlotForestAndBands(t *testing.T) {
 	if c := bimg.RGBAAt(int(out[0]), int(out[1])); c.R != 255 || c.G != 255 || c.B != 255 {
 		t.Errorf("outside the band: %v, want white", c)
 	}
+	// Three bands: the legend in the axes, the picture its usual size; seven
+	// (a compare of the paper's baselines): the legend under the axes, so the
+	// axes' lower right shows the curves' tint, not the white legend box.
+	if img3 := img3x(t, band); img3.Bounds().Dy() != plotH {
+		t.Errorf("3 bands: height %d, want %d", img3.Bounds().Dy(), plotH)
+	}
+	many := make([]ROCBand, 7)
+	for i := range many {
+		many[i] = band
+		many[i].Name = fmt.Sprintf("variant%d", i)
+	}
+	img7, _ := PlotROCBands(many, "t", "")
+	inked := func(img *image.RGBA, r image.Rectangle) int {
+		n := 0
+		for y := r.Min.Y; y < r.Max.Y; y++ {
+			for x := r.Min.X; x < r.Max.X; x++ {
+				if img.RGBAAt(x, y) != white {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	below := image.Rect(0, plotH, plotW, img7.Bounds().Dy())
+	if h := img7.Bounds().Dy(); h <= plotH+100 || inked(img7, below) < 1000 {
+		t.Errorf("7 bands: height %d, %d inked pixels under the axes; want the legend there", h, inked(img7, below))
+	}
+	// The axes' lower right (where a legend box of three would sit) holds
+	// only the grid: the band lies above the diagonal.
+	lo, hi := toPixel(ROCPoint{0.55, 0.05}), toPixel(ROCPoint{0.95, 0.3})
+	if n := inked(img7, image.Rect(int(lo[0]), int(hi[1]), int(hi[0]), int(lo[1]))); n > 600 {
+		t.Errorf("7 bands: %d inked pixels in the lower right of the axes", n)
+	}
+	if n := inked(img3x(t, band), image.Rect(int(lo[0]), int(hi[1]), int(hi[0]), int(lo[1]))); n < 1500 {
+		t.Errorf("3 bands: %d inked pixels in the lower right of the axes; want the legend box there", n)
+	}
 	if _, err := PlotROCBands([]ROCBand{{Name: "x", FPR: grid}}, "t", ""); err == nil {
 		t.Error("band without curves: want an error")
 	}
 	if at := MacroROCAt([]int{0, 1}, [][]float64{{0.9, 0.1}, {0.2, 0.8}}, 2, grid); at[0] != 1 || at[10] != 1 {
 		t.Errorf("MacroROCAt of a perfect ranking: %v", at)
 	}
+}
+
+// img3x plots three copies of a band.
+func img3x(t *testing.T, b ROCBand) *image.RGBA {
+	img, err := PlotROCBands([]ROCBand{b, b, b}, "t", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
 }

@@ -30,10 +30,11 @@ var (
 	mutedGrey = color.RGBA{130, 130, 130, 255}
 	// palette holds the class colours, Okabe and Ito's colour-blind-safe
 	// set (blue, orange, bluish green, reddish purple, vermillion, sky
-	// blue, yellow), cycled beyond 7.
+	// blue, black; their yellow is left out, too pale a line on white),
+	// cycled beyond 7.
 	palette = []color.RGBA{
 		{0, 114, 178, 255}, {230, 159, 0, 255}, {0, 158, 115, 255}, {204, 121, 167, 255},
-		{213, 94, 0, 255}, {86, 180, 233, 255}, {240, 228, 66, 255},
+		{213, 94, 0, 255}, {86, 180, 233, 255}, {0, 0, 0, 255},
 	}
 )
 
@@ -143,15 +144,28 @@ type legendEntry struct {
 // drawLegendBox draws the legend in a white box in the lower right corner
 // of the axes.
 func drawLegendBox(img *image.RGBA, legend []legendEntry, textScale int) {
-	const pad, swatch, gap = 8, 44, 8
-	lineH := raster.LineStep * textScale
+	boxW, boxH := legendBoxSize(legend, textScale)
+	drawLegendBoxAt(img, legend, textScale, plotRight-10-boxW, plotBottom-10-boxH)
+}
+
+// Legend box geometry: padding, line swatch, gap before the text.
+const legendPad, legendSwatch, legendGap = 8, 44, 8
+
+// legendBoxSize is the legend box's width and height.
+func legendBoxSize(legend []legendEntry, textScale int) (w, h int) {
 	maxW := 0
 	for _, e := range legend {
 		maxW = max(maxW, raster.TextWidth(e.text, textScale))
 	}
-	boxW := pad + swatch + gap + maxW + pad
-	boxH := pad + len(legend)*lineH - (raster.LineStep-raster.GlyphH)*textScale + pad
-	bx, by := plotRight-10-boxW, plotBottom-10-boxH
+	return legendPad + legendSwatch + legendGap + maxW + legendPad,
+		legendPad + len(legend)*raster.LineStep*textScale - (raster.LineStep-raster.GlyphH)*textScale + legendPad
+}
+
+// drawLegendBoxAt draws the legend box with its top-left corner at (bx, by).
+func drawLegendBoxAt(img *image.RGBA, legend []legendEntry, textScale, bx, by int) {
+	const pad, swatch, gap = legendPad, legendSwatch, legendGap
+	lineH := raster.LineStep * textScale
+	boxW, boxH := legendBoxSize(legend, textScale)
 	raster.FillRect(img, xywh(bx, by, boxW, boxH), white)
 	raster.StrokeRect(img, xywh(bx, by, boxW, boxH), chanceGry)
 	for i, e := range legend {
