@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	. "github.com/gomlx/gomlx/core/graph" //nolint:staticcheck
+	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/her2wsi/her2wsi/internal/safetensors"
 )
 
@@ -114,12 +116,98 @@ func compareOutputs(t *testing.T, what string, rt *Runtime, p *Params, e *Exampl
 		maxDiff(pr.Logits, want[prefix+"logits"]), maxDiff(pr.Attention, want[prefix+"attn"]), worst, len(p.Specs))
 }
 
+// gradWithKeeps is the training step's graph (loss, logits, gradients) of
+// transmil/nystromformer under config c with the two layers' dropout keep
+// masks given ([1+side², dim] each, 1 keep, 0 drop) instead of drawn, so a
+// reference can be fed the same masks. rt lends its backend and packing.
+func gradWithKeeps(t *testing.T, rt *Runtime, c Config, p *Params, e *Example, keeps [][]float32) GradResult {
+	t.Helper()
+	np := len(rt.specs)
+	ex, err := NewExec(rt.Backend, func(g *Graph, in []*Node) []*Node {
+		b := newBuilder(c, rt.specs, in[:np])
+		b.train = true
+		he := heFrom(c, in[np:])
+		label := in[np+heCount(c)]
+		b.keeps = in[np+heCount(c)+1:]
+		out := b.forward(he, nil, false)
+		if len(b.keeps) != 0 {
+			Panicf("%d dropout masks left over", len(b.keeps))
+		}
+		loss := crossEntropy(out.logits, label, c.Classes)
+		return append([]*Node{loss, out.logits}, gradients(loss, in[:np], rt.specs)...)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ex.Finalize()
+	args := append(rt.forwardParams(p), rt.heTensors(pack(c, e, nil, false))...)
+	args = append(args, tensors.FromScalar(int32(e.Label)))
+	D := c.nysDim()
+	for _, k := range keeps {
+		args = append(args, tensors.FromFlatDataAndDimensions(k, len(k)/D, D))
+	}
+	outs, err := rt.call(ex, args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer finalize(outs)
+	res := GradResult{
+		Loss:   float64(tensors.MustCopyFlatData[float32](outs[0])[0]),
+		Logits: tensors.MustCopyFlatData[float32](outs[1]),
+	}
+	for _, o := range outs[2:] {
+		res.Grads = append(res.Grads, tensors.MustCopyFlatData[float32](o))
+	}
+	return res
+}
+
+// compareDropped checks a training step with the given dropout keep masks
+// (rate: c's) against a reference's drop.logits, drop.loss and
+// drop.grad.* within 1e-5.
+func compareDropped(t *testing.T, what string, rt *Runtime, c Config, p *Params, e *Example, keeps [][]float32, want map[string][]float32, prefix string) {
+	t.Helper()
+	gr := gradWithKeeps(t, rt, c, p, e, keeps)
+	var worst float64
+	check := func(name string, got []float32) {
+		t.Helper()
+		w, ok := want[prefix+"drop."+name]
+		if !ok {
+			t.Fatalf("%s: the reference has no %sdrop.%s", what, prefix, name)
+		}
+		d := maxDiff(got, w)
+		if d > parityTol {
+			t.Errorf("%s dropout %g: %s: max diff %.3g > %g", what, c.DropoutRate(), name, d, parityTol)
+		}
+		worst = math.Max(worst, d)
+	}
+	check("logits", gr.Logits)
+	check("loss", []float32{float32(gr.Loss)})
+	for i, s := range p.Specs {
+		check("grad."+s.Name, gr.Grads[i])
+	}
+	// The masks matter: the dropped step's logits are not eval mode's.
+	if d := maxDiff(gr.Logits, want[prefix+"logits"]); d < 1e-3 {
+		t.Errorf("%s: logits with dropout differ from eval mode's by only %.3g", what, d)
+	}
+	t.Logf("%s: dropout %g, the same masks in both: worst of logits, loss and %d gradients %.2g", what, c.DropoutRate(), len(p.Specs), worst)
+}
+
 // TestTransMILParity: weights written by the PyTorch reference
-// (scripts/transmil_ref.py golden) load here, and logits, loss, [CLS]→patch
-// attention and the gradient of every parameter agree within 1e-5, for
-// slides of 1, 16 (a square), 37 and 150 patches (several landmark groups),
-// for transmil and nystromformer.
+// (scripts/transmil_ref.py golden; -update regenerates the goldens) load
+// here, and logits, loss, [CLS]→patch attention and the gradient of every
+// parameter agree within 1e-5, for slides of 1, 16 (a square), 37 and 150
+// patches (several landmark groups), for transmil and nystromformer: in
+// eval mode and a training step without dropout, and a training step with
+// the config's default dropout (the official 0.1) fed the reference's
+// masks.
 func TestTransMILParity(t *testing.T) {
+	if *update {
+		cmd := exec.Command("/usr/bin/python3", "../scripts/transmil_ref.py", "golden", "--out", parityTransMILDir)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("regenerating goldens: %v", err)
+		}
+	}
 	be, err := NewBackend("")
 	if err != nil {
 		t.Fatal(err)
@@ -130,7 +218,12 @@ func TestTransMILParity(t *testing.T) {
 	}
 	for _, variant := range []string{VariantTransMIL, VariantNystromformer} {
 		t.Run(variant, func(t *testing.T) {
-			c := transmilConfig(t, variant)
+			cd := transmilConfig(t, variant) // dropout left out: the official rate
+			if r := cd.DropoutRate(); r != TransMILDropout {
+				t.Fatalf("dropout left out: rate %g, want the official %g", r, TransMILDropout)
+			}
+			c := cd
+			c.Dropout = Rate(0)
 			rt, err := NewRuntime(c, be)
 			if err != nil {
 				t.Fatal(err)
@@ -143,6 +236,8 @@ func TestTransMILParity(t *testing.T) {
 			for _, path := range cases {
 				e, want := transmilCase(t, c, path)
 				compareOutputs(t, filepath.Base(path), rt, p, e, want, variant+".")
+				keeps := [][]float32{want["keep.layer1"], want["keep.layer2"]}
+				compareDropped(t, filepath.Base(path), rt, cd, p, e, keeps, want, variant+".")
 			}
 		})
 	}
@@ -150,7 +245,8 @@ func TestTransMILParity(t *testing.T) {
 
 // TestTransMILLiveTorch: weights initialised and written here load into the
 // PyTorch reference with strict state_dict names, and its logits, loss,
-// attention and gradients agree within 1e-5. Skipped without
+// attention and gradients agree within 1e-5, without dropout and with
+// dropout 0.25 and keep masks drawn here. Skipped without
 // /usr/bin/python3 and torch.
 func TestTransMILLiveTorch(t *testing.T) {
 	if err := exec.Command("/usr/bin/python3", "-c", "import torch").Run(); err != nil {
@@ -163,22 +259,46 @@ func TestTransMILLiveTorch(t *testing.T) {
 	for _, variant := range []string{VariantTransMIL, VariantNystromformer} {
 		t.Run(variant, func(t *testing.T) {
 			c := transmilConfig(t, variant)
+			c.Dropout = Rate(0)
 			rt, err := NewRuntime(c, be)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer rt.Close()
+			cd := c // the dropped step at another rate than the default
+			cd.Dropout = Rate(0.25)
 			p := InitParams(c, 42)
 			dir := t.TempDir()
 			w := filepath.Join(dir, "w.safetensors")
 			if err := SaveWeights(w, c, p, nil); err != nil {
 				t.Fatal(err)
 			}
-			if err := writeJSON(filepath.Join(dir, "config.json"), c); err != nil {
+			if err := writeJSON(filepath.Join(dir, "config.json"), cd); err != nil {
 				t.Fatal(err)
 			}
-			inputs := filepath.Join(parityTransMILDir, "case_d.safetensors")
-			e, _ := transmilCase(t, c, inputs)
+			e, _ := transmilCase(t, c, filepath.Join(parityTransMILDir, "case_d.safetensors"))
+			// Keep masks drawn here (rate 0.25) go to the reference.
+			rng := rand.New(rand.NewPCG(5, 6))
+			side := squareSide(e.N)
+			keeps := make([][]float32, 2)
+			for i := range keeps {
+				keeps[i] = make([]float32, (1+side*side)*c.nysDim())
+				for j := range keeps[i] {
+					if rng.Float64() >= 0.25 {
+						keeps[i][j] = 1
+					}
+				}
+			}
+			inputs := filepath.Join(dir, "in.safetensors")
+			shape := []int{1 + side*side, c.nysDim()}
+			if err := safetensors.Write(inputs, &safetensors.File{Tensors: map[string]safetensors.Tensor{
+				"he":          safetensors.FromFloat32([]int{e.N, c.InDim}, e.HE),
+				"label":       safetensors.FromInt64([]int{1}, []int64{int64(e.Label)}),
+				"keep.layer1": safetensors.FromFloat32(shape, keeps[0]),
+				"keep.layer2": safetensors.FromFloat32(shape, keeps[1]),
+			}}); err != nil {
+				t.Fatal(err)
+			}
 			out := filepath.Join(dir, "torch.safetensors")
 			if b, err := exec.Command("/usr/bin/python3", "../scripts/transmil_ref.py", "grad", "--weights", w,
 				"--config", filepath.Join(dir, "config.json"), "--inputs", inputs, "--out", out).CombinedOutput(); err != nil {
@@ -195,6 +315,7 @@ func TestTransMILLiveTorch(t *testing.T) {
 				}
 			}
 			compareOutputs(t, "live", rt, p, e, want, "")
+			compareDropped(t, "live", rt, cd, p, e, keeps, want, "")
 		})
 	}
 }
