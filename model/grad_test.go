@@ -25,7 +25,7 @@ func TestGradientsMatchFiniteDifferences(t *testing.T) {
 	}
 	// With dropout the masks are fixed by the step's seed, so the loss is a
 	// smooth function of the parameters for that seed.
-	runs = append(runs, run{VariantIPCA, 0.3}, run{VariantABMIL, 0.3})
+	runs = append(runs, run{VariantIPCA, 0.3}, run{VariantABMIL, 0.3}, run{VariantTransMIL, 0.3}, run{VariantNystromformer, 0.3})
 	for _, r := range runs {
 		v := r.v
 		name := v

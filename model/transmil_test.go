@@ -372,6 +372,140 @@ func TestNystromConfig(t *testing.T) {
 	}
 }
 
+// TestTransMILDropoutConfig: transmil and nystromformer take the official
+// dropout 0.1 where the config leaves "dropout" out (also when --variant
+// turns another variant's config into theirs), an explicit value (0
+// included) as given, other variants 0; run folders record the rate; rates
+// outside [0, 1) are refused.
+func TestTransMILDropoutConfig(t *testing.T) {
+	for _, tc := range []struct {
+		json, variant string // variant: set after parsing, as --variant does
+		rate          float64
+		errPart       string
+	}{
+		{json: `{"variant": "transmil"}`, rate: TransMILDropout},
+		{json: `{"variant": "nystromformer"}`, rate: TransMILDropout},
+		{json: `{}`, variant: VariantTransMIL, rate: TransMILDropout},
+		{json: `{"variant": "transmil", "dropout": 0}`, rate: 0},
+		{json: `{"dropout": 0}`, variant: VariantNystromformer, rate: 0},
+		{json: `{"variant": "nystromformer", "dropout": 0.3}`, rate: 0.3},
+		{json: `{"variant": "ipca"}`, rate: DefaultDropout},
+		{json: `{"variant": "abmil"}`, rate: DefaultDropout},
+		{json: `{"variant": "transmil", "dropout": 1}`, errPart: "dropout 1 (0 ≤ p < 1)"},
+		{json: `{"variant": "nystromformer", "dropout": 1.5}`, errPart: "dropout 1.5 (0 ≤ p < 1)"},
+		{json: `{"variant": "transmil", "dropout": -0.1}`, errPart: "dropout -0.1 (0 ≤ p < 1)"},
+		{json: `{"variant": "transmil", "dropout": "0.1"}`, errPart: "dropout"},
+	} {
+		name := tc.json + " " + tc.variant
+		c, err := ParseConfig([]byte(tc.json))
+		if err == nil && tc.variant != "" {
+			c.Variant = tc.variant
+			err = c.Validate()
+		}
+		if tc.errPart != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.errPart) {
+				t.Errorf("%s: error %v, want one saying %q", name, err, tc.errPart)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if got := c.DropoutRate(); got != tc.rate {
+			t.Errorf("%s: dropout rate %g, want %g", name, got, tc.rate)
+		}
+		// A run folder records the rate, and reading it back keeps it.
+		n := c.Normalized()
+		b, err := json.Marshal(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf(`"dropout":%s`, strconv.FormatFloat(tc.rate, 'g', -1, 64)); !strings.Contains(string(b), want) {
+			t.Errorf("%s: normalized config %s lacks %s", name, b, want)
+		}
+		back, err := ParseConfig(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if back.DropoutRate() != tc.rate {
+			t.Errorf("%s: read back, dropout rate %g, want %g", name, back.DropoutRate(), tc.rate)
+		}
+	}
+}
+
+// TestTransMILDropout: dropout is drawn in training steps only: a step's
+// masks follow its seed (same seed, same loss and gradients; another seed,
+// another loss; without dropout the seed does not matter), and prediction
+// with dropout equals prediction without.
+func TestTransMILDropout(t *testing.T) {
+	be, err := NewBackend("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, variant := range []string{VariantTransMIL, VariantNystromformer} {
+		t.Run(variant, func(t *testing.T) {
+			c := DefaultConfig()
+			c.Variant, c.InDim = variant, 6
+			c.NystromConfig = NystromConfig{Dim: 16, NumLandmarks: 4, ResidualConvKernel: 5}
+			if c.DropoutRate() != TransMILDropout {
+				t.Fatalf("default dropout %g, want %g", c.DropoutRate(), TransMILDropout)
+			}
+			rt, err := NewRuntime(c, be)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rt.Close()
+			off := c
+			off.Dropout = Rate(0)
+			rt0, err := NewRuntime(off, be)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rt0.Close()
+			p := InitParams(c, 3)
+			e := randomExample(c, rand.New(rand.NewPCG(1, 2)), 20, 0, 0, 2)
+			step := func(rt *Runtime, seed uint64) GradResult {
+				g, err := rt.GradSeed(p, e, nil, seed)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return g
+			}
+			a, b, d := step(rt, 7), step(rt, 7), step(rt, 8)
+			ref, ref8 := step(rt0, 7), step(rt0, 8)
+			if a.Loss != b.Loss || maxDiff(a.Grads[0], b.Grads[0]) != 0 {
+				t.Errorf("same seed: loss %v then %v", a.Loss, b.Loss)
+			}
+			if a.Loss == d.Loss || maxDiff(a.Grads[0], d.Grads[0]) == 0 {
+				t.Errorf("seeds 7 and 8 draw the same masks: loss %v, %v", a.Loss, d.Loss)
+			}
+			if a.Loss == ref.Loss {
+				t.Errorf("dropout does not change the loss: %v with, %v without", a.Loss, ref.Loss)
+			}
+			if ref.Loss != ref8.Loss {
+				t.Errorf("without dropout the seed changes the loss: %v, %v", ref.Loss, ref8.Loss)
+			}
+			pa, err := rt.Predict(p, e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pb, err := rt0.Predict(p, e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if maxDiff(pa.Logits, pb.Logits) != 0 || maxDiff(pa.Attention, pb.Attention) != 0 {
+				t.Errorf("prediction with dropout %v, without %v", pa.Logits, pb.Logits)
+			}
+			// The step without dropout is eval mode's function: its logits
+			// are the prediction's.
+			if d := maxDiff(ref.Logits, pb.Logits); d > 1e-6 {
+				t.Errorf("training logits without dropout differ from prediction's by %.3g", d)
+			}
+		})
+	}
+}
+
 func TestSquareSide(t *testing.T) {
 	for _, tc := range []struct{ n, side int }{{1, 1}, {2, 2}, {4, 2}, {5, 3}, {2048, 46}, {2116, 46}, {2117, 47}} {
 		if got := squareSide(tc.n); got != tc.side {
