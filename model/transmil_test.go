@@ -520,7 +520,8 @@ func TestSquareSide(t *testing.T) {
 // scripts/transmil_official.py). Weights initialised here at the official
 // size (in_dim 1024, dim 512, 256 landmarks) load into the official TransMIL
 // with strict names; logits, loss and gradients agree within 1e-5 on a
-// 300-patch slide.
+// 300-patch slide, in eval mode and in a train-mode step whose to_out
+// Dropout (0.1, the default here) is fed the same keep masks as ours.
 func TestTransMILOfficial(t *testing.T) {
 	dirOfficial := os.Getenv("HER2WSI_TRANSMIL_OFFICIAL")
 	if dirOfficial == "" {
@@ -532,8 +533,10 @@ func TestTransMILOfficial(t *testing.T) {
 	}
 	for _, variant := range []string{VariantTransMIL, VariantNystromformer} {
 		t.Run(variant, func(t *testing.T) {
-			c := DefaultConfig()
-			c.Variant, c.InDim, c.Classes = variant, 1024, 2
+			cd := DefaultConfig() // dropout left out: the official 0.1
+			cd.Variant, cd.InDim, cd.Classes = variant, 1024, 2
+			c := cd
+			c.Dropout = Rate(0)
 			rt, err := NewRuntime(c, be)
 			if err != nil {
 				t.Fatal(err)
@@ -550,10 +553,24 @@ func TestTransMILOfficial(t *testing.T) {
 			for i := range e.HE {
 				e.HE[i] = float32(rng.NormFloat64())
 			}
+			// Keep masks at the official rate for the train-mode step.
+			side := squareSide(e.N)
+			keeps := make([][]float32, 2)
+			for i := range keeps {
+				keeps[i] = make([]float32, (1+side*side)*c.nysDim())
+				for j := range keeps[i] {
+					if rng.Float64() >= TransMILDropout {
+						keeps[i][j] = 1
+					}
+				}
+			}
+			shape := []int{1 + side*side, c.nysDim()}
 			in := filepath.Join(dir, "in.safetensors")
 			f := &safetensors.File{Tensors: map[string]safetensors.Tensor{
-				"he":    safetensors.FromFloat32([]int{e.N, c.InDim}, e.HE),
-				"label": safetensors.FromInt64([]int{1}, []int64{int64(e.Label)}),
+				"he":          safetensors.FromFloat32([]int{e.N, c.InDim}, e.HE),
+				"label":       safetensors.FromInt64([]int{1}, []int64{int64(e.Label)}),
+				"keep.layer1": safetensors.FromFloat32(shape, keeps[0]),
+				"keep.layer2": safetensors.FromFloat32(shape, keeps[1]),
 			}}
 			if err := safetensors.Write(in, f); err != nil {
 				t.Fatal(err)
@@ -582,6 +599,7 @@ func TestTransMILOfficial(t *testing.T) {
 			}
 			want["attn"] = pr.Attention
 			compareOutputs(t, "official", rt, p, e, want, "")
+			compareDropped(t, "official", rt, cd, p, e, keeps, want, "")
 		})
 	}
 }
