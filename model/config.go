@@ -245,6 +245,14 @@ func ReadConfigOver(base Config, path string) (Config, error) {
 	return c, nil
 }
 
+func clonePtr[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
+}
+
 // ParseConfig parses a model-config JSON over the defaults.
 func ParseConfig(b []byte) (Config, error) { return ParseConfigOver(DefaultConfig(), b) }
 
@@ -253,7 +261,10 @@ func ParseConfig(b []byte) (Config, error) { return ParseConfigOver(DefaultConfi
 // over the settings shared by a comparison).
 func ParseConfigOver(base Config, b []byte) (Config, error) {
 	c := base
+	// Nothing of base may be shared: the decoder writes into the slice and
+	// into the values the pointer keys point at.
 	c.Layers = slices.Clone(base.Layers)
+	c.Dropout, c.Gate, c.BagWeight = clonePtr(base.Dropout), clonePtr(base.Gate), clonePtr(base.BagWeight)
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil {

@@ -434,6 +434,36 @@ func TestTransMILDropoutConfig(t *testing.T) {
 	}
 }
 
+// A variant's own config over shared settings (ParseConfigOver, compare's
+// --variant-config) sets its dropout without touching the shared config's.
+func TestDropoutOverShared(t *testing.T) {
+	shared, err := ParseConfig([]byte(`{"variant": "ipca", "dropout": 0.2, "gate": true, "bag_weight": 0.5}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := shared
+	base.Variant = VariantTransMIL
+	own, err := ParseConfigOver(base, []byte(`{"dropout": 0, "gate": false, "bag_weight": 0.9}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if own.DropoutRate() != 0 || *own.Gate || *own.BagWeight != 0.9 {
+		t.Errorf("own settings: dropout %g, gate %v, bag_weight %g", own.DropoutRate(), *own.Gate, *own.BagWeight)
+	}
+	if shared.DropoutRate() != 0.2 || !*shared.Gate || *shared.BagWeight != 0.5 {
+		t.Errorf("the shared config changed: dropout %g, gate %v, bag_weight %g", shared.DropoutRate(), *shared.Gate, *shared.BagWeight)
+	}
+	// Left out in both: the variant's official rate.
+	base.Dropout = nil
+	own, err = ParseConfigOver(base, []byte(`{"dim": 64}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if own.DropoutRate() != TransMILDropout {
+		t.Errorf("dropout left out in both: %g, want %g", own.DropoutRate(), TransMILDropout)
+	}
+}
+
 // TestTransMILDropout: dropout is drawn in training steps only: a step's
 // masks follow its seed (same seed, same loss and gradients; another seed,
 // another loss; without dropout the seed does not matter), and prediction
