@@ -434,9 +434,9 @@ func TestTransMILDropoutConfig(t *testing.T) {
 	}
 }
 
-// A variant's own config over shared settings (ParseConfigOver, compare's
+// TestTransMILDropoutOverShared: a variant's own config over shared settings (ParseConfigOver, compare's
 // --variant-config) sets its dropout without touching the shared config's.
-func TestDropoutOverShared(t *testing.T) {
+func TestTransMILDropoutOverShared(t *testing.T) {
 	shared, err := ParseConfig([]byte(`{"variant": "ipca", "dropout": 0.2, "gate": true, "bag_weight": 0.5}`))
 	if err != nil {
 		t.Fatal(err)
