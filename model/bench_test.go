@@ -87,7 +87,7 @@ func BenchmarkTrainStepDropout(b *testing.B) {
 		b.Fatal(err)
 	}
 	c := DefaultConfig()
-	c.Dropout = 0.1
+	c.Dropout = Rate(0.1)
 	rt, err := NewRuntime(c, be)
 	if err != nil {
 		b.Fatal(err)

@@ -99,8 +99,8 @@ func clamBranches(c Config) int {
 // clamAttnOut is the state_dict name of the plain attention's output layer:
 // Attn_Net appends its Dropout(0.25) only when dropout is set, which shifts
 // the Linear after it.
-func clamAttnOut(c Config) string {
-	if c.Dropout > 0 {
+func clamAttnOut(c Config, s VariantSpec) string {
+	if c.dropoutRate(s) > 0 {
 		return "attention_net.3.module.3"
 	}
 	return "attention_net.3.module.2"
@@ -115,7 +115,7 @@ func (l *paramList) torchLinear(name string, in, out int) {
 // clamParams lists CLAM's parameters in the official state_dict order.
 // attention_net is Sequential(Linear, ReLU, Dropout, attention module), so
 // the attention module is index 3.
-func clamParams(c Config, _ VariantSpec, l *paramList) {
+func clamParams(c Config, s VariantSpec, l *paramList) {
 	sz := clamSizes[c.CLAMSize()]
 	H, D, C, nA := sz[0], sz[1], c.Classes, clamBranches(c)
 	l.torchLinear("attention_net.0", c.InDim, H)
@@ -125,7 +125,7 @@ func clamParams(c Config, _ VariantSpec, l *paramList) {
 		l.torchLinear("attention_net.3.attention_c", D, nA)
 	} else {
 		l.torchLinear("attention_net.3.module.0", H, D)
-		l.torchLinear(clamAttnOut(c), D, nA)
+		l.torchLinear(clamAttnOut(c, s), D, nA)
 	}
 	if c.Variant == VariantCLAMMB {
 		for k := 0; k < C; k++ {
@@ -154,7 +154,7 @@ func (b *builder) clamForward(he heInputs, _ *ihcInputs, _ bool) forwardOut {
 	// the attention nets' fixed Dropout(0.25) after tanh (and sigmoid)
 	// whenever dropout is set, as the official modules.
 	attnDrop := 0.0
-	if c.Dropout > 0 {
+	if c.dropoutRate(b.spec) > 0 {
 		attnDrop = clamAttnDropout
 	}
 	h := b.drop(Max(b.linear("attention_net.0", he.feats), ScalarZero(g, dtypes.Float32))) // [N, 512]
@@ -164,7 +164,7 @@ func (b *builder) clamForward(he heInputs, _ *ihcInputs, _ bool) forwardOut {
 		sb := b.dropP(Sigmoid(b.linear("attention_net.3.attention_b.0", h)), attnDrop)
 		s = b.linear("attention_net.3.attention_c", Mul(ta, sb))
 	} else {
-		s = b.linear(clamAttnOut(c), b.dropP(Tanh(b.linear("attention_net.3.module.0", h)), attnDrop))
+		s = b.linear(clamAttnOut(c, b.spec), b.dropP(Tanh(b.linear("attention_net.3.module.0", h)), attnDrop))
 	}
 	s = Transpose(s, 0, 1) // [nA, N]
 	keep := BroadcastToDims(ExpandAxes(he.mask, 0), nA, N)

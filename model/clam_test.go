@@ -347,7 +347,7 @@ func TestCLAMDropout(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.Dropout = 0.25
+		c.Dropout = Rate(0.25)
 		rt, err := NewRuntime(c, be)
 		if err != nil {
 			t.Fatal(err)

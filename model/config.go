@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"slices"
 )
@@ -40,7 +41,7 @@ const (
 	DefaultPPK               = 18   // IPCA main patches per anchor
 	DefaultClasses           = 4    // HER2 0, 1+, 2+, 3+
 	DefaultMaskRatio         = 0.75 // paper's best kernel masking ratio (code default 0)
-	DefaultDropout           = 0.0  // reference
+	DefaultDropout           = 0.0  // reference (variants with an official rate of their own: VariantSpec.dropout)
 	DefaultLayerNormEps      = 1e-5 // PyTorch nn.LayerNorm default, as IPCA_vit_base
 	DistBins                 = 66   // dis_embed rows: bins 0..64 and a spare
 	// MaxPredictPatchesLimit bounds max_predict_patches (a 1M-patch
@@ -68,8 +69,13 @@ type Config struct {
 	PPK               int     `json:"patches_per_anchor"`
 	Classes           int     `json:"classes"`
 	MaskRatio         float64 `json:"mask_ratio"`
-	Dropout           float64 `json:"dropout"`
-	LayerNormEps      float64 `json:"layer_norm_eps"`
+	// Dropout is the training dropout rate; nil (the key left out) takes
+	// the variant's official rate (DropoutRate), and an explicit value,
+	// 0 included, is used as given. A pointer because transmil and
+	// nystromformer default to 0.1 and every other variant to 0, so "left
+	// out" and 0 must differ.
+	Dropout      *float64 `json:"dropout,omitempty"`
+	LayerNormEps float64  `json:"layer_norm_eps"`
 	// ReferencePadding reproduces the reference code's padding: the [CLS]
 	// column of the distance/polar matrices is the mean over the padded row,
 	// the main orientation sums over padded columns, [CLS] attends padded
@@ -110,7 +116,7 @@ func DefaultConfig() Config {
 		Heads: DefaultHeads, MLPRatio: DefaultMLPRatio, Prompts: DefaultPrompts,
 		MaxAnchors: DefaultMaxAnchors, MaxPatches: DefaultMaxPatches, MaxPredictPatches: DefaultMaxPredictPatches, MaxIHC: DefaultMaxIHC,
 		PPK: DefaultPPK, Classes: DefaultClasses, MaskRatio: DefaultMaskRatio,
-		Dropout: DefaultDropout, LayerNormEps: DefaultLayerNormEps,
+		LayerNormEps: DefaultLayerNormEps,
 	}
 }
 
@@ -137,9 +143,32 @@ func (c Config) PredictPatches() int {
 	return max(c.MaxPredictPatches, c.MaxPatches)
 }
 
+// Rate makes a Config.Dropout value: c.Dropout = model.Rate(0.25).
+func Rate(p float64) *float64 { return &p }
+
+// DropoutRate is the dropout rate in effect: Dropout where the config sets
+// it, else the variant's official rate (0.1 for transmil and nystromformer,
+// DefaultDropout otherwise).
+func (c Config) DropoutRate() float64 { return c.dropoutRate(c.Spec()) }
+
+// dropoutRate is DropoutRate with the config's variant s given (graph code
+// has it at hand, and going through Spec there would make the variant table
+// refer to itself).
+func (c Config) dropoutRate(s VariantSpec) float64 {
+	if c.Dropout != nil {
+		return *c.Dropout
+	}
+	if s.dropout != nil {
+		return *s.dropout
+	}
+	return DefaultDropout
+}
+
 // Normalized is the config with the variant's own keys filled in where
-// left out (the CLAM keys for clam_sb/clam_mb), as run folders record it.
+// left out (dropout for every variant; the CLAM keys for clam_sb/clam_mb),
+// as run folders record it.
 func (c Config) Normalized() Config {
+	c.Dropout = Rate(c.DropoutRate())
 	if s := c.Spec(); s.normalize != nil {
 		s.normalize(&c)
 	}
@@ -179,8 +208,8 @@ func (c Config) Validate() error {
 	if c.MaskRatio < 0 || c.MaskRatio >= 1 {
 		bad("mask_ratio %g (0 ≤ r < 1)", c.MaskRatio)
 	}
-	if c.Dropout < 0 || c.Dropout >= 1 {
-		bad("dropout %g (0 ≤ p < 1)", c.Dropout)
+	if p := c.DropoutRate(); p < 0 || p >= 1 || math.IsNaN(p) {
+		bad("dropout %g (0 ≤ p < 1)", p)
 	}
 	if c.LayerNormEps <= 0 {
 		bad("layer_norm_eps %g", c.LayerNormEps)
@@ -216,6 +245,14 @@ func ReadConfigOver(base Config, path string) (Config, error) {
 	return c, nil
 }
 
+func clonePtr[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
+}
+
 // ParseConfig parses a model-config JSON over the defaults.
 func ParseConfig(b []byte) (Config, error) { return ParseConfigOver(DefaultConfig(), b) }
 
@@ -224,7 +261,10 @@ func ParseConfig(b []byte) (Config, error) { return ParseConfigOver(DefaultConfi
 // over the settings shared by a comparison).
 func ParseConfigOver(base Config, b []byte) (Config, error) {
 	c := base
+	// Nothing of base may be shared: the decoder writes into the slice and
+	// into the values the pointer keys point at.
 	c.Layers = slices.Clone(base.Layers)
+	c.Dropout, c.Gate, c.BagWeight = clonePtr(base.Dropout), clonePtr(base.Gate), clonePtr(base.BagWeight)
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil {

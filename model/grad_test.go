@@ -25,7 +25,7 @@ func TestGradientsMatchFiniteDifferences(t *testing.T) {
 	}
 	// With dropout the masks are fixed by the step's seed, so the loss is a
 	// smooth function of the parameters for that seed.
-	runs = append(runs, run{VariantIPCA, 0.3}, run{VariantABMIL, 0.3})
+	runs = append(runs, run{VariantIPCA, 0.3}, run{VariantABMIL, 0.3}, run{VariantTransMIL, 0.3}, run{VariantNystromformer, 0.3})
 	for _, r := range runs {
 		v := r.v
 		name := v
@@ -34,7 +34,7 @@ func TestGradientsMatchFiniteDifferences(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			c := DefaultConfig()
-			c.Variant, c.Dropout = v, r.drop
+			c.Variant, c.Dropout = v, Rate(r.drop)
 			c.InDim, c.EDim, c.Depth, c.Heads, c.Prompts, c.MLPRatio = 6, 8, 2, 2, 3, 2
 			c.MaxAnchors, c.MaxPatches, c.MaxIHC = 4, 16, 16
 			if c.Spec().SquarePad { // 9 patches: 3² slots, 10 tokens, 3 groups of 4 landmarks
@@ -135,14 +135,14 @@ func TestDropout(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := tinyConfig(VariantIPCA)
-	c.Dropout = 0.1 // the reference runs' setting
+	c.Dropout = Rate(0.1) // the reference runs' setting
 	rt, err := NewRuntime(c, be)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rt.Close()
 	off := c
-	off.Dropout = 0
+	off.Dropout = Rate(0)
 	rt0, err := NewRuntime(off, be)
 	if err != nil {
 		t.Fatal(err)

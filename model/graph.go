@@ -57,6 +57,10 @@ type builder struct {
 	spec VariantSpec
 	p    map[string]*Node
 	rng  *Node // RNG state: dropout applies (nil: no dropout, as at prediction)
+	// keeps are given dropout keep masks (1 keep, 0 drop), taken in the
+	// order dropP is called instead of drawing from rng: the parity tests
+	// feed the masks a reference drew.
+	keeps []*Node
 	// train: a training graph (BatchNorm uses batch statistics, recorded in
 	// bnStats as mean and unbiased variance per module).
 	train   bool
@@ -70,17 +74,23 @@ type builder struct {
 // projection (proj, proj_i, proj_i2: its proj_drop*) and in the MLPs after
 // the GELU and after fc2; its attn_drop is built but never applied, so
 // attention weights are not dropped here either.
-func (b *builder) drop(x *Node) *Node { return b.dropP(x, b.c.Dropout) }
+func (b *builder) drop(x *Node) *Node { return b.dropP(x, b.c.dropoutRate(b.spec)) }
 
 // dropP is drop with rate p (CLAM's attention nets drop 0.25 whenever
 // dropout is set).
 func (b *builder) dropP(x *Node, p float64) *Node {
-	if b.rng == nil || p <= 0 {
+	if (b.rng == nil && b.keeps == nil) || p <= 0 {
 		return x
 	}
-	var u *Node
-	b.rng, u = RandomUniform(b.rng, x.Shape())
-	keep := GreaterOrEqual(u, Scalar(x.Graph(), x.DType(), p))
+	var keep *Node
+	if b.keeps != nil {
+		keep = GreaterThan(b.keeps[0], ScalarZero(x.Graph(), x.DType()))
+		b.keeps = b.keeps[1:]
+	} else {
+		var u *Node
+		b.rng, u = RandomUniform(b.rng, x.Shape())
+		keep = GreaterOrEqual(u, Scalar(x.Graph(), x.DType(), p))
+	}
 	mask := Where(keep, Scalar(x.Graph(), x.DType(), 1/(1-p)), ScalarZero(x.Graph(), x.DType()))
 	return Mul(x, StopGradient(mask))
 }

@@ -115,7 +115,7 @@ func NewRuntime(c Config, backend compute.Backend) (*Runtime, error) {
 			rest = rest[2:]
 		}
 		label := rest[0]
-		if c.Dropout > 0 {
+		if c.DropoutRate() > 0 {
 			b.rng = rest[1] // dropout's random state, one per step
 		}
 		out := b.forward(he, ihc, c.HasPrompts())
@@ -350,7 +350,7 @@ func (r *Runtime) GradSeed(p *Params, e *Example, anchorsKept []int, seed uint64
 		args = append(args, r.ihcTensors(pk)...)
 	}
 	args = append(args, tensors.FromScalar(int32(e.Label)))
-	if r.Config.Dropout > 0 {
+	if r.Config.DropoutRate() > 0 {
 		args = append(args, rngState(seed))
 	}
 	outs, err := r.call(r.grad, args)

@@ -223,7 +223,7 @@ func (t *Trainer) Fit(ctx context.Context, train, val Source) (TrainResult, erro
 				kept = maskAnchors(c, ex.K, c.MaskRatio, rng)
 			}
 			var seed uint64
-			if c.Dropout > 0 { // drawn only then: runs without dropout keep their streams
+			if c.DropoutRate() > 0 { // drawn only then: runs without dropout keep their streams
 				seed = rng.Uint64()
 			}
 			res, err := t.Runtime.GradSeed(params, ex, kept, seed)

@@ -40,10 +40,17 @@ import (
 // scales within the slide. The value-residual convolution (a fixed local
 // mixing of neighbouring tokens in sequence order) is not part of the map.
 //
+// Dropout (training only): NystromAttention's only dropout is the
+// nn.Dropout in to_out = Sequential(Linear, Dropout), after the output
+// projection, in each TransLayer; TransLayer builds it with 0.1, the rate
+// these variants take where the config leaves "dropout" out. It is drawn
+// here on the T real rows after the front padding is cut off (the official
+// code drops the padded rows too and then cuts them: the same function).
+// Nothing else in TransMIL.py or nystrom_attention 0.0.14 drops (no
+// attention-weight dropout, no dropout after _fc1 or PPEG).
+//
 // Differences from the official code: in_dim is free (the official _fc1
-// takes 1024); the attention output dropout (0.1 in TransLayer) is not
-// implemented (Validate refuses dropout > 0 for these variants), so training differs there
-// and prediction (eval mode) is equal.
+// takes 1024).
 
 // Variant names.
 const (
@@ -58,6 +65,7 @@ const (
 	TransMILHeads             = 8   // TransLayer: heads 8, dim_head dim/8
 	DefaultPinvIterations     = 6   // pinv_iterations
 	DefaultResidualConvKernel = 33  // NystromAttention residual_conv_kernel
+	TransMILDropout           = 0.1 // TransLayer: NystromAttention(dropout=0.1)
 )
 
 // NystromConfig holds the TransMIL/NystromAttention constructor arguments
@@ -116,11 +124,6 @@ func validateNystrom(c Config, s VariantSpec) error {
 	}
 	if c.nysKernel()%2 == 0 {
 		return fmt.Errorf("residual_conv_kernel %d must be odd", c.nysKernel())
-	}
-	if c.Dropout > 0 {
-		// The shared dropout (graph.go) is not wired into the Nyström
-		// layers yet: refuse rather than train without it silently.
-		return fmt.Errorf("dropout %g: not implemented for %s yet (use 0)", c.Dropout, c.Variant)
 	}
 	return nil
 }
@@ -206,7 +209,8 @@ func (b *builder) transmilForward(he heInputs, ppeg bool) forwardOut {
 	return forwardOut{logits: logits, attn: StopGradient(attn)}
 }
 
-// nystrom is NystromAttention on xs [T, D] (already normalised) → [T, D].
+// nystrom is NystromAttention on xs [T, D] (already normalised) → [T, D],
+// with to_out's dropout in training.
 // With attn non-nil it also sets *attn to the [CLS]→patch row of the
 // approximate attention matrix attn1·pinv(attn2)·attn3 (what
 // nystrom_attention returns with return_attn), averaged over heads, for the
@@ -249,7 +253,7 @@ func (b *builder) nystrom(name string, xs *Node, attn **Node) *Node {
 		mean := DivScalar(ReduceSum(row, 0, 1), float64(H))               // [L]
 		*attn = Slice(mean, AxisRange(pad+1, L))
 	}
-	return Slice(out, AxisRange(pad, L))
+	return b.drop(Slice(out, AxisRange(pad, L))) // to_out.1, the Dropout
 }
 
 // pinvIter is nystrom_attention's moore_penrose_iter_pinv: z₀ = xᵀ /

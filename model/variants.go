@@ -67,6 +67,9 @@ type VariantSpec struct {
 	// normalize fills the variant's keys left out with their defaults
 	// (Config.Normalized; nil: nothing to fill).
 	normalize func(c *Config)
+	// dropout is the variant's official dropout rate, taken where the
+	// config leaves "dropout" out (nil: DefaultDropout).
+	dropout *float64
 }
 
 // VariantSpecs is the table of variants, in the order they are listed.
@@ -101,6 +104,7 @@ var VariantSpecs = []VariantSpec{
 		Name:      VariantTransMIL,
 		Doc:       "TransMIL (szc19990412/TransMIL): two Nyström-attention layers with the PPEG positional convolution between them, [CLS] head",
 		SquarePad: true,
+		dropout:   Rate(TransMILDropout), // TransLayer's NystromAttention(dropout=0.1)
 		params:    transmilParams,
 		forward: func(b *builder, he heInputs, _ *ihcInputs, _ bool) forwardOut {
 			return b.transmilForward(he, true)
@@ -110,6 +114,7 @@ var VariantSpecs = []VariantSpec{
 		Name:      VariantNystromformer,
 		Doc:       "the Nyström-transformer MIL of Table 2: TransMIL without PPEG",
 		SquarePad: true,
+		dropout:   Rate(TransMILDropout), // TransLayer's NystromAttention(dropout=0.1)
 		params:    transmilParams,
 		forward: func(b *builder, he heInputs, _ *ihcInputs, _ bool) forwardOut {
 			return b.transmilForward(he, false)

@@ -23,7 +23,11 @@ patterns nystrom_attention uses is installed in sys.modules. TransMIL's
       load_state_dict(strict=True), runs eval mode (dropout off) on the
       "he" tensor of I and writes logits, loss (cross-entropy against
       I's "label") and every gradient to O. nystromformer: TransMIL with
-      pos_layer replaced by the identity.
+      pos_layer replaced by the identity. With keep.layer1/keep.layer2 in I
+      (dropout keep masks [T, 512] of the real tokens, 1 keep, 0 drop) also
+      a train-mode step whose to_out Dropout (p 0.1) in each TransLayer
+      uses those masks instead of drawing (the padded front rows, cut off
+      after to_out, are kept): drop.logits, drop.loss, drop.grad.*.
 
   /usr/bin/python3 scripts/transmil_official.py bench --official DIR
       [--n 2048] [--in-dim 1024] [--steps 5] [--threads T] [--variant V]
@@ -98,6 +102,21 @@ def official(folder, variant, in_dim, classes):
     return model
 
 
+class GivenMask(torch.nn.Module):
+    """Stands in for an nn.Dropout(p) on [1, L, D]: multiplies the last T
+    rows by keep/(1-p) (the first L-T rows, the front padding the caller
+    cuts off, pass unchanged)."""
+
+    def __init__(self, keep, p):
+        super().__init__()
+        self.keep, self.p = keep, p
+
+    def forward(self, x):
+        T = self.keep.shape[0]
+        m = torch.cat([torch.ones(x.shape[1] - T, x.shape[2]), self.keep * (1.0 / (1 - self.p))], 0)
+        return x * m.unsqueeze(0)
+
+
 def cmd_check(args):
     w, _ = read_safetensors(args.weights)
     in_dim, classes = w["_fc1.0.weight"].shape[1], w["_fc2.weight"].shape[0]
@@ -112,8 +131,24 @@ def cmd_check(args):
     out = {"logits": logits[0].detach().numpy(), "loss": np.array([loss.item()], np.float32)}
     for k, p in model.named_parameters():
         out["grad." + k] = p.grad.numpy().copy()
+    if "keep.layer1" in t:
+        model.train()
+        for name in ("layer1", "layer2"):
+            seq = getattr(model, name).attn.to_out
+            if not isinstance(seq[1], torch.nn.Dropout):
+                raise SystemExit(f"transmil_official: {name}.attn.to_out[1] is {seq[1]!r}, not the Dropout")
+            keep = torch.from_numpy(np.ascontiguousarray(t["keep." + name]))
+            seq[1] = GivenMask(keep, seq[1].p)
+        model.zero_grad()
+        logits = model(data=he)["logits"]
+        loss = F.cross_entropy(logits, torch.tensor([int(t["label"][0])]))
+        loss.backward()
+        out["drop.logits"], out["drop.loss"] = logits[0].detach().numpy(), np.array([loss.item()], np.float32)
+        for k, p in model.named_parameters():
+            out["drop.grad." + k] = p.grad.numpy().copy()
     write_safetensors(args.out, out, {"format": "pt"})
-    print(json.dumps({"logits": out["logits"].tolist(), "loss": loss.item(), "tensors": len(out) - 2}))
+    print(json.dumps({"logits": out["logits"].tolist(), "loss": loss.item(), "tensors": sum(k.startswith("grad.") for k in out),
+                      "dropout_step": "drop.logits" in out}))
 
 
 def cmd_bench(args):
