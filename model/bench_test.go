@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"syscall"
 	"testing"
+
+	"github.com/gomlx/compute"
 )
 
 // benchExample is a full-size case: N patches on a square grid, K anchors,
@@ -45,34 +47,15 @@ func BenchmarkTrainStep(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/mask=%.2f/backend=%s", v, r, be.Name()), func(b *testing.B) {
 				c := DefaultConfig()
 				c.Variant, c.MaskRatio = v, r
-				rt, err := NewRuntime(c, be)
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer rt.Close()
-				p := InitParams(c, 1)
-				opt, _ := NewAdam(OptAdam, 0, p)
-				e := benchExample(c, 2048, 128, 2048)
 				rng := rand.New(rand.NewPCG(1, 1))
-				step := func() {
-					var kept []int
-					if r > 0 {
-						kept = maskAnchors(c, e.K, r, rng)
-					}
-					g, err := rt.Grad(p, e, kept)
-					if err != nil {
-						b.Fatal(err)
-					}
-					opt.Update(p, g.Grads, 1e-4)
-				}
-				step() // compile
-				runtime.GC()
-				b.ReportAllocs()
-				b.ResetTimer()
-				for i := 0; i < b.N; i++ {
-					step()
-				}
-				b.ReportMetric(peakRSSMB(), "peak-RSS-MB")
+				benchStep(b, be, stepBench{c: c, e: benchExample(c, 2048, 128, 2048), lr: 1e-4,
+					grad: func(rt *Runtime, p *Params, e *Example) (GradResult, error) {
+						var kept []int
+						if r > 0 {
+							kept = maskAnchors(c, e.K, r, rng)
+						}
+						return rt.Grad(p, e, kept)
+					}})
 			})
 		}
 	}
@@ -88,29 +71,63 @@ func BenchmarkTrainStepDropout(b *testing.B) {
 	}
 	c := DefaultConfig()
 	c.Dropout = 0.1
-	rt, err := NewRuntime(c, be)
+	rng := rand.New(rand.NewPCG(1, 1))
+	benchStep(b, be, stepBench{c: c, e: benchExample(c, 2048, 128, 2048), lr: 1e-4,
+		grad: func(rt *Runtime, p *Params, e *Example) (GradResult, error) {
+			return rt.GradSeed(p, e, maskAnchors(c, e.K, c.MaskRatio, rng), rng.Uint64())
+		}})
+}
+
+// stepBench is one training-step benchmark: the configuration, the slide,
+// the optimiser's weight decay and learning rate, and how a step takes its
+// gradients (nil: rt.Grad(p, e, nil), every anchor, no dropout seed).
+type stepBench struct {
+	c    Config
+	e    *Example
+	wd   float64
+	lr   float64
+	grad func(rt *Runtime, p *Params, e *Example) (GradResult, error)
+}
+
+// benchStep times s's training step as the trainer takes it (gradients,
+// BatchNorm running statistics, Adam update) on parameters InitParams(c, 1),
+// after one untimed step that compiles the graph. Besides ns/op and the
+// allocations it reports cpu-s/op (the process's CPU time per step, all
+// threads: fairer than wall time on a shared machine) and peak-RSS-MB (run
+// one benchmark per process for it to be that benchmark's).
+func benchStep(b *testing.B, be compute.Backend, s stepBench) {
+	b.Helper()
+	rt, err := NewRuntime(s.c, be)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer rt.Close()
-	p := InitParams(c, 1)
-	opt, _ := NewAdam(OptAdam, 0, p)
-	e := benchExample(c, 2048, 128, 2048)
-	rng := rand.New(rand.NewPCG(1, 1))
+	p := InitParams(s.c, 1)
+	opt, err := NewAdam(OptAdam, s.wd, p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	grad := s.grad
+	if grad == nil {
+		grad = func(rt *Runtime, p *Params, e *Example) (GradResult, error) { return rt.Grad(p, e, nil) }
+	}
 	step := func() {
-		g, err := rt.GradSeed(p, e, maskAnchors(c, e.K, c.MaskRatio, rng), rng.Uint64())
+		g, err := grad(rt, p, s.e)
 		if err != nil {
 			b.Fatal(err)
 		}
-		opt.Update(p, g.Grads, 1e-4)
+		rt.UpdateRunningStats(p, g.BNStats)
+		opt.Update(p, g.Grads, s.lr)
 	}
 	step() // compile
 	runtime.GC()
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	for i := 0; i < b.N; i++ {
 		step()
 	}
+	b.ReportMetric((cpuTime()-cpu0).Seconds()/float64(b.N), "cpu-s/op")
 	b.ReportMetric(peakRSSMB(), "peak-RSS-MB")
 }
 

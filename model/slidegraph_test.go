@@ -207,27 +207,7 @@ func BenchmarkSlideGraphStep(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	r, err := NewRuntime(c, be)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer r.Close()
-	e := benchGraph(300, 6, c.InDim)
-	p := InitParams(c, 1)
-	opt, _ := NewAdam(OptAdam, 1e-4, p)
-	if _, err := r.Grad(p, e, nil); err != nil { // compile outside the timing
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		g, err := r.Grad(p, e, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		r.UpdateRunningStats(p, g.BNStats)
-		opt.Update(p, g.Grads, 1e-3)
-	}
+	benchStep(b, be, stepBench{c: c, e: benchGraph(300, 6, c.InDim), wd: 1e-4, lr: 1e-3})
 }
 
 // benchGraph is a random graph of v nodes, each joined to its k nearest
