@@ -15,14 +15,7 @@ import (
 func benchExample(c Config, n, k, m int) *Example {
 	rng := rand.New(rand.NewPCG(5, 6))
 	e := &Example{ID: "bench", N: n, K: k, M: m, Label: 2}
-	e.HE = make([]float32, n*c.InDim)
-	for i := range e.HE {
-		e.HE[i] = float32(rng.NormFloat64())
-	}
-	e.IHC = make([]float32, m*c.InDim)
-	for i := range e.IHC {
-		e.IHC[i] = float32(rng.NormFloat64())
-	}
+	e.HE, e.IHC = normals(rng, n*c.InDim), normals(rng, m*c.InDim)
 	e.Dist, e.Polar = make([]uint8, k*n), make([]uint8, k*n)
 	for i := range e.Dist {
 		e.Dist[i], e.Polar[i] = uint8(rng.IntN(65)), uint8(rng.IntN(8))
@@ -35,10 +28,7 @@ func benchExample(c Config, n, k, m int) *Example {
 // patches, 128 anchors, 256 prompts, 2048 IHC patches, with and without
 // kernel masking. The optimiser update (Go, ~4M parameters) is included.
 func BenchmarkTrainStep(b *testing.B) {
-	be, err := NewBackend("")
-	if err != nil {
-		b.Fatal(err)
-	}
+	be := testBackend(b)
 	for _, v := range []string{VariantIPCA, VariantPAMA} {
 		for _, r := range []float64{0, DefaultMaskRatio} {
 			if v == VariantPAMA && r == 0 {
@@ -65,10 +55,7 @@ func BenchmarkTrainStep(b *testing.B) {
 // dropout 0.1, the reference runs' setting, to compare with
 // BenchmarkTrainStep/ipca/mask=0.75 (dropout 0).
 func BenchmarkTrainStepDropout(b *testing.B) {
-	be, err := NewBackend("")
-	if err != nil {
-		b.Fatal(err)
-	}
+	be := testBackend(b)
 	c := DefaultConfig()
 	c.Dropout = 0.1
 	rng := rand.New(rand.NewPCG(1, 1))
@@ -97,11 +84,7 @@ type stepBench struct {
 // one benchmark per process for it to be that benchmark's).
 func benchStep(b *testing.B, be compute.Backend, s stepBench) {
 	b.Helper()
-	rt, err := NewRuntime(s.c, be)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer rt.Close()
+	rt := testRuntime(b, be, s.c)
 	p := InitParams(s.c, 1)
 	opt, err := NewAdam(OptAdam, s.wd, p)
 	if err != nil {
@@ -134,29 +117,8 @@ func benchStep(b *testing.B, be compute.Backend, s stepBench) {
 // BenchmarkPredict: H&E-only prediction of one slide at 2048 patches and
 // 128 anchors.
 func BenchmarkPredict(b *testing.B) {
-	be, err := NewBackend("")
-	if err != nil {
-		b.Fatal(err)
-	}
 	c := DefaultConfig()
-	rt, err := NewRuntime(c, be)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer rt.Close()
-	p := InitParams(c, 1)
-	e := benchExample(c, 2048, 128, 0)
-	if _, err := rt.Predict(p, e); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if _, err := rt.Predict(p, e); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(peakRSSMB(), "peak-RSS-MB")
+	benchPredict(b, testBackend(b), c, benchExample(c, 2048, 128, 0))
 }
 
 // BenchmarkPredictLarge: H&E-only prediction of a whole slide, at 2048
@@ -164,38 +126,38 @@ func BenchmarkPredict(b *testing.B) {
 // 40× breast slide at 20×), 128 anchors. Run each size in its own process
 // (make bench-predict-large) for its peak RSS.
 func BenchmarkPredictLarge(b *testing.B) {
-	be, err := NewBackend("")
-	if err != nil {
-		b.Fatal(err)
-	}
+	be := testBackend(b)
 	for _, n := range []int{2048, 20000, 50000} {
 		b.Run(fmt.Sprintf("patches=%d", n), func(b *testing.B) {
 			c := DefaultConfig()
-			rt, err := NewRuntime(c, be)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer rt.Close()
-			p := InitParams(c, 1)
-			e := benchExample(c, n, 128, 0)
-			if _, err := rt.Predict(p, e); err != nil { // compile
-				b.Fatal(err)
-			}
-			runtime.GC()
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				pr, err := rt.Predict(p, e)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if len(pr.Attention) != n {
-					b.Fatalf("attention over %d patches, want %d", len(pr.Attention), n)
-				}
-			}
-			b.ReportMetric(peakRSSMB(), "peak-RSS-MB")
+			benchPredict(b, be, c, benchExample(c, n, 128, 0))
 		})
 	}
+}
+
+// benchPredict times H&E-only prediction of e on parameters InitParams(c, 1)
+// after one untimed prediction that compiles the graph; every prediction
+// must attend over all e.N patches. It reports allocations and peak-RSS-MB.
+func benchPredict(b *testing.B, be compute.Backend, c Config, e *Example) {
+	b.Helper()
+	rt := testRuntime(b, be, c)
+	p := InitParams(c, 1)
+	if _, err := rt.Predict(p, e); err != nil { // compile
+		b.Fatal(err)
+	}
+	runtime.GC()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		pr, err := rt.Predict(p, e)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(pr.Attention) != e.N {
+			b.Fatalf("attention over %d patches, want %d", len(pr.Attention), e.N)
+		}
+	}
+	b.ReportMetric(peakRSSMB(), "peak-RSS-MB")
 }
 
 // peakRSSMB is the process's peak resident memory (run one benchmark per

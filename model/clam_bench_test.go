@@ -8,10 +8,7 @@ import "testing"
 // every parameter, Adam update. scripts/clam_ref.py bench --repo CLAM times
 // the official code's step on the same input size (make bench-clam).
 func BenchmarkCLAMTrainStep(b *testing.B) {
-	be, err := NewBackend("")
-	if err != nil {
-		b.Fatal(err)
-	}
+	be := testBackend(b)
 	for _, v := range []string{VariantCLAMSB, VariantCLAMMB} {
 		b.Run(v+"/N=2048/backend="+be.Name(), func(b *testing.B) {
 			c := DefaultConfig()
