@@ -330,11 +330,7 @@ func TestDICOMTiledFullUncompressedExact(t *testing.T) {
 	src := dcmPattern(300, 200, 0)
 	p := filepath.Join(dir, "a.dcm")
 	writeDICOM(t, p, genDICOM{img: src, fw: 64, fh: 48, series: "1.2.3", spacingMM: `0.00025\0.0005`})
-	s, err := slide.Open(p, slide.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openSlide(t, p, slide.Options{})
 	if s.Meta.MPPX != 0.5 || s.Meta.MPPY != 0.25 || s.Meta.MPPSource != "dicom PixelSpacing" || len(s.Meta.Levels) != 1 ||
 		s.Meta.Levels[0].Width != 300 || s.Meta.Levels[0].TileWidth != 64 {
 		t.Fatalf("meta %+v", s.Meta)
@@ -354,11 +350,7 @@ func TestDICOMJPEG2000Exact(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "j2k.dcm")
 	src := dcmPattern(150, 100, 2)
 	writeDICOM(t, p, genDICOM{img: src, fw: 64, fh: 64, series: "2", j2k: true})
-	s, err := slide.Open(p, slide.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openSlide(t, p, slide.Options{})
 	if s.Meta.Compression != "jpeg 2000 lossless" {
 		t.Errorf("compression %q", s.Meta.Compression)
 	}
@@ -377,11 +369,7 @@ func TestDICOMImplicitVRSparse(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "imp.dcm")
 	src := dcmPattern(200, 150, 5)
 	writeDICOM(t, p, genDICOM{img: src, fw: 64, fh: 64, series: "7", ts: "1.2.840.10008.1.2", sparse: true, skip: -1, spacingMM: `0.0005\0.0005`})
-	s, err := slide.Open(p, slide.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openSlide(t, p, slide.Options{})
 	if s.Meta.MPPX != 0.5 || s.Meta.Levels[0].Width != 200 || s.Meta.Levels[0].Height != 150 {
 		t.Fatalf("meta %+v", s.Meta)
 	}
@@ -409,11 +397,7 @@ func TestDICOMSparseJPEGMultiLevelFolder(t *testing.T) {
 	if got := slide.DICOMSeriesPrimary(filepath.Join(dir, "other.dcm")); got != filepath.Join(dir, "other.dcm") {
 		t.Errorf("primary of other.dcm: %s", got)
 	}
-	s, err := slide.Open(filepath.Join(dir, "l1.dcm"), slide.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openSlide(t, filepath.Join(dir, "l1.dcm"), slide.Options{})
 	m := s.Meta
 	if len(m.Levels) != 2 || m.Levels[0].Width != 300 || m.Levels[1].Width != 150 || m.Levels[1].Downsample != 2 || m.MPPX != 0 ||
 		len(m.Associated) != 1 || m.Associated[0] != "label" {
@@ -502,11 +486,7 @@ func TestDICOMBadInput(t *testing.T) {
 
 func TestDICOMRealFiles(t *testing.T) {
 	p := filepath.Join(dataDir(t, "dicom-wsi-tiled-full-jpeg"), "jpeg.dicom")
-	s, err := slide.Open(p, slide.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openSlide(t, p, slide.Options{})
 	if lv := s.Meta.Levels; len(lv) != 1 || lv[0].Width != 957 || lv[0].Height != 715 || lv[0].TileWidth != 256 {
 		t.Fatalf("levels %+v", lv)
 	}
@@ -554,11 +534,7 @@ func TestDICOMRealFiles(t *testing.T) {
 // has no seams at frame borders.
 func TestDICOMRealTCGAInferredOrder(t *testing.T) {
 	p := filepath.Join(dataDir(t, "tcga-xk-aaju-dicom-wsi"), "small_dicom.dcm")
-	s, err := slide.Open(p, slide.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openSlide(t, p, slide.Options{})
 	m := s.Meta
 	if lv := m.Levels; len(lv) != 1 || lv[0].Width != 3236 || lv[0].Height != 2638 || lv[0].TileWidth != 500 {
 		t.Fatalf("levels %+v", lv)
@@ -681,11 +657,7 @@ func TestDICOMConcurrentReads(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "c.dcm")
 	src := dcmPattern(300, 200, 0)
 	writeDICOM(t, p, genDICOM{img: src, fw: 32, fh: 32, series: "3"})
-	s, err := slide.Open(p, slide.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openSlide(t, p, slide.Options{})
 	errs := make(chan error, 8)
 	for g := 0; g < 8; g++ {
 		go func() {
@@ -842,11 +814,7 @@ func TestDICOMCorruptFrame(t *testing.T) {
 	if err := os.WriteFile(p, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s, err := slide.Open(p, slide.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openSlide(t, p, slide.Options{})
 	if _, err := s.ReadRegion(0, 0, 0, 64, 64); err != nil {
 		t.Errorf("the first frame is intact: %v", err)
 	}
