@@ -20,6 +20,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/her2wsi/her2wsi/internal/store"
+	"github.com/her2wsi/her2wsi/internal/testutil"
 	"github.com/her2wsi/her2wsi/internal/testutil/fixture"
 	"github.com/her2wsi/her2wsi/model"
 	"github.com/her2wsi/her2wsi/pipeline"
@@ -580,7 +581,7 @@ func TestWatchSpecialNames(t *testing.T) {
 		t.Error("unescaped name in the status page")
 	}
 	if path, err := chromiumPath(); err == nil {
-		dom := chromiumDOM(t, path, base+"/")
+		dom := testutil.ChromiumDOM(t, path, base+"/", 60*time.Second)
 		for _, n := range specialNames {
 			if !strings.Contains(dom, htmlEscapeText(n)) {
 				t.Errorf("the browser's DOM lacks %q", htmlEscapeText(n))
