@@ -5,7 +5,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/her2wsi/her2wsi/internal/raster"
@@ -219,35 +218,7 @@ func TestScaledDecodeConcurrent(t *testing.T) {
 	for i := 0; i < 96; i++ {
 		reqs = append(reqs, req{rng.IntN(3500) &^ 1, rng.IntN(3500) &^ 1})
 	}
-	want := make([]*raster.RGB, len(reqs))
-	for i, r := range reqs {
-		want[i] = raster.New(256, 256)
-		if err := s.ReadRegionBoxInto(0, r.x, r.y, 2, want[i]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	errs := make(chan string, len(reqs))
-	var wg sync.WaitGroup
-	for g := 0; g < 8; g++ {
-		wg.Add(1)
-		go func(g int) {
-			defer wg.Done()
-			got := raster.New(256, 256)
-			for i := g; i < len(reqs); i += 8 {
-				if err := s.ReadRegionBoxInto(0, reqs[i].x, reqs[i].y, 2, got); err != nil {
-					errs <- err.Error()
-					return
-				}
-				if maxDiff(got, want[i]) != 0 {
-					errs <- "read differs under concurrency"
-					return
-				}
-			}
-		}(g)
-	}
-	wg.Wait()
-	close(errs)
-	for e := range errs {
-		t.Error(e)
-	}
+	sameUnderConcurrency(t, len(reqs), func(i int, dst *raster.RGB) (*raster.RGB, error) {
+		return dst, s.ReadRegionBoxInto(0, reqs[i].x, reqs[i].y, 2, dst)
+	})
 }

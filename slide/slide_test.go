@@ -252,10 +252,23 @@ func TestConcurrentReads(t *testing.T) {
 	for i := 0; i < 200; i++ {
 		reqs = append(reqs, req{rng.IntN(2), rng.IntN(3800), rng.IntN(3800)})
 	}
-	want := make([]*raster.RGB, len(reqs))
-	for i, r := range reqs {
+	sameUnderConcurrency(t, len(reqs), func(i int, _ *raster.RGB) (*raster.RGB, error) {
+		r := reqs[i]
+		return s.ReadRegion(r.lvl, r.x>>(2*r.lvl), r.y>>(2*r.lvl), 256, 256)
+	})
+}
+
+// sameUnderConcurrency makes reads 0..n-1 one after the other, then again
+// from 8 goroutines at once, and fails the test for every concurrent read
+// that errs or differs from its serial result. read reads region i into
+// dst (a fresh 256² raster for each serial read, one per goroutine for the
+// concurrent ones) or returns its own.
+func sameUnderConcurrency(t *testing.T, n int, read func(i int, dst *raster.RGB) (*raster.RGB, error)) {
+	t.Helper()
+	want := make([]*raster.RGB, n)
+	for i := range want {
 		var err error
-		if want[i], err = s.ReadRegion(r.lvl, r.x>>(2*r.lvl), r.y>>(2*r.lvl), 256, 256); err != nil {
+		if want[i], err = read(i, raster.New(256, 256)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -265,9 +278,9 @@ func TestConcurrentReads(t *testing.T) {
 		wg.Add(1)
 		go func(g int) {
 			defer wg.Done()
-			for i := g; i < len(reqs); i += 8 {
-				r := reqs[i]
-				got, err := s.ReadRegion(r.lvl, r.x>>(2*r.lvl), r.y>>(2*r.lvl), 256, 256)
+			buf := raster.New(256, 256)
+			for i := g; i < n; i += 8 {
+				got, err := read(i, buf)
 				if err != nil {
 					errs <- err
 					return
