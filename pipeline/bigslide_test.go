@@ -29,14 +29,7 @@ func bigSlide(t *testing.T, n, dim int) (pipeline.Work, string, []anchors.Pos) {
 	opt.Cases, opt.Dim, opt.MinPatches, opt.MaxPatches, opt.Folds = 4, dim, n, n, 2
 	work, _ := generatedCases(t, opt)
 	id := "c000_he"
-	rec, err := work.ReadSlideRecord(id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	coords, err := work.ReadCoords(id, rec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec, coords := slideCoords(t, work, id)
 	ps, err := anchors.GridPositions(coords, int64(rec.Plan.PatchSizeLevel0))
 	if err != nil {
 		t.Fatal(err)

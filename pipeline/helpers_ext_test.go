@@ -44,3 +44,17 @@ func testRuntime(tb testing.TB, c model.Config) *model.Runtime {
 	tb.Cleanup(rt.Close)
 	return rt
 }
+
+// slideCoords reads slide id's record and its patch coordinates from work.
+func slideCoords(t testing.TB, work pipeline.Work, id string) (pipeline.SlideRecord, []int64) {
+	t.Helper()
+	rec, err := work.ReadSlideRecord(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	coords, err := work.ReadCoords(id, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec, coords
+}

@@ -56,14 +56,7 @@ func TestViewClickChromium(t *testing.T) {
 	}
 	chromium := testutil.Chromium(t)
 	srv, work := tiledWork(t, []image.Rectangle{image.Rect(700, 900, 3300, 4100), image.Rect(4600, 1500, 7400, 5300)})
-	rec, err := work.ReadSlideRecord("t1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	coords, err := work.ReadCoords("t1", rec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, coords := slideCoords(t, work, "t1")
 	n := len(coords) / 2
 	writeAtt := func(path, model, pred string, probs []float64, flip bool, keep int) {
 		a := pipeline.Attention{PatchSizeLevel0: 256, Prediction: pred, Probabilities: probs, Model: model, Variant: "ipca", Time: "2026-12-0" + pred[:1] + "T10:00:00Z"}
