@@ -4,10 +4,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
-	"syscall"
 	"testing"
 
 	"github.com/gomlx/compute"
+
+	"github.com/her2wsi/her2wsi/internal/testutil"
 )
 
 // benchExample is a full-size case: N patches on a square grid, K anchors,
@@ -106,11 +107,11 @@ func benchStep(b *testing.B, be compute.Backend, s stepBench) {
 	runtime.GC()
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0 := testutil.ProcessCPU()
 	for i := 0; i < b.N; i++ {
 		step()
 	}
-	b.ReportMetric((cpuTime()-cpu0).Seconds()/float64(b.N), "cpu-s/op")
+	b.ReportMetric((testutil.ProcessCPU()-cpu0).Seconds()/float64(b.N), "cpu-s/op")
 	b.ReportMetric(peakRSSMB(), "peak-RSS-MB")
 }
 
@@ -160,12 +161,6 @@ func benchPredict(b *testing.B, be compute.Backend, c Config, e *Example) {
 	b.ReportMetric(peakRSSMB(), "peak-RSS-MB")
 }
 
-// peakRSSMB is the process's peak resident memory (run one benchmark per
-// process for it to be that benchmark's).
-func peakRSSMB() float64 {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return float64(ru.Maxrss) / 1024
-}
+// peakRSSMB is the process's peak resident memory in MiB (run one benchmark
+// per process for it to be that benchmark's).
+var peakRSSMB = testutil.PeakRSSMB

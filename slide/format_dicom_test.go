@@ -14,11 +14,11 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/her2wsi/her2wsi/internal/raster"
+	"github.com/her2wsi/her2wsi/internal/testutil"
 	"github.com/her2wsi/her2wsi/slide"
 	"github.com/her2wsi/her2wsi/synth"
 	"github.com/her2wsi/her2wsi/tiling"
@@ -733,16 +733,11 @@ func BenchmarkDICOMReadPath(b *testing.B) {
 			}
 		}
 	}
-	cpuNow := func() time.Duration {
-		var ru syscall.Rusage
-		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
 	for _, workers := range []int{1, 2} {
 		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
 			// round returns the wall and the process CPU time of one pass.
 			round := func(p string) (time.Duration, time.Duration) {
-				t0, c0 := time.Now(), cpuNow()
+				t0, c0 := time.Now(), testutil.ProcessCPU()
 				s := open(p)
 				defer s.Close()
 				var wg sync.WaitGroup
@@ -761,7 +756,7 @@ func BenchmarkDICOMReadPath(b *testing.B) {
 					}()
 				}
 				wg.Wait()
-				return time.Since(t0), cpuNow() - c0
+				return time.Since(t0), testutil.ProcessCPU() - c0
 			}
 			round(svs) // the page cache
 			round(dcm)
