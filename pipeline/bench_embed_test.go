@@ -99,19 +99,8 @@ func BenchmarkEmbedStage(b *testing.B) {
 		return time.Since(t0)
 	}
 	ceiling() // warm up the session
-	var tStage, tCeil time.Duration
 	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		for r := 0; r < 2; r++ {
-			if r == 0 {
-				tStage += stage()
-				tCeil += ceiling()
-			} else {
-				tCeil += ceiling()
-				tStage += stage()
-			}
-		}
-	}
+	tStage, tCeil := alternate(b, 2, stage, ceiling)
 	b.StopTimer()
 	total := float64(2 * n * b.N)
 	sr, cr := total/tStage.Seconds(), total/tCeil.Seconds()
