@@ -325,6 +325,21 @@ func diff(a, b *raster.RGB) (int, float64) {
 
 var dicomRegions = [][4]int{{0, 0, 300, 200}, {50, 40, 30, 30}, {60, 60, 10, 10}, {290, 190, 20, 20}, {-5, -5, 12, 12}, {100, 50, 150, 100}}
 
+// wantRegions reads each of dicomRegions at level of s and fails for every
+// one whose pixels are not exactly src's there (what names the reads).
+func wantRegions(t *testing.T, s *slide.Slide, level int, src *raster.RGB, what string) {
+	t.Helper()
+	for _, r := range dicomRegions {
+		got, err := s.ReadRegion(level, r[0], r[1], r[2], r[3])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mx, _ := diff(got, crop(src, r[0], r[1], r[2], r[3])); mx != 0 {
+			t.Errorf("%s %v differs from the source by up to %d", what, r, mx)
+		}
+	}
+}
+
 func TestDICOMTiledFullUncompressedExact(t *testing.T) {
 	dir := t.TempDir()
 	src := dcmPattern(300, 200, 0)
@@ -335,15 +350,7 @@ func TestDICOMTiledFullUncompressedExact(t *testing.T) {
 		s.Meta.Levels[0].Width != 300 || s.Meta.Levels[0].TileWidth != 64 {
 		t.Fatalf("meta %+v", s.Meta)
 	}
-	for _, r := range dicomRegions {
-		got, err := s.ReadRegion(0, r[0], r[1], r[2], r[3])
-		if err != nil {
-			t.Fatal(err)
-		}
-		if mx, _ := diff(got, crop(src, r[0], r[1], r[2], r[3])); mx != 0 {
-			t.Errorf("region %v differs from the source by up to %d", r, mx)
-		}
-	}
+	wantRegions(t, s, 0, src, "region")
 }
 
 func TestDICOMJPEG2000Exact(t *testing.T) {
@@ -354,15 +361,7 @@ func TestDICOMJPEG2000Exact(t *testing.T) {
 	if s.Meta.Compression != "jpeg 2000 lossless" {
 		t.Errorf("compression %q", s.Meta.Compression)
 	}
-	for _, r := range dicomRegions {
-		got, err := s.ReadRegion(0, r[0], r[1], r[2], r[3])
-		if err != nil {
-			t.Fatal(err)
-		}
-		if mx, _ := diff(got, crop(src, r[0], r[1], r[2], r[3])); mx != 0 {
-			t.Errorf("lossless JPEG 2000 region %v differs from the source by up to %d", r, mx)
-		}
-	}
+	wantRegions(t, s, 0, src, "lossless JPEG 2000 region")
 }
 
 func TestDICOMImplicitVRSparse(t *testing.T) {
@@ -423,15 +422,7 @@ func TestDICOMSparseJPEGMultiLevelFolder(t *testing.T) {
 	if mx, mean := diff(got, want); mx > 64 || mean > 1.5 {
 		t.Errorf("JPEG level 0 differs from its source: max %d, mean %.2f", mx, mean)
 	}
-	for _, r := range dicomRegions {
-		got, err := s.ReadRegion(1, r[0], r[1], r[2], r[3])
-		if err != nil {
-			t.Fatal(err)
-		}
-		if mx, _ := diff(got, crop(l1, r[0], r[1], r[2], r[3])); mx != 0 {
-			t.Errorf("level 1 region %v differs from the source by up to %d", r, mx)
-		}
-	}
+	wantRegions(t, s, 1, l1, "level 1 region")
 	lab, err := s.Associated("label")
 	if err != nil {
 		t.Fatal(err)
