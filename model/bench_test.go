@@ -112,7 +112,7 @@ func benchStep(b *testing.B, be compute.Backend, s stepBench) {
 		step()
 	}
 	b.ReportMetric((testutil.ProcessCPU()-cpu0).Seconds()/float64(b.N), "cpu-s/op")
-	b.ReportMetric(peakRSSMB(), "peak-RSS-MB")
+	b.ReportMetric(testutil.PeakRSSMB(), "peak-RSS-MB")
 }
 
 // BenchmarkPredict: H&E-only prediction of one slide at 2048 patches and
@@ -158,9 +158,5 @@ func benchPredict(b *testing.B, be compute.Backend, c Config, e *Example) {
 			b.Fatalf("attention over %d patches, want %d", len(pr.Attention), e.N)
 		}
 	}
-	b.ReportMetric(peakRSSMB(), "peak-RSS-MB")
+	b.ReportMetric(testutil.PeakRSSMB(), "peak-RSS-MB")
 }
-
-// peakRSSMB is the process's peak resident memory in MiB (run one benchmark
-// per process for it to be that benchmark's).
-var peakRSSMB = testutil.PeakRSSMB

@@ -2,20 +2,8 @@ package model
 
 import (
 	"fmt"
-	"runtime"
-	"syscall"
 	"testing"
-	"time"
 )
-
-// cpuTime is the process's user + system CPU time so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // BenchmarkTransMILStep: one training step (forward, loss, gradients of
 // every parameter, Adam update) of transmil and nystromformer at the
@@ -25,39 +13,12 @@ func cpuTime() time.Duration {
 // figure than wall time on a shared machine. scripts/bench-transmil.sh times the official code on the same
 // step and prints the ratio.
 func BenchmarkTransMILStep(b *testing.B) {
-	be, err := NewBackend("")
-	if err != nil {
-		b.Fatal(err)
-	}
+	be := testBackend(b)
 	for _, v := range []string{VariantTransMIL, VariantNystromformer} {
 		b.Run(fmt.Sprintf("%s/N=2048/backend=%s", v, be.Name()), func(b *testing.B) {
 			c := DefaultConfig()
 			c.Variant, c.InDim = v, 1024
-			rt, err := NewRuntime(c, be)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer rt.Close()
-			p := InitParams(c, 1)
-			opt, _ := NewAdam(OptAdam, 0, p)
-			e := benchExample(c, 2048, 0, 0)
-			step := func() {
-				g, err := rt.Grad(p, e, nil)
-				if err != nil {
-					b.Fatal(err)
-				}
-				opt.Update(p, g.Grads, 1e-4)
-			}
-			step() // compile
-			runtime.GC()
-			b.ReportAllocs()
-			b.ResetTimer()
-			cpu0 := cpuTime()
-			for i := 0; i < b.N; i++ {
-				step()
-			}
-			b.ReportMetric((cpuTime()-cpu0).Seconds()/float64(b.N), "cpu-s/op")
-			b.ReportMetric(peakRSSMB(), "peak-RSS-MB")
+			benchStep(b, be, stepBench{c: c, e: benchExample(c, 2048, 0, 0), lr: 1e-4})
 		})
 	}
 }
