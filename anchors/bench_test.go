@@ -3,8 +3,9 @@ package anchors
 import (
 	"fmt"
 	"runtime"
-	"syscall"
 	"testing"
+
+	"github.com/her2wsi/her2wsi/internal/testutil"
 )
 
 // BenchmarkAnchorsAllPPK is the anchors stage's computation for one slide:
@@ -35,9 +36,7 @@ func BenchmarkAnchorsAllPPK(b *testing.B) {
 				}
 			}
 			b.StopTimer()
-			var ru syscall.Rusage
-			syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-			b.ReportMetric(float64(ru.Maxrss)/1024, "peak_RSS_MB")
+			b.ReportMetric(testutil.PeakRSSMB(), "peak_RSS_MB")
 		})
 	}
 }

@@ -1,9 +1,6 @@
 package model
 
-import (
-	"runtime"
-	"testing"
-)
+import "testing"
 
 // BenchmarkCLAMTrainStep: one CLAM training step at 2048 patches of
 // in_dim 512 (official defaults otherwise: gated, small, k_sample 8,
@@ -11,37 +8,12 @@ import (
 // every parameter, Adam update. scripts/clam_ref.py bench --repo CLAM times
 // the official code's step on the same input size (make bench-clam).
 func BenchmarkCLAMTrainStep(b *testing.B) {
-	be, err := NewBackend("")
-	if err != nil {
-		b.Fatal(err)
-	}
+	be := testBackend(b)
 	for _, v := range []string{VariantCLAMSB, VariantCLAMMB} {
 		b.Run(v+"/N=2048/backend="+be.Name(), func(b *testing.B) {
 			c := DefaultConfig()
 			c.Variant = v
-			rt, err := NewRuntime(c, be)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer rt.Close()
-			p := InitParams(c, 1)
-			opt, _ := NewAdam(OptAdam, 0, p)
-			e := benchExample(c, 2048, 0, 0)
-			step := func() {
-				g, err := rt.Grad(p, e, nil)
-				if err != nil {
-					b.Fatal(err)
-				}
-				opt.Update(p, g.Grads, 2e-4)
-			}
-			step() // compile
-			runtime.GC()
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				step()
-			}
-			b.ReportMetric(peakRSSMB(), "peak-RSS-MB")
+			benchStep(b, be, stepBench{c: c, e: benchExample(c, 2048, 0, 0), lr: 2e-4})
 		})
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -23,18 +22,9 @@ const clamTol = 1e-5
 // clamCase reads a golden case file: its example and all its tensors.
 func clamCase(t *testing.T, c Config, path string) (*Example, *safetensors.File) {
 	t.Helper()
-	f, err := safetensors.Read(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	he, err := f.Tensors["he"].Float32()
-	if err != nil {
-		t.Fatal(err)
-	}
-	lab, err := f.Tensors["label"].Int64()
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := readGolden(t, path)
+	he := f32Of(t, f, "he")
+	lab, _ := i64Of(t, f, "label")
 	n := len(he) / c.InDim
 	return &Example{ID: filepath.Base(path), N: n, HE: he, Label: int(lab[0])}, f
 }
@@ -55,32 +45,12 @@ func closeTo(t *testing.T, what string, got, want []float32) float64 {
 	return worst
 }
 
-func f32Of(t *testing.T, f *safetensors.File, name string) []float32 {
-	t.Helper()
-	tt, ok := f.Tensors[name]
-	if !ok {
-		t.Fatalf("no %s", name)
-	}
-	v, err := tt.Float32()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
-
 // checkCLAM runs predict and a gradient step on e and compares them with
 // the reference tensors named prefix+"logits", …, and the gradients
 // gradPrefix+<state_dict name> when gradPrefix is not empty.
 func checkCLAM(t *testing.T, rt *Runtime, p *Params, e *Example, f *safetensors.File, prefix, gradPrefix string) {
 	t.Helper()
-	pr, err := rt.Predict(p, e)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := rt.Grad(p, e, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pr, g := predictGrad(t, rt, p, e)
 	dl := closeTo(t, prefix+"logits (predict)", pr.Logits, f32Of(t, f, prefix+"logits"))
 	closeTo(t, prefix+"logits (train)", g.Logits, f32Of(t, f, prefix+"logits"))
 	dloss := closeTo(t, prefix+"loss", []float32{float32(g.Loss)}, f32Of(t, f, prefix+"loss"))
@@ -101,32 +71,12 @@ func checkCLAM(t *testing.T, rt *Runtime, p *Params, e *Example, f *safetensors.
 // the attention shown, and every gradient. Case c has fewer patches than
 // k_sample.
 func TestCLAMParity(t *testing.T) {
-	if *update {
-		cmd := exec.Command("/usr/bin/python3", "../scripts/clam_ref.py", "golden", "--out", clamParityDir)
-		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("regenerating goldens: %v", err)
-		}
-	}
-	be, err := NewBackend("")
-	if err != nil {
-		t.Fatal(err)
-	}
+	regenGoldens(t, "../scripts/clam_ref.py", clamParityDir)
+	be := testBackend(t)
 	for _, name := range []string{"sb", "mb"} {
 		t.Run(name, func(t *testing.T) {
-			c, err := ReadConfig(filepath.Join(clamParityDir, "config_"+name+".json"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			p, err := LoadWeights(filepath.Join(clamParityDir, "weights_"+name+".safetensors"), c)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rt, err := NewRuntime(c, be)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer rt.Close()
+			c, p := goldenModel(t, clamParityDir, "config_"+name+".json", "weights_"+name+".safetensors")
+			rt := testRuntime(t, be, c)
 			for _, cs := range []string{"a", "b", "c"} {
 				e, f := clamCase(t, c, filepath.Join(clamParityDir, "case_"+cs+".safetensors"))
 				gp := ""
@@ -144,13 +94,8 @@ func TestCLAMParity(t *testing.T) {
 // loss, attention and gradients equal ours within 1e-5. Skipped without
 // /usr/bin/python3 + torch.
 func TestCLAMWeightsInTorch(t *testing.T) {
-	if err := exec.Command("/usr/bin/python3", "-c", "import torch").Run(); err != nil {
-		t.Skip("no /usr/bin/python3 with torch")
-	}
-	be, err := NewBackend("")
-	if err != nil {
-		t.Fatal(err)
-	}
+	requireTorch(t)
+	be := testBackend(t)
 	gate := false
 	cfgs := map[string]func(c *Config){
 		"sb-small-gated":       func(c *Config) { c.Variant = VariantCLAMSB },
@@ -162,20 +107,10 @@ func TestCLAMWeightsInTorch(t *testing.T) {
 			c := DefaultConfig()
 			c.InDim, c.Classes = 16, 4
 			set(&c)
-			rt, err := NewRuntime(c, be)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer rt.Close()
+			rt := testRuntime(t, be, c)
 			p := InitParams(c, 17)
 			dir := t.TempDir()
-			w, cj := filepath.Join(dir, "w.safetensors"), filepath.Join(dir, "config.json")
-			if err := SaveWeights(w, c, p, nil); err != nil {
-				t.Fatal(err)
-			}
-			if err := writeJSON(cj, c); err != nil {
-				t.Fatal(err)
-			}
+			w, cj := writeForTorch(t, dir, c, p)
 			var ins, outs []string
 			for _, cs := range []string{"a", "b", "c"} {
 				ins = append(ins, filepath.Join(clamParityDir, "case_"+cs+".safetensors"))
@@ -186,10 +121,7 @@ func TestCLAMWeightsInTorch(t *testing.T) {
 				t.Fatalf("torch: %v\n%s", err, b)
 			}
 			for i, in := range ins {
-				f, err := safetensors.Read(outs[i])
-				if err != nil {
-					t.Fatal(err)
-				}
+				f := readGolden(t, outs[i])
 				e, _ := clamCase(t, c, in)
 				checkCLAM(t, rt, p, e, f, "", "grad.")
 			}
@@ -281,19 +213,8 @@ func TestCLAMLegacyNames(t *testing.T) {
 		{cfg: "mb", rename: func(n string) string { return strings.Replace(n, "classifiers.1.", "classifier.1.", 1) }, wantError: "missing classifiers.1.weight"},
 	}
 	for _, tt := range tests {
-		c, err := ReadConfig(filepath.Join(clamParityDir, "config_"+tt.cfg+".json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		src := filepath.Join(clamParityDir, "weights_"+tt.cfg+".safetensors")
-		want, err := LoadWeights(src, c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f, err := safetensors.Read(src)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c, want := goldenModel(t, clamParityDir, "config_"+tt.cfg+".json", "weights_"+tt.cfg+".safetensors")
+		f := readGolden(t, filepath.Join(clamParityDir, "weights_"+tt.cfg+".safetensors"))
 		old := &safetensors.File{Tensors: map[string]safetensors.Tensor{}, Metadata: f.Metadata}
 		renamed := 0
 		for n, v := range f.Tensors {
@@ -332,10 +253,7 @@ func TestCLAMLegacyNames(t *testing.T) {
 // seed (same seed, same gradients; another seed, others), and prediction
 // is unaffected (the same logits as the config without dropout).
 func TestCLAMDropout(t *testing.T) {
-	be, err := NewBackend("")
-	if err != nil {
-		t.Fatal(err)
-	}
+	be := testBackend(t)
 	for _, v := range []string{VariantCLAMSB, VariantCLAMMB} {
 		c, err := ReadConfig(filepath.Join(clamParityDir, "config_sb.json"))
 		if err != nil {
@@ -343,15 +261,9 @@ func TestCLAMDropout(t *testing.T) {
 		}
 		c.Variant = v
 		p := InitParams(c, 5)
-		noDrop, err := NewRuntime(c, be)
-		if err != nil {
-			t.Fatal(err)
-		}
+		noDrop := testRuntime(t, be, c)
 		c.Dropout = Rate(0.25)
-		rt, err := NewRuntime(c, be)
-		if err != nil {
-			t.Fatal(err)
-		}
+		rt := testRuntime(t, be, c)
 		e, _ := clamCase(t, c, filepath.Join(clamParityDir, "case_a.safetensors"))
 		g1, err := rt.GradSeed(p, e, nil, 1)
 		if err != nil {
@@ -374,7 +286,5 @@ func TestCLAMDropout(t *testing.T) {
 		if !slices.Equal(pr.Logits, pr0.Logits) {
 			t.Errorf("%s: prediction with dropout %v, without %v", v, pr.Logits, pr0.Logits)
 		}
-		rt.Close()
-		noDrop.Close()
 	}
 }

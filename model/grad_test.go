@@ -11,10 +11,7 @@ import (
 // configuration, for every parameter tensor of every variant (a few
 // entries each).
 func TestGradientsMatchFiniteDifferences(t *testing.T) {
-	be, err := NewBackend("")
-	if err != nil {
-		t.Fatal(err)
-	}
+	be := testBackend(t)
 	type run struct {
 		v    string
 		drop float64
@@ -40,11 +37,7 @@ func TestGradientsMatchFiniteDifferences(t *testing.T) {
 			if c.Spec().SquarePad { // 9 patches: 3² slots, 10 tokens, 3 groups of 4 landmarks
 				c.NystromConfig = NystromConfig{Dim: 16, NumLandmarks: 4, ResidualConvKernel: 5}
 			}
-			rt, err := NewRuntime(c, be)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer rt.Close()
+			rt := testRuntime(t, be, c)
 			p := InitParams(c, 7)
 			rng := rand.New(rand.NewPCG(3, 4))
 			// Larger values than the initialisation so every path carries signal.
@@ -130,24 +123,13 @@ func TestGradientsMatchFiniteDifferences(t *testing.T) {
 // (same seed, same loss and gradients; another seed, another loss), and
 // prediction with a dropout config equals prediction without dropout.
 func TestDropout(t *testing.T) {
-	be, err := NewBackend("")
-	if err != nil {
-		t.Fatal(err)
-	}
+	be := testBackend(t)
 	c := tinyConfig(VariantIPCA)
 	c.Dropout = Rate(0.1) // the reference runs' setting
-	rt, err := NewRuntime(c, be)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close()
+	rt := testRuntime(t, be, c)
 	off := c
 	off.Dropout = Rate(0)
-	rt0, err := NewRuntime(off, be)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt0.Close()
+	rt0 := testRuntime(t, be, off)
 	p := InitParams(c, 3)
 	rng := rand.New(rand.NewPCG(1, 2))
 	e := randomExample(c, rng, 20, 3, 10, 2)

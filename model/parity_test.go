@@ -4,13 +4,10 @@ import (
 	"encoding/json"
 	"flag"
 	"math"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
-
-	"github.com/her2wsi/her2wsi/internal/safetensors"
 )
 
 var update = flag.Bool("update", false, "regenerate the parity goldens with scripts/ipca_ref.py (needs /usr/bin/python3 with torch)")
@@ -21,10 +18,7 @@ const parityDir = "testdata/parity"
 // reference outputs.
 func parityCase(t *testing.T, c Config, path string) (*Example, map[string][]float32) {
 	t.Helper()
-	f, err := safetensors.Read(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := readGolden(t, path)
 	meta := func(k string) int {
 		v, err := strconv.Atoi(f.Metadata[k])
 		if err != nil {
@@ -32,26 +26,13 @@ func parityCase(t *testing.T, c Config, path string) (*Example, map[string][]flo
 		}
 		return v
 	}
-	f32 := func(name string) []float32 {
-		v, err := f.Tensors[name].Float32()
-		if err != nil {
-			t.Fatalf("%s: %s: %v", path, name, err)
-		}
-		return v
-	}
-	i64 := func(name string) ([]int64, []int) {
-		v, err := f.Tensors[name].Int64()
-		if err != nil {
-			t.Fatalf("%s: %s: %v", path, name, err)
-		}
-		return v, f.Tensors[name].Shape
-	}
+	f32 := func(name string) []float32 { return f32Of(t, f, name) }
 	n, k, m := meta("n_real"), meta("k_real"), meta("m_real")
 	e := &Example{ID: filepath.Base(path), N: n, K: k, M: m, Label: 0}
 	e.HE = f32("he")[:n*c.InDim]
 	e.IHC = f32("ihc")[:m*c.InDim]
-	dist, shape := i64("dist")
-	polar, _ := i64("polar")
+	dist, shape := i64Of(t, f, "dist")
+	polar, _ := i64Of(t, f, "polar")
 	W := shape[1]
 	e.Dist, e.Polar = make([]uint8, k*n), make([]uint8, k*n)
 	for a := 0; a < k; a++ {
@@ -73,21 +54,12 @@ func parityCase(t *testing.T, c Config, path string) (*Example, map[string][]flo
 // forward (H&E + IHC) and the H&E-only forward, in the default mode and the
 // reference-compatible mode, and for the pama and ipca-noproxy variants.
 func TestParity(t *testing.T) {
-	if *update {
-		cmd := exec.Command("/usr/bin/python3", "../scripts/ipca_ref.py", "golden", "--out", parityDir)
-		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("regenerating goldens: %v", err)
-		}
-	}
+	regenGoldens(t, "../scripts/ipca_ref.py", parityDir)
 	base, err := ReadConfig(filepath.Join(parityDir, "config.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	be, err := NewBackend("")
-	if err != nil {
-		t.Fatal(err)
-	}
+	be := testBackend(t)
 	ref := base
 	ref.ReferencePadding, ref.ReferenceEval = true, true
 	pama := base
@@ -98,18 +70,19 @@ func TestParity(t *testing.T) {
 		name    string
 		c       Config
 		weights string
+		train   string // prefix of the training forward's golden logits ("": none)
+		he      string // the golden H&E-only logits
 	}
-	runs := []run{{"default", base, "weights.safetensors"}, {"reference", ref, "weights.safetensors"},
-		{"pama", pama, "weights_pama.safetensors"}, {"noproxy", noproxy, "weights.safetensors"}}
+	runs := []run{{"default", base, "weights.safetensors", "out_", "out_he_logits"},
+		{"reference", ref, "weights.safetensors", "ref_", "ref_he_logits"},
+		{"pama", pama, "weights_pama.safetensors", "", "out_pama_logits"},
+		{"noproxy", noproxy, "weights.safetensors", "", "out_noproxy_logits"}}
 	cases, _ := filepath.Glob(filepath.Join(parityDir, "case_*.safetensors"))
 	if len(cases) < 4 {
 		t.Fatalf("%d golden cases in %s", len(cases), parityDir)
 	}
 	for _, r := range runs {
-		rt, err := NewRuntime(r.c, be)
-		if err != nil {
-			t.Fatal(err)
-		}
+		rt := testRuntime(t, be, r.c)
 		p, err := LoadWeights(filepath.Join(parityDir, r.weights), r.c)
 		if err != nil {
 			t.Fatal(err)
@@ -135,30 +108,16 @@ func TestParity(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			switch r.name {
-			case "default":
+			if r.train != "" {
 				lg, li, err := rt.ForwardTrain(p, e)
 				if err != nil {
 					t.Fatal(err)
 				}
-				check("train H&E", "out_train_logits", lg)
-				check("train IHC", "out_train_logits_ihc", li)
-				check("H&E-only", "out_he_logits", pr.Logits)
-			case "reference":
-				lg, li, err := rt.ForwardTrain(p, e)
-				if err != nil {
-					t.Fatal(err)
-				}
-				check("train H&E", "ref_train_logits", lg)
-				check("train IHC", "ref_train_logits_ihc", li)
-				check("H&E-only", "ref_he_logits", pr.Logits)
-			case "pama":
-				check("H&E-only", "out_pama_logits", pr.Logits)
-			case "noproxy":
-				check("H&E-only", "out_noproxy_logits", pr.Logits)
+				check("train H&E", r.train+"train_logits", lg)
+				check("train IHC", r.train+"train_logits_ihc", li)
 			}
+			check("H&E-only", r.he, pr.Logits)
 		}
-		rt.Close()
 	}
 }
 
@@ -166,31 +125,14 @@ func TestParity(t *testing.T) {
 // names and shapes) and give the same logits there. Skipped without
 // /usr/bin/python3 + torch (scripts/setup.sh export installs them).
 func TestWeightsLoadInTorch(t *testing.T) {
-	if err := exec.Command("/usr/bin/python3", "-c", "import torch").Run(); err != nil {
-		t.Skip("no /usr/bin/python3 with torch")
-	}
+	requireTorch(t)
 	c, err := ReadConfig(filepath.Join(parityDir, "config.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	be, err := NewBackend("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := NewRuntime(c, be)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close()
+	rt := testRuntime(t, testBackend(t), c)
 	p := InitParams(c, 99) // the reference's initialisation, as a training run starts
-	dir := t.TempDir()
-	w := filepath.Join(dir, "w.safetensors")
-	if err := SaveWeights(w, c, p, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := writeJSON(filepath.Join(dir, "config.json"), c); err != nil {
-		t.Fatal(err)
-	}
+	w, cfgPath := writeForTorch(t, t.TempDir(), c, p)
 	inputs := filepath.Join(parityDir, "case_b.safetensors")
 	e, _ := parityCase(t, c, inputs)
 	pr, err := rt.Predict(p, e)
@@ -198,7 +140,7 @@ func TestWeightsLoadInTorch(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, err := exec.Command("/usr/bin/python3", "../scripts/ipca_ref.py", "forward", "--weights", w,
-		"--config", filepath.Join(dir, "config.json"), "--inputs", inputs, "--he-only").CombinedOutput()
+		"--config", cfgPath, "--inputs", inputs, "--he-only").CombinedOutput()
 	if err != nil {
 		t.Fatalf("torch forward: %v\n%s", err, out)
 	}

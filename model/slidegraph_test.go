@@ -11,8 +11,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/her2wsi/her2wsi/internal/safetensors"
 )
 
 const sgParityDir = "testdata/parity/slidegraph"
@@ -21,22 +19,10 @@ const sgParityDir = "testdata/parity/slidegraph"
 // its nodes (one patch per node) and the reference outputs.
 func sgCase(t *testing.T, c Config, path string) (*Example, map[string][]float32) {
 	t.Helper()
-	f, err := safetensors.Read(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	x, err := f.Tensors["x"].Float32()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ei, err := f.Tensors["edge_index"].Int64()
-	if err != nil {
-		t.Fatal(err)
-	}
-	lab, err := f.Tensors["label"].Int64()
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := readGolden(t, path)
+	x := f32Of(t, f, "x")
+	ei, _ := i64Of(t, f, "edge_index")
+	lab, _ := i64Of(t, f, "label")
 	v := len(x) / c.InDim
 	e := &Example{ID: filepath.Base(path), N: v, HE: x, V: v, NodeX: x, Label: int(lab[0]), Assign: make([]int32, v)}
 	for i := range e.Assign {
@@ -51,9 +37,7 @@ func sgCase(t *testing.T, c Config, path string) (*Example, map[string][]float32
 		if n == "x" || n == "edge_index" || n == "label" {
 			continue
 		}
-		if out[n], err = f.Tensors[n].Float32(); err != nil {
-			t.Fatal(err)
-		}
+		out[n] = f32Of(t, f, n)
 	}
 	return e, out
 }
@@ -61,14 +45,7 @@ func sgCase(t *testing.T, c Config, path string) (*Example, map[string][]float32
 // sgOutputs computes with the Go model what the reference script reports.
 func sgOutputs(t *testing.T, r *Runtime, p *Params, e *Example) map[string][]float32 {
 	t.Helper()
-	pr, err := r.Predict(p, e)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := r.Grad(p, e, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pr, g := predictGrad(t, r, p, e)
 	out := map[string][]float32{"out_eval_logits": pr.Logits, "out_train_logits": g.Logits, "loss": {float32(g.Loss)}}
 	for i, s := range p.Specs {
 		if !s.Buffer {
@@ -109,23 +86,10 @@ func sgCompare(t *testing.T, what string, got, want map[string][]float32, tol fl
 // (max aggregation, mean pooling) and GINConv (max pooling); the official
 // state_dict (aliases and num_batches_tracked included) loads as is.
 func TestSlideGraphParity(t *testing.T) {
-	be, err := NewBackend("")
-	if err != nil {
-		t.Fatal(err)
-	}
+	be := testBackend(t)
 	for _, tag := range []string{"", "_gin"} {
-		c, err := ReadConfig(filepath.Join(sgParityDir, "config"+tag+".json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := LoadWeights(filepath.Join(sgParityDir, "weights"+tag+".safetensors"), c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := NewRuntime(c, be)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c, p := goldenModel(t, sgParityDir, "config"+tag+".json", "weights"+tag+".safetensors")
+		r := testRuntime(t, be, c)
 		paths, _ := filepath.Glob(filepath.Join(sgParityDir, "case"+tag+"_?.safetensors"))
 		if len(paths) != 3 {
 			t.Fatalf("%d golden cases for %q", len(paths), tag)
@@ -134,7 +98,6 @@ func TestSlideGraphParity(t *testing.T) {
 			e, want := sgCase(t, c, path)
 			sgCompare(t, path, sgOutputs(t, r, p, e), want, 1e-5)
 		}
-		r.Close()
 	}
 }
 
@@ -142,13 +105,8 @@ func TestSlideGraphParity(t *testing.T) {
 // buffers included) load into the reference with load_state_dict(strict)
 // and give the Go model's outputs within 1e-5 (skips without torch).
 func TestSlideGraphTorchLoadsOurs(t *testing.T) {
-	if exec.Command("/usr/bin/python3", "-c", "import torch").Run() != nil {
-		t.Skip("no /usr/bin/python3 with torch")
-	}
-	be, err := NewBackend("")
-	if err != nil {
-		t.Fatal(err)
-	}
+	requireTorch(t)
+	be := testBackend(t)
 	for _, tag := range []string{"", "_gin"} {
 		c, err := ReadConfig(filepath.Join(sgParityDir, "config"+tag+".json"))
 		if err != nil {
@@ -162,24 +120,11 @@ func TestSlideGraphTorchLoadsOurs(t *testing.T) {
 				}
 			}
 		}
-		dir := t.TempDir()
-		w := filepath.Join(dir, "w.safetensors")
-		if err := SaveWeights(w, c, p, nil); err != nil {
-			t.Fatal(err)
-		}
-		cj, _ := json.Marshal(c)
-		cfgPath := filepath.Join(dir, "c.json")
-		if err := os.WriteFile(cfgPath, cj, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		r, err := NewRuntime(c, be)
-		if err != nil {
-			t.Fatal(err)
-		}
+		w, cfgPath := writeForTorch(t, t.TempDir(), c, p)
+		r := testRuntime(t, be, c)
 		in := filepath.Join(sgParityDir, "case"+tag+"_b.safetensors")
 		e, _ := sgCase(t, c, in)
 		got := sgOutputs(t, r, p, e)
-		r.Close()
 		cmd := exec.Command("/usr/bin/python3", "../scripts/slidegraph_ref.py", "check", "--weights", w, "--config", cfgPath, "--inputs", in)
 		cmd.Stderr = os.Stderr
 		b, err := cmd.Output()
@@ -203,41 +148,14 @@ func TestSlideGraphTorchLoadsOurs(t *testing.T) {
 func BenchmarkSlideGraphStep(b *testing.B) {
 	c := DefaultConfig()
 	c.Variant, c.InDim = VariantSlideGraph, 512
-	be, err := NewBackend("")
-	if err != nil {
-		b.Fatal(err)
-	}
-	r, err := NewRuntime(c, be)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer r.Close()
-	e := benchGraph(300, 6, c.InDim)
-	p := InitParams(c, 1)
-	opt, _ := NewAdam(OptAdam, 1e-4, p)
-	if _, err := r.Grad(p, e, nil); err != nil { // compile outside the timing
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		g, err := r.Grad(p, e, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		r.UpdateRunningStats(p, g.BNStats)
-		opt.Update(p, g.Grads, 1e-3)
-	}
+	benchStep(b, testBackend(b), stepBench{c: c, e: benchGraph(300, 6, c.InDim), wd: 1e-4, lr: 1e-3})
 }
 
 // benchGraph is a random graph of v nodes, each joined to its k nearest
 // neighbours (both directions), one patch per node.
 func benchGraph(v, k, in int) *Example {
 	rng := rand.New(rand.NewPCG(3, 4))
-	x := make([]float32, v*in)
-	for i := range x {
-		x[i] = float32(rng.NormFloat64())
-	}
+	x := normals(rng, v*in)
 	pos := make([][2]float64, v)
 	for i := range pos {
 		pos[i] = [2]float64{rng.Float64(), rng.Float64()}

@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/gomlx/compute"
 )
 
 func tinyConfig(variant string) Config {
@@ -18,14 +20,7 @@ func tinyConfig(variant string) Config {
 // among them, m IHC patches.
 func randomExample(c Config, rng *rand.Rand, n, k, m, label int) *Example {
 	e := &Example{ID: "r", N: n, K: k, M: m, Label: label}
-	e.HE = make([]float32, n*c.InDim)
-	for i := range e.HE {
-		e.HE[i] = float32(rng.NormFloat64())
-	}
-	e.IHC = make([]float32, m*c.InDim)
-	for i := range e.IHC {
-		e.IHC[i] = float32(rng.NormFloat64())
-	}
+	e.HE, e.IHC = normals(rng, n*c.InDim), normals(rng, m*c.InDim)
 	type pos struct{ r, c int }
 	seen := map[pos]bool{}
 	ps := make([]pos, 0, n)
@@ -75,47 +70,31 @@ func randomExample(c Config, rng *rand.Rand, n, k, m, label int) *Example {
 	return e
 }
 
+// tinyModel is variant v in tinyConfig compiled on be, with parameters
+// InitParams(c, 1).
+func tinyModel(t *testing.T, be compute.Backend, v string) (Config, *Runtime, *Params) {
+	t.Helper()
+	c := tinyConfig(v)
+	return c, testRuntime(t, be, c), InitParams(c, 1)
+}
+
 func TestSmoke(t *testing.T) {
-	be, err := NewBackend("")
-	if err != nil {
-		t.Fatal(err)
-	}
+	be := testBackend(t)
 	for _, v := range Variants {
-		c := tinyConfig(v)
-		rt, err := NewRuntime(c, be)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := InitParams(c, 1)
+		c, rt, p := tinyModel(t, be, v)
 		rng := rand.New(rand.NewPCG(1, 2))
 		e := randomExample(c, rng, 25, 4, 17, 2)
-		pr, err := rt.Predict(p, e)
-		if err != nil {
-			t.Fatalf("%s: %v", v, err)
-		}
-		g, err := rt.Grad(p, e, nil)
-		if err != nil {
-			t.Fatalf("%s: %v", v, err)
-		}
+		pr, g := predictGrad(t, rt, p, e)
 		t.Logf("%s: probs %v loss %v attn[0:3] %v", v, pr.Probs, g.Loss, pr.Attention[:3])
-		rt.Close()
 	}
 }
 
 // Different slides give different predictions (the output depends on the
 // input), for every variant, with random weights.
 func TestPredictionDependsOnInput(t *testing.T) {
-	be, err := NewBackend("")
-	if err != nil {
-		t.Fatal(err)
-	}
+	be := testBackend(t)
 	for _, v := range Variants {
-		c := tinyConfig(v)
-		rt, err := NewRuntime(c, be)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := InitParams(c, 1)
+		c, rt, p := tinyModel(t, be, v)
 		rng := rand.New(rand.NewPCG(1, 2))
 		a, err := rt.Predict(p, randomExample(c, rng, 25, 4, 0, 0))
 		if err != nil {
@@ -132,6 +111,5 @@ func TestPredictionDependsOnInput(t *testing.T) {
 		if same {
 			t.Errorf("%s: two different slides give the same logits %v", v, a.Logits)
 		}
-		rt.Close()
 	}
 }

@@ -27,10 +27,7 @@ func TestSoakTraining(t *testing.T) {
 	if v, err := strconv.Atoi(os.Getenv("HER2WSI_SOAK_ROUNDS")); err == nil && v > 0 {
 		rounds = v
 	}
-	be, err := NewBackend("")
-	if err != nil {
-		t.Fatal(err)
-	}
+	be := testBackend(t)
 	c := DefaultConfig()
 	c.InDim, c.EDim, c.Depth, c.Heads, c.Prompts = 64, 64, 2, 4, 32
 	c.MaxAnchors, c.MaxPatches, c.MaxIHC = 32, 512, 512

@@ -44,15 +44,8 @@ func trainSetup(t *testing.T) (Config, TrainConfig, *Runtime) {
 	c.MaskRatio = 0.5
 	tc := DefaultTrainConfig()
 	tc.LR, tc.Epochs, tc.EffectiveBatch, tc.Patience = 3e-3, 4, 4, 0
-	be, err := NewBackend("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := NewRuntime(c, be)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(rt.Close)
+	be := testBackend(t)
+	rt := testRuntime(t, be, c)
 	return c, tc, rt
 }
 

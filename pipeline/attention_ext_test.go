@@ -27,14 +27,7 @@ func checkAttentionJSON(t *testing.T, work pipeline.Work, id string) {
 	if kept, err := os.ReadFile(work.ModelAttentionJSON(id, a.Model)); err != nil || string(kept) != string(b) || a.Model == "" || a.Time == "" {
 		t.Errorf("%s: attention/%s.json: %v (model %q, time %q)", id, a.Model, err, a.Model, a.Time)
 	}
-	rec, err := work.ReadSlideRecord(id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	coords, err := work.ReadCoords(id, rec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec, coords := slideCoords(t, work, id)
 	if a.PatchSizeLevel0 != int64(rec.Plan.PatchSizeLevel0) || len(a.Patches) == 0 || len(a.Patches) > len(coords)/2 ||
 		len(a.Probabilities) != 4 || a.Prediction == "" {
 		t.Errorf("%s: attention.json: patch size %d, %d patches of %d, prediction %q %v", id, a.PatchSizeLevel0, len(a.Patches), len(coords)/2, a.Prediction, a.Probabilities)

@@ -59,11 +59,7 @@ func TestReportLinksViewer(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if err := WriteReport(work, ReportData{Row: row}); err != nil {
-			t.Fatal(err)
-		}
-		b, _ := os.ReadFile(work.ReportHTML("s1"))
-		if got := strings.Contains(string(b), `<a id="viewer" href="/slides/s1/view">`); got != withAttention {
+		if got := strings.Contains(writeReport(t, work, ReportData{Row: row}), `<a id="viewer" href="/slides/s1/view">`); got != withAttention {
 			t.Errorf("attention.json there %v: report links the viewer %v", withAttention, got)
 		}
 	}
@@ -75,10 +71,7 @@ func TestReportLinksViewer(t *testing.T) {
 	if err := os.WriteFile(work.ModelAttentionJSON("s1", row.ModelID), []byte(`{"patches":[]}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteReport(work, ReportData{Row: row}); err != nil {
-		t.Fatal(err)
-	}
-	if b, _ := os.ReadFile(work.ReportHTML("s1")); !strings.Contains(string(b), `<a id="viewer" href="/slides/s1/view?model=0123456789ab">`) {
+	if b := writeReport(t, work, ReportData{Row: row}); !strings.Contains(b, `<a id="viewer" href="/slides/s1/view?model=0123456789ab">`) {
 		t.Errorf("the report does not link its model's attention:\n%s", b)
 	}
 }

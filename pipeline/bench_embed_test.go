@@ -7,12 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/her2wsi/her2wsi/features"
 	"github.com/her2wsi/her2wsi/internal/raster"
+	"github.com/her2wsi/her2wsi/internal/testutil"
 	"github.com/her2wsi/her2wsi/synth"
 )
 
@@ -99,28 +99,15 @@ func BenchmarkEmbedStage(b *testing.B) {
 		return time.Since(t0)
 	}
 	ceiling() // warm up the session
-	var tStage, tCeil time.Duration
 	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		for r := 0; r < 2; r++ {
-			if r == 0 {
-				tStage += stage()
-				tCeil += ceiling()
-			} else {
-				tCeil += ceiling()
-				tStage += stage()
-			}
-		}
-	}
+	tStage, tCeil := alternate(b, 2, stage, ceiling)
 	b.StopTimer()
 	total := float64(2 * n * b.N)
 	sr, cr := total/tStage.Seconds(), total/tCeil.Seconds()
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	b.ReportMetric(sr, "stage_patches/s")
 	b.ReportMetric(cr, "ort_patches/s")
 	b.ReportMetric(sr/cr, "ratio")
-	b.ReportMetric(float64(ru.Maxrss)/1024, "peak_RSS_MB")
+	b.ReportMetric(testutil.PeakRSSMB(), "peak_RSS_MB")
 	b.ReportMetric(0, "ns/op")
 	fmt.Fprintf(os.Stderr, "embed bench: %d patches, batch %d, device %s, encoder %s\n", n, batch, enc.Device(), filepath.Base(model))
 }

@@ -6,11 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/her2wsi/her2wsi/internal/raster"
+	"github.com/her2wsi/her2wsi/internal/testutil"
 	"github.com/her2wsi/her2wsi/slide"
 	"github.com/her2wsi/her2wsi/tiling"
 )
@@ -135,19 +135,8 @@ func BenchmarkReadPath(b *testing.B) {
 			}
 			runPath() // warm both handles and the page cache
 			runBare()
-			var tPath, tBare time.Duration
 			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				for r := 0; r < 3; r++ {
-					if r%2 == 0 {
-						tPath += runPath()
-						tBare += runBare()
-					} else {
-						tBare += runBare()
-						tPath += runPath()
-					}
-				}
-			}
+			tPath, tBare := alternate(b, 3, runPath, runBare)
 			b.StopTimer()
 			reads := float64(3 * n * b.N)
 			pathRate, bareRate := reads/tPath.Seconds(), reads/tBare.Seconds()
@@ -157,6 +146,24 @@ func BenchmarkReadPath(b *testing.B) {
 			b.ReportMetric(0, "ns/op")
 		})
 	}
+}
+
+// alternate runs x and y rounds times in each of b.N iterations, x first
+// in even rounds and y first in odd ones, so that machine noise hits both
+// alike, and returns the total time each took.
+func alternate(b *testing.B, rounds int, x, y func() time.Duration) (tx, ty time.Duration) {
+	for i := 0; i < b.N; i++ {
+		for r := 0; r < rounds; r++ {
+			if r%2 == 0 {
+				tx += x()
+				ty += y()
+			} else {
+				ty += y()
+				tx += x()
+			}
+		}
+	}
+	return tx, ty
 }
 
 // BenchmarkTileStage times the whole tile stage on the benchmark slide and
@@ -182,11 +189,9 @@ func BenchmarkTileStage(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	b.ReportMetric(maskTime.Seconds()/float64(b.N), "mask_s")
 	b.ReportMetric(total.Seconds()/float64(b.N), "stage_s")
-	b.ReportMetric(float64(ru.Maxrss)/1024, "peak_RSS_MB")
+	b.ReportMetric(testutil.PeakRSSMB(), "peak_RSS_MB")
 }
 
 // BenchmarkScaledDecode measures, on one core, the embed stage's
@@ -245,7 +250,7 @@ func BenchmarkScaledDecode(b *testing.B) {
 			dst := raster.New(plan.PatchSize, plan.PatchSize)
 			prScaled, prExact := tiling.NewPatchReader(sScaled, plan), tiling.NewPatchReader(sExact, plan)
 			run := func(pr *tiling.PatchReader, ps []tiling.Patch, withPrep bool) time.Duration {
-				t0 := processCPU()
+				t0 := testutil.ProcessCPU()
 				for i, p := range ps {
 					if err := pr.Read(p.X, p.Y, dst); err != nil {
 						b.Fatal(err)
@@ -256,21 +261,21 @@ func BenchmarkScaledDecode(b *testing.B) {
 						}
 					}
 				}
-				return processCPU() - t0
+				return testutil.ProcessCPU() - t0
 			}
 			decode := func(bt *slide.BareTiles) time.Duration {
-				t0 := processCPU()
+				t0 := testutil.ProcessCPU()
 				if err := bt.Decode(2); err != nil {
 					b.Fatal(err)
 				}
-				return processCPU() - t0
+				return testutil.ProcessCPU() - t0
 			}
 			decodeVips := func(bt *slide.BareTiles) time.Duration {
-				t0 := processCPU()
+				t0 := testutil.ProcessCPU()
 				if err := bt.DecodeVips(2); err != nil {
 					b.Fatal(err)
 				}
-				return processCPU() - t0
+				return testutil.ProcessCPU() - t0
 			}
 			// Times are the process's CPU time (this goroutine's, libvips'
 			// worker threads', the runtime's): per-core rates that the
@@ -314,13 +319,4 @@ func BenchmarkScaledDecode(b *testing.B) {
 			b.ReportMetric(0, "ns/op")
 		})
 	}
-}
-
-// processCPU is the CPU time (user + system) of the whole process.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -25,21 +25,11 @@ import (
 // It returns the work folder, the encoder name and the slide's patch rows.
 func bigSlide(t *testing.T, n, dim int) (pipeline.Work, string, []anchors.Pos) {
 	t.Helper()
-	work := pipeline.Work{Dir: t.TempDir()}
 	opt := caseset.DefaultOptions()
 	opt.Cases, opt.Dim, opt.MinPatches, opt.MaxPatches, opt.Folds = 4, dim, n, n, 2
-	if _, err := caseset.Generate(context.Background(), work, opt); err != nil {
-		t.Fatal(err)
-	}
+	work, _ := generatedCases(t, opt)
 	id := "c000_he"
-	rec, err := work.ReadSlideRecord(id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	coords, err := work.ReadCoords(id, rec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec, coords := slideCoords(t, work, id)
 	ps, err := anchors.GridPositions(coords, int64(rec.Plan.PatchSizeLevel0))
 	if err != nil {
 		t.Fatal(err)

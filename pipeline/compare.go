@@ -27,16 +27,16 @@ import (
 // on every fold of the same case set, with the same model and training
 // settings otherwise.
 type CompareOptions struct {
-	Cases    []cases.Case
-	Work     Work
-	Encoder  string
-	Model    model.Config // the shared settings; Variant is set per run
+	Cases   []cases.Case
+	Work    Work
+	Encoder string
+	Model   model.Config // the shared settings; Variant is set per run
 	// VariantModels holds a variant's own settings where they differ from
 	// Model (e.g. TransMIL's width); its Variant must be the key.
 	VariantModels map[string]model.Config
 	Variants      []string
-	Train    model.TrainConfig // Seed is set per run
-	Seeds    []uint64
+	Train         model.TrainConfig // Seed is set per run
+	Seeds         []uint64
 	// CV > 0: for each seed, one run per fold f < CV, trained on the other
 	// training folds and validated on f (best epoch); 0: one run per seed
 	// on every training case, for Train.Epochs epochs (the last kept).

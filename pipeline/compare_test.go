@@ -24,17 +24,9 @@ import (
 // not depend on how many train at once; a rerun reads finished runs back
 // instead of training them; other settings in the same folder are refused.
 func TestCompareRunsResumesAndIsScheduleIndependent(t *testing.T) {
-	work := pipeline.Work{Dir: t.TempDir()}
 	opt := caseset.DefaultOptions()
 	opt.Cases, opt.Dim, opt.MinPatches, opt.MaxPatches, opt.Folds = 16, 16, 40, 60, 2
-	csv, err := caseset.Generate(context.Background(), work, opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs, err := cases.Read(csv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	work, cs := generatedCases(t, opt)
 	tc := model.DefaultTrainConfig()
 	tc.Epochs, tc.EffectiveBatch, tc.LR, tc.Seed = 1, 4, 1e-3, 5
 	base := pipeline.CompareOptions{
@@ -149,17 +141,9 @@ func TestCompareRunsResumesAndIsScheduleIndependent(t *testing.T) {
 // hide a slower step.
 func BenchmarkCompareJobs(b *testing.B) {
 	b.ReportAllocs()
-	work := pipeline.Work{Dir: b.TempDir()}
 	opt := caseset.DefaultOptions()
 	opt.Cases, opt.Dim, opt.MinPatches, opt.MaxPatches, opt.Folds = 24, 64, 80, 240, 2
-	csv, err := caseset.Generate(context.Background(), work, opt)
-	if err != nil {
-		b.Fatal(err)
-	}
-	cs, err := cases.Read(csv)
-	if err != nil {
-		b.Fatal(err)
-	}
+	work, cs := generatedCases(b, opt)
 	c := model.DefaultConfig()
 	c.InDim, c.EDim, c.Depth, c.Heads, c.MLPRatio, c.Prompts, c.MaxAnchors, c.MaxPatches, c.MaxIHC = 64, 64, 2, 4, 2, 32, 64, 1024, 1024
 	tc := model.DefaultTrainConfig()
@@ -227,17 +211,9 @@ func testCasesOf(cs []cases.Case) []cases.Case {
 // are part of their fingerprint; settings for a variant not compared, or
 // naming another variant, are refused.
 func TestCompareVariantOwnSettings(t *testing.T) {
-	work := pipeline.Work{Dir: t.TempDir()}
 	opt := caseset.DefaultOptions()
 	opt.Cases, opt.Dim, opt.MinPatches, opt.MaxPatches = 12, 16, 40, 60
-	csv, err := caseset.Generate(context.Background(), work, opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs, err := cases.Read(csv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	work, cs := generatedCases(t, opt)
 	tc := model.DefaultTrainConfig()
 	tc.Epochs, tc.EffectiveBatch, tc.LR, tc.Seed = 1, 4, 1e-3, 3
 	shared := fixture.SmallModel(model.VariantIPCA)

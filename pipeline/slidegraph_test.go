@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/her2wsi/her2wsi/internal/cases"
 	"github.com/her2wsi/her2wsi/model"
 	"github.com/her2wsi/her2wsi/pipeline"
 	"github.com/her2wsi/her2wsi/synth/caseset"
@@ -20,17 +19,9 @@ import (
 // slidegraph variant loads it, trains on it and predicts through the
 // same calls as the other variants.
 func TestSlideGraphStageTrainPredict(t *testing.T) {
-	work := pipeline.Work{Dir: t.TempDir()}
 	opt := caseset.DefaultOptions()
 	opt.Cases, opt.Dim, opt.MinPatches, opt.MaxPatches, opt.Folds, opt.SlideGraph = 8, 16, 60, 120, 2, true
-	csv, err := caseset.Generate(context.Background(), work, opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs, err := cases.Read(csv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	work, cs := generatedCases(t, opt)
 	id := cs[0].HE
 	gpath := work.SlideGraphH5(id, opt.Encoder)
 	if _, err := os.Stat(gpath); err != nil {
@@ -68,15 +59,7 @@ func TestSlideGraphStageTrainPredict(t *testing.T) {
 	if ex.V < 2 || ex.V >= ex.N || len(ex.Edges) == 0 || len(ex.Assign) != ex.N || len(ex.NodeX) != ex.V*opt.Dim {
 		t.Fatalf("graph: %d nodes for %d patches, %d edges, %d assigned", ex.V, ex.N, len(ex.Edges), len(ex.Assign))
 	}
-	be, err := model.NewBackend("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := model.NewRuntime(c, be)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close()
+	rt := testRuntime(t, c)
 	tc := model.DefaultTrainConfig()
 	tc.Epochs, tc.EffectiveBatch, tc.LR = 2, 2, 1e-3
 	out := filepath.Join(t.TempDir(), "run")

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/her2wsi/her2wsi/internal/cases"
 	"github.com/her2wsi/her2wsi/internal/testutil/fixture"
 	"github.com/her2wsi/her2wsi/model"
 	"github.com/her2wsi/her2wsi/model/metrics"
@@ -25,27 +24,11 @@ import (
 // prediction of slides from the run folder into predictions.csv with
 // heatmaps; a rerun replaces those slides' rows and keeps the others.
 func TestTrainCVAndPredict(t *testing.T) {
-	work := pipeline.Work{Dir: t.TempDir()}
 	opt := caseset.DefaultOptions()
 	opt.Cases, opt.Dim, opt.MinPatches, opt.MaxPatches, opt.Folds = 16, 16, 60, 120, 2
-	csv, err := caseset.Generate(context.Background(), work, opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs, err := cases.Read(csv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	work, cs := generatedCases(t, opt)
 	c := fixture.SmallModel(model.VariantIPCA)
-	be, err := model.NewBackend("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := model.NewRuntime(c, be)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close()
+	rt := testRuntime(t, c)
 	tc := model.DefaultTrainConfig()
 	tc.Epochs, tc.EffectiveBatch, tc.LR = 2, 4, 1e-3
 	out := filepath.Join(t.TempDir(), "run")

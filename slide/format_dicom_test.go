@@ -14,11 +14,11 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/her2wsi/her2wsi/internal/raster"
+	"github.com/her2wsi/her2wsi/internal/testutil"
 	"github.com/her2wsi/her2wsi/slide"
 	"github.com/her2wsi/her2wsi/synth"
 	"github.com/her2wsi/her2wsi/tiling"
@@ -325,63 +325,50 @@ func diff(a, b *raster.RGB) (int, float64) {
 
 var dicomRegions = [][4]int{{0, 0, 300, 200}, {50, 40, 30, 30}, {60, 60, 10, 10}, {290, 190, 20, 20}, {-5, -5, 12, 12}, {100, 50, 150, 100}}
 
+// wantRegions reads each of dicomRegions at level of s and fails for every
+// one whose pixels are not exactly src's there (what names the reads).
+func wantRegions(t *testing.T, s *slide.Slide, level int, src *raster.RGB, what string) {
+	t.Helper()
+	for _, r := range dicomRegions {
+		got, err := s.ReadRegion(level, r[0], r[1], r[2], r[3])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mx, _ := diff(got, crop(src, r[0], r[1], r[2], r[3])); mx != 0 {
+			t.Errorf("%s %v differs from the source by up to %d", what, r, mx)
+		}
+	}
+}
+
 func TestDICOMTiledFullUncompressedExact(t *testing.T) {
 	dir := t.TempDir()
 	src := dcmPattern(300, 200, 0)
 	p := filepath.Join(dir, "a.dcm")
 	writeDICOM(t, p, genDICOM{img: src, fw: 64, fh: 48, series: "1.2.3", spacingMM: `0.00025\0.0005`})
-	s, err := slide.Open(p, slide.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openSlide(t, p, slide.Options{})
 	if s.Meta.MPPX != 0.5 || s.Meta.MPPY != 0.25 || s.Meta.MPPSource != "dicom PixelSpacing" || len(s.Meta.Levels) != 1 ||
 		s.Meta.Levels[0].Width != 300 || s.Meta.Levels[0].TileWidth != 64 {
 		t.Fatalf("meta %+v", s.Meta)
 	}
-	for _, r := range dicomRegions {
-		got, err := s.ReadRegion(0, r[0], r[1], r[2], r[3])
-		if err != nil {
-			t.Fatal(err)
-		}
-		if mx, _ := diff(got, crop(src, r[0], r[1], r[2], r[3])); mx != 0 {
-			t.Errorf("region %v differs from the source by up to %d", r, mx)
-		}
-	}
+	wantRegions(t, s, 0, src, "region")
 }
 
 func TestDICOMJPEG2000Exact(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "j2k.dcm")
 	src := dcmPattern(150, 100, 2)
 	writeDICOM(t, p, genDICOM{img: src, fw: 64, fh: 64, series: "2", j2k: true})
-	s, err := slide.Open(p, slide.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openSlide(t, p, slide.Options{})
 	if s.Meta.Compression != "jpeg 2000 lossless" {
 		t.Errorf("compression %q", s.Meta.Compression)
 	}
-	for _, r := range dicomRegions {
-		got, err := s.ReadRegion(0, r[0], r[1], r[2], r[3])
-		if err != nil {
-			t.Fatal(err)
-		}
-		if mx, _ := diff(got, crop(src, r[0], r[1], r[2], r[3])); mx != 0 {
-			t.Errorf("lossless JPEG 2000 region %v differs from the source by up to %d", r, mx)
-		}
-	}
+	wantRegions(t, s, 0, src, "lossless JPEG 2000 region")
 }
 
 func TestDICOMImplicitVRSparse(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "imp.dcm")
 	src := dcmPattern(200, 150, 5)
 	writeDICOM(t, p, genDICOM{img: src, fw: 64, fh: 64, series: "7", ts: "1.2.840.10008.1.2", sparse: true, skip: -1, spacingMM: `0.0005\0.0005`})
-	s, err := slide.Open(p, slide.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openSlide(t, p, slide.Options{})
 	if s.Meta.MPPX != 0.5 || s.Meta.Levels[0].Width != 200 || s.Meta.Levels[0].Height != 150 {
 		t.Fatalf("meta %+v", s.Meta)
 	}
@@ -409,11 +396,7 @@ func TestDICOMSparseJPEGMultiLevelFolder(t *testing.T) {
 	if got := slide.DICOMSeriesPrimary(filepath.Join(dir, "other.dcm")); got != filepath.Join(dir, "other.dcm") {
 		t.Errorf("primary of other.dcm: %s", got)
 	}
-	s, err := slide.Open(filepath.Join(dir, "l1.dcm"), slide.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openSlide(t, filepath.Join(dir, "l1.dcm"), slide.Options{})
 	m := s.Meta
 	if len(m.Levels) != 2 || m.Levels[0].Width != 300 || m.Levels[1].Width != 150 || m.Levels[1].Downsample != 2 || m.MPPX != 0 ||
 		len(m.Associated) != 1 || m.Associated[0] != "label" {
@@ -439,15 +422,7 @@ func TestDICOMSparseJPEGMultiLevelFolder(t *testing.T) {
 	if mx, mean := diff(got, want); mx > 64 || mean > 1.5 {
 		t.Errorf("JPEG level 0 differs from its source: max %d, mean %.2f", mx, mean)
 	}
-	for _, r := range dicomRegions {
-		got, err := s.ReadRegion(1, r[0], r[1], r[2], r[3])
-		if err != nil {
-			t.Fatal(err)
-		}
-		if mx, _ := diff(got, crop(l1, r[0], r[1], r[2], r[3])); mx != 0 {
-			t.Errorf("level 1 region %v differs from the source by up to %d", r, mx)
-		}
-	}
+	wantRegions(t, s, 1, l1, "level 1 region")
 	lab, err := s.Associated("label")
 	if err != nil {
 		t.Fatal(err)
@@ -502,11 +477,7 @@ func TestDICOMBadInput(t *testing.T) {
 
 func TestDICOMRealFiles(t *testing.T) {
 	p := filepath.Join(dataDir(t, "dicom-wsi-tiled-full-jpeg"), "jpeg.dicom")
-	s, err := slide.Open(p, slide.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openSlide(t, p, slide.Options{})
 	if lv := s.Meta.Levels; len(lv) != 1 || lv[0].Width != 957 || lv[0].Height != 715 || lv[0].TileWidth != 256 {
 		t.Fatalf("levels %+v", lv)
 	}
@@ -554,11 +525,7 @@ func TestDICOMRealFiles(t *testing.T) {
 // has no seams at frame borders.
 func TestDICOMRealTCGAInferredOrder(t *testing.T) {
 	p := filepath.Join(dataDir(t, "tcga-xk-aaju-dicom-wsi"), "small_dicom.dcm")
-	s, err := slide.Open(p, slide.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openSlide(t, p, slide.Options{})
 	m := s.Meta
 	if lv := m.Levels; len(lv) != 1 || lv[0].Width != 3236 || lv[0].Height != 2638 || lv[0].TileWidth != 500 {
 		t.Fatalf("levels %+v", lv)
@@ -681,11 +648,7 @@ func TestDICOMConcurrentReads(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "c.dcm")
 	src := dcmPattern(300, 200, 0)
 	writeDICOM(t, p, genDICOM{img: src, fw: 32, fh: 32, series: "3"})
-	s, err := slide.Open(p, slide.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openSlide(t, p, slide.Options{})
 	errs := make(chan error, 8)
 	for g := 0; g < 8; g++ {
 		go func() {
@@ -761,16 +724,11 @@ func BenchmarkDICOMReadPath(b *testing.B) {
 			}
 		}
 	}
-	cpuNow := func() time.Duration {
-		var ru syscall.Rusage
-		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
 	for _, workers := range []int{1, 2} {
 		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
 			// round returns the wall and the process CPU time of one pass.
 			round := func(p string) (time.Duration, time.Duration) {
-				t0, c0 := time.Now(), cpuNow()
+				t0, c0 := time.Now(), testutil.ProcessCPU()
 				s := open(p)
 				defer s.Close()
 				var wg sync.WaitGroup
@@ -789,7 +747,7 @@ func BenchmarkDICOMReadPath(b *testing.B) {
 					}()
 				}
 				wg.Wait()
-				return time.Since(t0), cpuNow() - c0
+				return time.Since(t0), testutil.ProcessCPU() - c0
 			}
 			round(svs) // the page cache
 			round(dcm)
@@ -842,11 +800,7 @@ func TestDICOMCorruptFrame(t *testing.T) {
 	if err := os.WriteFile(p, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s, err := slide.Open(p, slide.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openSlide(t, p, slide.Options{})
 	if _, err := s.ReadRegion(0, 0, 0, 64, 64); err != nil {
 		t.Errorf("the first frame is intact: %v", err)
 	}

@@ -4,10 +4,7 @@ import (
 	"image"
 	"math"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 
 	"github.com/her2wsi/her2wsi/internal/raster"
@@ -74,16 +71,8 @@ func TestScaledDecodeFidelity(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			fast, err := slide.Open(c.path, slide.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer fast.Close()
-			exact, err := slide.Open(c.path, slide.Options{NoScaledDecode: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer exact.Close()
+			fast := openSlide(t, c.path, slide.Options{})
+			exact := openSlide(t, c.path, slide.Options{NoScaledDecode: true})
 			l0 := fast.Meta.Levels[0]
 			for _, f := range c.factors {
 				if !fast.ScaledDecoding(0, f) || exact.ScaledDecoding(0, f) {
@@ -161,25 +150,8 @@ func TestScaledDecodeFidelity(t *testing.T) {
 // line naming the file and the JPEG problem (the read falls back to
 // OpenSlide, which fails on the damage), never with garbage pixels.
 func TestScaledDecodeCorruptTiles(t *testing.T) {
-	dir := t.TempDir()
-	p := writeFixture(t, dir, fixture{"bad.svs", synth.SlideOptions{Width: 4096, Height: 4096, MPP: 0.25, Aperio: true, Pyramid4: true,
-		Tissue: []image.Rectangle{image.Rect(0, 0, 4096, 4096)}}})
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rng := rand.New(rand.NewPCG(7, 7))
-	for i := len(b) / 3; i < 2*len(b)/3; i++ {
-		b[i] = byte(rng.Uint32())
-	}
-	if err := os.WriteFile(p, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	s, err := slide.Open(p, slide.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	p := corruptFixture(t, t.TempDir())
+	s := openSlide(t, p, slide.Options{})
 	if !s.ScaledDecoding(0, 2) {
 		t.Fatal("scaled decoding not in use")
 	}
@@ -190,13 +162,7 @@ func TestScaledDecodeCorruptTiles(t *testing.T) {
 			readErr = s.ReadRegionBoxInto(0, x, y, 2, buf)
 		}
 	}
-	if readErr == nil {
-		t.Fatal("reading every patch of a corrupted level succeeded")
-	}
-	msg := readErr.Error()
-	if !strings.Contains(msg, "bad.svs") || !strings.Contains(strings.ToLower(msg), "jpeg") || strings.Contains(msg, "\n") {
-		t.Errorf("error %q should be one line naming the file and the JPEG problem", msg)
-	}
+	wantJPEGError(t, readErr, "patch")
 }
 
 // Which reads go through scaled decoding: JPEG TIFF pages at factors 2, 4
@@ -229,11 +195,7 @@ func TestScaledDecodeEligibility(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			s, err := slide.Open(c.path, c.opt)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
+			s := openSlide(t, c.path, c.opt)
 			if got := s.ScaledDecoding(0, c.factor); got != c.want {
 				t.Errorf("scaled decoding %v, want %v", got, c.want)
 			}
@@ -249,46 +211,14 @@ func TestScaledDecodeEligibility(t *testing.T) {
 // serial reads get.
 func TestScaledDecodeConcurrent(t *testing.T) {
 	p := writeFixture(t, t.TempDir(), fixture{"cc.svs", synth.SlideOptions{Width: 4096, Height: 4096, MPP: 0.25, Aperio: true, Pyramid4: true, TileSize: 240, Tissue: tissue}})
-	s, err := slide.Open(p, slide.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openSlide(t, p, slide.Options{})
 	rng := rand.New(rand.NewPCG(5, 6))
 	type req struct{ x, y int }
 	var reqs []req
 	for i := 0; i < 96; i++ {
 		reqs = append(reqs, req{rng.IntN(3500) &^ 1, rng.IntN(3500) &^ 1})
 	}
-	want := make([]*raster.RGB, len(reqs))
-	for i, r := range reqs {
-		want[i] = raster.New(256, 256)
-		if err := s.ReadRegionBoxInto(0, r.x, r.y, 2, want[i]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	errs := make(chan string, len(reqs))
-	var wg sync.WaitGroup
-	for g := 0; g < 8; g++ {
-		wg.Add(1)
-		go func(g int) {
-			defer wg.Done()
-			got := raster.New(256, 256)
-			for i := g; i < len(reqs); i += 8 {
-				if err := s.ReadRegionBoxInto(0, reqs[i].x, reqs[i].y, 2, got); err != nil {
-					errs <- err.Error()
-					return
-				}
-				if maxDiff(got, want[i]) != 0 {
-					errs <- "read differs under concurrency"
-					return
-				}
-			}
-		}(g)
-	}
-	wg.Wait()
-	close(errs)
-	for e := range errs {
-		t.Error(e)
-	}
+	sameUnderConcurrency(t, len(reqs), func(i int, dst *raster.RGB) (*raster.RGB, error) {
+		return dst, s.ReadRegionBoxInto(0, reqs[i].x, reqs[i].y, 2, dst)
+	})
 }

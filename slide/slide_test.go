@@ -39,6 +39,52 @@ func writeFixture(t testing.TB, dir string, f fixture) string {
 	return p
 }
 
+// openSlide opens path; the slide is closed when the test ends.
+func openSlide(t testing.TB, path string, opt slide.Options) *slide.Slide {
+	t.Helper()
+	s, err := slide.Open(path, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// corruptFixture writes bad.svs into dir, a 40× 4096² Aperio slide whose
+// middle third (level 0 tile data; the header stays intact) is overwritten
+// with noise.
+func corruptFixture(t testing.TB, dir string) string {
+	t.Helper()
+	p := writeFixture(t, dir, fixture{"bad.svs", synth.SlideOptions{Width: 4096, Height: 4096, MPP: 0.25, Aperio: true, Pyramid4: true,
+		Tissue: []image.Rectangle{image.Rect(0, 0, 4096, 4096)}}})
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(7, 7))
+	for i := len(b) / 3; i < 2*len(b)/3; i++ {
+		b[i] = byte(rng.Uint32())
+	}
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// wantJPEGError fails unless reading every unit (tile, patch) of
+// corruptFixture's level 0 ended in err, one line naming bad.svs and the
+// JPEG problem.
+func wantJPEGError(t *testing.T, err error, unit string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("reading every %s of a corrupted level succeeded", unit)
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "bad.svs") || !strings.Contains(strings.ToLower(msg), "jpeg") || strings.Contains(msg, "\n") {
+		t.Errorf("error %q should be one line naming the file and the JPEG problem", msg)
+	}
+}
+
 func TestOpenGeneratedFixtures(t *testing.T) {
 	dir := t.TempDir()
 	cases := []struct {
@@ -63,11 +109,7 @@ func TestOpenGeneratedFixtures(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			p := writeFixture(t, dir, c.fixture)
-			s, err := slide.Open(p, slide.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
+			s := openSlide(t, p, slide.Options{})
 			m := s.Meta
 			if m.Format != c.format || m.Vendor != c.vendor || m.Reader != c.reader {
 				t.Errorf("format/vendor/reader = %s/%s/%s, want %s/%s/%s", m.Format, m.Vendor, m.Reader, c.format, c.vendor, c.reader)
@@ -86,7 +128,7 @@ func TestOpenGeneratedFixtures(t *testing.T) {
 			if math.Abs(m.MPPX-c.mpp) > 1e-6 || m.ObjectivePower != c.power || m.MPPSource != c.mppSource {
 				t.Errorf("mpp %g (%s) power %g, want %g (%s) %g", m.MPPX, m.MPPSource, m.ObjectivePower, c.mpp, c.mppSource, c.power)
 			}
-			_, _, err = s.MPP()
+			_, _, err := s.MPP()
 			if (c.mpp == 0) != errors.Is(err, slide.ErrNoMPP) {
 				t.Errorf("MPP() error = %v", err)
 			}
@@ -99,11 +141,7 @@ func TestOpenGeneratedFixtures(t *testing.T) {
 
 func TestMPPOverride(t *testing.T) {
 	p := writeFixture(t, t.TempDir(), fixture{"nompp.svs", synth.SlideOptions{Width: 1024, Height: 1024, Aperio: true, Pyramid: true}})
-	s, err := slide.Open(p, slide.Options{MPP: 0.4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openSlide(t, p, slide.Options{MPP: 0.4})
 	if x, y, err := s.MPP(); err != nil || x != 0.4 || y != 0.4 || s.Meta.MPPSource != "--mpp override" {
 		t.Fatalf("MPP = %g %g %v (%s)", x, y, err, s.Meta.MPPSource)
 	}
@@ -167,11 +205,7 @@ func maxDiff(a, b *raster.RGB) int {
 
 func TestReadRegionContentAndEdges(t *testing.T) {
 	p := writeFixture(t, t.TempDir(), fixture{"c.svs", synth.SlideOptions{Width: 2048, Height: 1536, MPP: 0.5, Aperio: true, Pyramid: true, Tissue: tissue}})
-	s, err := slide.Open(p, slide.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openSlide(t, p, slide.Options{})
 	// Inside a tissue rectangle: stained (not glass); outside: glass grey.
 	in, err := s.ReadRegion(0, 600, 600, 64, 64)
 	if err != nil {
@@ -211,20 +245,30 @@ func meanGreen(m *raster.RGB) float64 {
 // Many goroutines reading one slide get exactly what serial reads get.
 func TestConcurrentReads(t *testing.T) {
 	p := writeFixture(t, t.TempDir(), fixture{"conc.svs", synth.SlideOptions{Width: 4096, Height: 4096, MPP: 0.25, Aperio: true, Pyramid4: true, Tissue: tissue}})
-	s, err := slide.Open(p, slide.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openSlide(t, p, slide.Options{})
 	type req struct{ lvl, x, y int }
 	rng := rand.New(rand.NewPCG(3, 4))
 	var reqs []req
 	for i := 0; i < 200; i++ {
 		reqs = append(reqs, req{rng.IntN(2), rng.IntN(3800), rng.IntN(3800)})
 	}
-	want := make([]*raster.RGB, len(reqs))
-	for i, r := range reqs {
-		if want[i], err = s.ReadRegion(r.lvl, r.x>>(2*r.lvl), r.y>>(2*r.lvl), 256, 256); err != nil {
+	sameUnderConcurrency(t, len(reqs), func(i int, _ *raster.RGB) (*raster.RGB, error) {
+		r := reqs[i]
+		return s.ReadRegion(r.lvl, r.x>>(2*r.lvl), r.y>>(2*r.lvl), 256, 256)
+	})
+}
+
+// sameUnderConcurrency makes reads 0..n-1 one after the other, then again
+// from 8 goroutines at once, and fails the test for every concurrent read
+// that errs or differs from its serial result. read reads region i into
+// dst (a fresh 256² raster for each serial read, one per goroutine for the
+// concurrent ones) or returns its own.
+func sameUnderConcurrency(t *testing.T, n int, read func(i int, dst *raster.RGB) (*raster.RGB, error)) {
+	t.Helper()
+	want := make([]*raster.RGB, n)
+	for i := range want {
+		var err error
+		if want[i], err = read(i, raster.New(256, 256)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -234,9 +278,9 @@ func TestConcurrentReads(t *testing.T) {
 		wg.Add(1)
 		go func(g int) {
 			defer wg.Done()
-			for i := g; i < len(reqs); i += 8 {
-				r := reqs[i]
-				got, err := s.ReadRegion(r.lvl, r.x>>(2*r.lvl), r.y>>(2*r.lvl), 256, 256)
+			buf := raster.New(256, 256)
+			for i := g; i < n; i += 8 {
+				got, err := read(i, buf)
 				if err != nil {
 					errs <- err
 					return
@@ -257,11 +301,7 @@ func TestConcurrentReads(t *testing.T) {
 
 func TestThumbnail(t *testing.T) {
 	p := writeFixture(t, t.TempDir(), fixture{"th.svs", synth.SlideOptions{Width: 8000, Height: 6000, MPP: 0.25, Aperio: true, Pyramid4: true, Tissue: []image.Rectangle{image.Rect(0, 0, 4000, 6000)}}})
-	s, err := slide.Open(p, slide.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openSlide(t, p, slide.Options{})
 	for _, c := range []struct{ side, want int }{{500, 2}, {501, 1}, {2000, 1}, {2001, 0}, {9000, 0}, {10, 2}} {
 		if got := s.ThumbnailLevel(c.side); got != c.want {
 			t.Errorf("ThumbnailLevel(%d) = %d, want %d (levels 8000, 2000, 500 wide)", c.side, got, c.want)
@@ -321,21 +361,7 @@ func TestBadInputs(t *testing.T) {
 // A slide whose JPEG tiles are damaged must fail with the decoder's message,
 // not hand out garbage, on the fast tiffload path as on OpenSlide.
 func TestCorruptTiles(t *testing.T) {
-	dir := t.TempDir()
-	p := writeFixture(t, dir, fixture{"bad.svs", synth.SlideOptions{Width: 4096, Height: 4096, MPP: 0.25, Aperio: true, Pyramid4: true,
-		Tissue: []image.Rectangle{image.Rect(0, 0, 4096, 4096)}}})
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Overwrite the middle third of the file (level 0 tile data) with noise.
-	rng := rand.New(rand.NewPCG(7, 7))
-	for i := len(b) / 3; i < 2*len(b)/3; i++ {
-		b[i] = byte(rng.Uint32())
-	}
-	if err := os.WriteFile(p, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	p := corruptFixture(t, t.TempDir())
 	for _, reader := range []string{"", slide.ReaderOpenSlide} {
 		t.Run("reader="+reader, func(t *testing.T) {
 			s, err := slide.Open(p, slide.Options{Reader: reader})
@@ -350,13 +376,7 @@ func TestCorruptTiles(t *testing.T) {
 					readErr = s.ReadRegionInto(0, x, y, buf)
 				}
 			}
-			if readErr == nil {
-				t.Fatal("reading every tile of a corrupted level succeeded")
-			}
-			msg := readErr.Error()
-			if !strings.Contains(msg, "bad.svs") || !strings.Contains(strings.ToLower(msg), "jpeg") || strings.Contains(msg, "\n") {
-				t.Errorf("error %q should be one line naming the file and the JPEG problem", msg)
-			}
+			wantJPEGError(t, readErr, "tile")
 		})
 	}
 }
@@ -378,11 +398,7 @@ func TestRealSlides(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.file, func(t *testing.T) {
 			p := filepath.Join(dataDir(t, c.dir), c.file)
-			s, err := slide.Open(p, slide.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
+			s := openSlide(t, p, slide.Options{})
 			m := s.Meta
 			if m.Vendor != c.vendor || m.Reader != c.reader || len(m.Levels) != c.levels || m.Levels[0].Width != c.w0 || m.Levels[0].Height != c.h0 {
 				t.Errorf("got vendor %s reader %s %d levels %dx%d", m.Vendor, m.Reader, len(m.Levels), m.Levels[0].Width, m.Levels[0].Height)
@@ -409,7 +425,7 @@ func TestRealSlides(t *testing.T) {
 			if th, _, err := s.Thumbnail(256); err != nil || max(th.W, th.H) != 256 {
 				t.Errorf("thumbnail: %v", err)
 			}
-			_, _, err = s.MPP()
+			_, _, err := s.MPP()
 			if c.noMPP {
 				if !errors.Is(err, slide.ErrNoMPP) || !strings.Contains(err.Error(), "--mpp") {
 					t.Errorf("want a no-MPP error naming --mpp, got %v", err)
@@ -467,11 +483,7 @@ func compareWithOpenSlideTool(t *testing.T, path string, m slide.Metadata) {
 
 func TestPlainImagesOpenAsOneLevel(t *testing.T) {
 	p := filepath.Join(dataDir(t, "bci-he-ihc-her2-pairs"), "IHC", "00672_test_3+.jpg")
-	s, err := slide.Open(p, slide.Options{MPP: 0.46})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openSlide(t, p, slide.Options{MPP: 0.46})
 	if s.Meta.Reader != slide.ReaderImage || len(s.Meta.Levels) != 1 || s.Meta.Levels[0].Width != 1024 || s.Meta.ID != "00672_test_3+" {
 		t.Errorf("meta %+v", s.Meta)
 	}

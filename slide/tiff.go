@@ -68,13 +68,8 @@ func tiffContainer(hdr []byte) string {
 	if len(hdr) < 8 {
 		return ""
 	}
-	var bo binary.ByteOrder
-	switch string(hdr[:2]) {
-	case "II":
-		bo = binary.LittleEndian
-	case "MM":
-		bo = binary.BigEndian
-	default:
+	bo := tiffByteOrder(hdr)
+	if bo == nil {
 		return ""
 	}
 	switch bo.Uint16(hdr[2:]) {
@@ -88,6 +83,18 @@ func tiffContainer(hdr []byte) string {
 	return ""
 }
 
+// tiffByteOrder is the byte order a TIFF header's first two bytes name
+// ("II" little-endian, "MM" big-endian); nil for anything else.
+func tiffByteOrder(hdr []byte) binary.ByteOrder {
+	switch string(hdr[:2]) {
+	case "II":
+		return binary.LittleEndian
+	case "MM":
+		return binary.BigEndian
+	}
+	return nil
+}
+
 // parseTIFF reads the IFD chain of r (size bytes long) without touching pixel
 // data. It validates that every offset lies inside the file, so a truncated
 // file is reported here instead of as a decoder failure deep in libvips.
@@ -97,13 +104,8 @@ func parseTIFF(r io.ReaderAt, size int64) (*tiffInfo, error) {
 	if n < 8 {
 		return nil, errNotTIFF
 	}
-	var bo binary.ByteOrder
-	switch string(hdr[:2]) {
-	case "II":
-		bo = binary.LittleEndian
-	case "MM":
-		bo = binary.BigEndian
-	default:
+	bo := tiffByteOrder(hdr[:])
+	if bo == nil {
 		return nil, errNotTIFF
 	}
 	info := &tiffInfo{}

@@ -56,11 +56,7 @@ func TestWriteTIFFLossless(t *testing.T) {
 	if !bytes.Equal(a, b) {
 		t.Errorf("WriteTIFF and WriteImage differ for the same pixels (%d and %d bytes)", len(a), len(b))
 	}
-	s, err := slide.Open(p, slide.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openSlide(t, p, slide.Options{})
 	if got := s.Meta.Levels; len(got) < 3 || got[0].Width != w || got[1].Width != w/2 || got[0].TileWidth != 256 {
 		t.Fatalf("levels %+v", got)
 	}
@@ -84,11 +80,7 @@ func TestWriteTIFFJPEGAperio4(t *testing.T) {
 	if err := slide.WriteTIFF(p, 2048, 1536, fillPattern, o); err != nil {
 		t.Fatal(err)
 	}
-	s, err := slide.Open(p, slide.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openSlide(t, p, slide.Options{})
 	m := s.Meta
 	if m.Vendor != "aperio" || m.ObjectivePower != 40 || m.MPPX != 0.25 || m.Compression != "jpeg" {
 		t.Errorf("vendor %s, power %g, mpp %g, compression %s", m.Vendor, m.ObjectivePower, m.MPPX, m.Compression)

@@ -50,21 +50,15 @@ func qcScene() (*raster.RGB, *Mask, []image.Rectangle) {
 	return thumb, m, boxes
 }
 
-func TestDrawQCGolden(t *testing.T) {
-	thumb, m, boxes := qcScene()
-	before := slices.Clone(thumb.Pix)
-	got := DrawQC(thumb, m, boxes)
-	if !slices.Equal(before, thumb.Pix) {
-		t.Fatal("DrawQC modified its input")
-	}
-	if got.W != thumb.W || got.H != thumb.H {
-		t.Fatalf("QC %dx%d, want %dx%d", got.W, got.H, thumb.W, thumb.H)
-	}
+// goldenPNG is the golden picture testdata/name and its path; with -update
+// it first writes got there as PNG.
+func goldenPNG(t *testing.T, name string, got *raster.RGB) (*raster.RGB, string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
 	var buf bytes.Buffer
 	if err := png.Encode(&buf, got.ToImage()); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join("testdata", "qc_golden.png")
 	if *update {
 		if err := os.MkdirAll("testdata", 0o755); err != nil {
 			t.Fatal(err)
@@ -76,14 +70,27 @@ func TestDrawQCGolden(t *testing.T) {
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		t.Fatalf("%v (run go test -run TestDrawQCGolden -update to create it)", err)
+		t.Fatalf("%v (run go test -run %s -update to create it)", err, t.Name())
 	}
 	defer f.Close()
 	want, err := png.Decode(f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	wr := raster.FromImage(want)
+	return raster.FromImage(want), path
+}
+
+func TestDrawQCGolden(t *testing.T) {
+	thumb, m, boxes := qcScene()
+	before := slices.Clone(thumb.Pix)
+	got := DrawQC(thumb, m, boxes)
+	if !slices.Equal(before, thumb.Pix) {
+		t.Fatal("DrawQC modified its input")
+	}
+	if got.W != thumb.W || got.H != thumb.H {
+		t.Fatalf("QC %dx%d, want %dx%d", got.W, got.H, thumb.W, thumb.H)
+	}
+	wr, path := goldenPNG(t, "qc_golden.png", got)
 	if wr.W != got.W || wr.H != got.H {
 		t.Fatalf("golden is %dx%d, QC %dx%d", wr.W, wr.H, got.W, got.H)
 	}
@@ -178,27 +185,7 @@ func qcLegendScene(t *testing.T) (*raster.RGB, *Mask, *raster.RGB) {
 
 func TestDrawQCLegendGolden(t *testing.T) {
 	_, _, qc := qcLegendScene(t)
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, qc.ToImage()); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join("testdata", "qc_legend_golden.png")
-	if *update {
-		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("wrote %s", path)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -run TestDrawQCLegendGolden -update to create it)", err)
-	}
-	defer f.Close()
-	want, err := png.Decode(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if wr := raster.FromImage(want); wr.W != qc.W || wr.H != qc.H || !bytes.Equal(wr.Pix, qc.Pix) {
+	if wr, path := goldenPNG(t, "qc_legend_golden.png", qc); wr.W != qc.W || wr.H != qc.H || !bytes.Equal(wr.Pix, qc.Pix) {
 		t.Fatalf("QC picture with legend differs from %s (rerun with -update if the change is intended)", path)
 	}
 }

@@ -1,21 +1,19 @@
 package viewer
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"image"
 	"math"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/her2wsi/her2wsi/internal/testutil"
 	"github.com/her2wsi/her2wsi/pipeline"
 )
 
@@ -26,10 +24,7 @@ func TestViewChromium(t *testing.T) {
 	if !HaveOpenSeadragon() {
 		t.Skip("OpenSeadragon not fetched (scripts/fetch-openseadragon.sh)")
 	}
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Skip("no chromium")
-	}
+	chromium := testutil.Chromium(t)
 	srv, _, dir := testWork(t)
 	att := `{"patch_size_level0":256,"patches":[[0,0,0],[256,0,0.5],[512,256,1]],"prediction":"3+","probabilities":[0.1,0.1,0.2,0.6]}`
 	if err := os.WriteFile(filepath.Join(dir, "slides", "s1", "attention.json"), []byte(att), 0o644); err != nil {
@@ -40,30 +35,13 @@ func TestViewChromium(t *testing.T) {
 	for _, c := range []struct{ hash, want string }{
 		{"#at=600,300", "patch 2 at (512, 256), attention 1.000"}, // clicks: TestViewClickChromium
 	} {
-		dom := chromiumDOM(t, chromium, ts.URL+"/slides/s1/view"+c.hash)
+		dom := testutil.ChromiumDOM(t, chromium, ts.URL+"/slides/s1/view"+c.hash, 90*time.Second, "--virtual-time-budget=10000")
 		for _, want := range []string{"openseadragon-canvas", "<strong>HER2 3+</strong>", "0.100 / 0.100 / 0.200 / 0.600", `<div id="scale"><div style="width: `, c.want} {
 			if !strings.Contains(dom, want) {
 				t.Errorf("%s: the viewer's DOM lacks %q:\n%s", c.hash, want, dom)
 			}
 		}
 	}
-}
-
-func chromiumDOM(t *testing.T, chromium, url string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	home := t.TempDir()
-	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-		"--disable-dev-shm-usage", "--user-data-dir="+filepath.Join(home, "profile"), "--virtual-time-budget=10000",
-		"--dump-dom", url)
-	cmd.Env = append(os.Environ(), "HOME="+home)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("chromium: %v\n%s", err, errb.String())
-	}
-	return out.String()
 }
 
 // A real browser session over a tiled slide with two models' attention:
@@ -76,19 +54,9 @@ func TestViewClickChromium(t *testing.T) {
 	if !HaveOpenSeadragon() {
 		t.Skip("OpenSeadragon not fetched (scripts/fetch-openseadragon.sh)")
 	}
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Skip("no chromium")
-	}
+	chromium := testutil.Chromium(t)
 	srv, work := tiledWork(t, []image.Rectangle{image.Rect(700, 900, 3300, 4100), image.Rect(4600, 1500, 7400, 5300)})
-	rec, err := work.ReadSlideRecord("t1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	coords, err := work.ReadCoords("t1", rec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, coords := slideCoords(t, work, "t1")
 	n := len(coords) / 2
 	writeAtt := func(path, model, pred string, probs []float64, flip bool, keep int) {
 		a := pipeline.Attention{PatchSizeLevel0: 256, Prediction: pred, Probabilities: probs, Model: model, Variant: "ipca", Time: "2026-12-0" + pred[:1] + "T10:00:00Z"}

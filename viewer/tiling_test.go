@@ -49,14 +49,7 @@ func TestServeTiling(t *testing.T) {
 	if err := json.Unmarshal(b, &got); err != nil {
 		t.Fatal(err)
 	}
-	rec, err := work.ReadSlideRecord("t1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	coords, err := work.ReadCoords("t1", rec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec, coords := slideCoords(t, work, "t1")
 	if !slices.Equal(got.Coords, coords) || got.PatchSizeLevel0 != 256 || len(coords) == 0 {
 		t.Fatalf("tiling.json: %d coords, patch %d; coords.h5 %d", len(got.Coords), got.PatchSizeLevel0, len(coords))
 	}
@@ -121,4 +114,18 @@ func TestServeTiling(t *testing.T) {
 			t.Errorf("%s: %d %s, want 404", u, code, b)
 		}
 	}
+}
+
+// slideCoords reads slide id's record and its patch coordinates from work.
+func slideCoords(t testing.TB, work pipeline.Work, id string) (pipeline.SlideRecord, []int64) {
+	t.Helper()
+	rec, err := work.ReadSlideRecord(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	coords, err := work.ReadCoords(id, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec, coords
 }

@@ -2,7 +2,6 @@ package watch
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/her2wsi/her2wsi/internal/testutil"
 	"github.com/her2wsi/her2wsi/internal/testutil/fixture"
 	"github.com/her2wsi/her2wsi/pipeline"
 )
@@ -269,33 +269,12 @@ func TestStatusPageServesOnlyWork(t *testing.T) {
 // chromiumPath finds Debian's chromium.
 func chromiumPath() (string, error) { return exec.LookPath("chromium") }
 
-// chromiumDOM loads url in headless Chromium and returns the DOM after
-// scripts would have run.
-func chromiumDOM(t *testing.T, path, url string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	home := t.TempDir()
-	cmd := exec.CommandContext(ctx, path, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-		"--disable-dev-shm-usage", "--user-data-dir="+filepath.Join(home, "profile"), "--dump-dom", url)
-	cmd.Env = append(os.Environ(), "HOME="+home)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("chromium: %v\n%s", err, errb.String())
-	}
-	return out.String()
-}
-
 // In a real browser the names are text, not markup: no injected element,
 // every name in the DOM as a text node; the hostile report too.
 func TestStatusPageChromium(t *testing.T) {
-	path, err := chromiumPath()
-	if err != nil {
-		t.Skip("chromium not installed (Debian package chromium)")
-	}
+	path := testutil.Chromium(t)
 	f := newStatusFixture(t)
-	dom := chromiumDOM(t, path, f.srv.URL+"/")
+	dom := testutil.ChromiumDOM(t, path, f.srv.URL+"/", 60*time.Second)
 	if !strings.Contains(dom, "<h1>her2wsi watch</h1>") {
 		t.Fatalf("page not loaded:\n%.500s", dom)
 	}
@@ -310,7 +289,7 @@ func TestStatusPageChromium(t *testing.T) {
 		}
 	}
 	id := strings.TrimSuffix(hostileName, filepath.Ext(hostileName))
-	rep := chromiumDOM(t, path, f.srv.URL+WorkURL("slides/"+id+"/report.html"))
+	rep := testutil.ChromiumDOM(t, path, f.srv.URL+WorkURL("slides/"+id+"/report.html"), 60*time.Second)
 	if i := strings.Index(rep, "<h1>"); i >= 0 {
 		t.Logf("report heading in the DOM: %.200s", rep[i:])
 	}

@@ -20,6 +20,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/her2wsi/her2wsi/internal/store"
+	"github.com/her2wsi/her2wsi/internal/testutil"
 	"github.com/her2wsi/her2wsi/internal/testutil/fixture"
 	"github.com/her2wsi/her2wsi/model"
 	"github.com/her2wsi/her2wsi/pipeline"
@@ -182,6 +183,24 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 	}
 }
 
+// start runs w in the background until the returned stop, which fails the
+// test unless Run then ends with context.Canceled; a test that ends before
+// stop cancels it all the same.
+func start(t *testing.T, w *Watcher) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	errc := make(chan error, 1)
+	go func() { errc <- w.Run(ctx) }()
+	return func() {
+		t.Helper()
+		cancel()
+		if err := <-errc; !errors.Is(err, context.Canceled) {
+			t.Fatalf("Run: %v", err)
+		}
+	}
+}
+
 // A slide copied slowly in pieces (pauses shorter than --stable) is not
 // taken before the copy ends; then it is processed once, reported, and moved
 // to done/. A .part file is ignored until renamed.
@@ -189,10 +208,7 @@ func TestWatchSlowCopyNotPickedEarly(t *testing.T) {
 	e := newWatchEnv(t)
 	var sc stageCounter
 	w := e.watcher(t, sc.hook)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- w.Run(ctx) }()
+	stop := start(t, w)
 
 	src := filepath.Join(t.TempDir(), "slow.tif")
 	makeSlide(t, src)
@@ -262,10 +278,7 @@ func TestWatchSlowCopyNotPickedEarly(t *testing.T) {
 	if len(s.Done) != 1 || s.Done[0].Report != "slides/slow/report.html" || s.Current != nil {
 		t.Fatalf("snapshot %+v", s)
 	}
-	cancel()
-	if err := <-errc; !errors.Is(err, context.Canceled) {
-		t.Fatalf("Run: %v", err)
-	}
+	stop()
 }
 
 // A corrupt slide lands in failed/ with a one-line reason; the good slide
@@ -510,11 +523,8 @@ func TestWatchSpecialNames(t *testing.T) {
 	}
 	e.opt.Status = ln
 	base := "http://" + ln.Addr().String()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	w := e.watcher(t, nil)
-	errc := make(chan error, 1)
-	go func() { errc <- w.Run(ctx) }()
+	stop := start(t, w)
 	waitFor(t, "every slide handled", 40*time.Second, func() bool {
 		s := w.Snapshot()
 		return len(s.Done)+len(s.Failed) == len(specialNames)+1 && s.Current == nil
@@ -571,7 +581,7 @@ func TestWatchSpecialNames(t *testing.T) {
 		t.Error("unescaped name in the status page")
 	}
 	if path, err := chromiumPath(); err == nil {
-		dom := chromiumDOM(t, path, base+"/")
+		dom := testutil.ChromiumDOM(t, path, base+"/", 60*time.Second)
 		for _, n := range specialNames {
 			if !strings.Contains(dom, htmlEscapeText(n)) {
 				t.Errorf("the browser's DOM lacks %q", htmlEscapeText(n))
@@ -581,8 +591,7 @@ func TestWatchSpecialNames(t *testing.T) {
 			t.Error("a name was parsed as markup in the browser")
 		}
 	}
-	cancel()
-	<-errc
+	stop()
 }
 
 // runOnceWatcher runs a watcher in once mode and returns it with Run's
@@ -872,10 +881,7 @@ func TestWatchDiskFullWaits(t *testing.T) {
 	}
 
 	w := e.watcher(t, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- w.Run(ctx) }()
+	stop := start(t, w)
 	start := calls.Load()
 	waitFor(t, "the status page to say the disk is full", 30*time.Second, func() bool {
 		s := w.Snapshot()
@@ -902,10 +908,7 @@ func TestWatchDiskFullWaits(t *testing.T) {
 	if s := w.Snapshot(); strings.Contains(s.Note, "disk is full") || len(s.Failed) != 0 {
 		t.Fatalf("snapshot %+v", s)
 	}
-	cancel()
-	if err := <-errc; !errors.Is(err, context.Canceled) {
-		t.Fatalf("Run: %v", err)
-	}
+	stop()
 }
 
 // A copy that pauses longer than --stable is taken early, fails as
@@ -921,10 +924,7 @@ func TestWatchStalledCopyTakenBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := e.watcher(t, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- w.Run(ctx) }()
+	stop := start(t, w)
 
 	f, err := os.Create(filepath.Join(e.inbox, "stall.tif"))
 	if err != nil {
@@ -961,10 +961,7 @@ func TestWatchStalledCopyTakenBack(t *testing.T) {
 	if s := w.Snapshot(); len(s.Failed) != 0 || len(s.Done) != 1 {
 		t.Fatalf("snapshot %+v", s)
 	}
-	cancel()
-	if err := <-errc; !errors.Is(err, context.Canceled) {
-		t.Fatalf("Run: %v", err)
-	}
+	stop()
 }
 
 // In once mode a slide that cannot be moved out of the inbox counts as
@@ -1109,10 +1106,7 @@ func TestWatchDICOM(t *testing.T) {
 	e := newWatchEnv(t)
 	var sc stageCounter
 	w := e.watcher(t, sc.hook)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- w.Run(ctx) }()
+	stop := start(t, w)
 
 	src := t.TempDir()
 	files := fixture.DICOMSeries(t, src, "s", 5, 7)
@@ -1183,8 +1177,5 @@ func TestWatchDICOM(t *testing.T) {
 	if err != nil || !strings.Contains(string(reason), "instances of 2 DICOM series") || strings.Count(string(reason), "\n") != 1 {
 		t.Errorf("mixed/: reason %q, %v", reason, err)
 	}
-	cancel()
-	if err := <-errc; !errors.Is(err, context.Canceled) {
-		t.Fatalf("Run: %v", err)
-	}
+	stop()
 }

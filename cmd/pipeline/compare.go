@@ -1,12 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"bytes"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"

@@ -8,21 +8,9 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
-)
 
-// names lists the entries of dir.
-func names(t *testing.T, dir string) []string {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range entries {
-		out = append(out, e.Name())
-	}
-	return out
-}
+	"github.com/her2wsi/her2wsi/internal/testutil"
+)
 
 func TestWriteFileAtomic(t *testing.T) {
 	tests := []struct {
@@ -52,7 +40,7 @@ func TestWriteFileAtomic(t *testing.T) {
 				if err == nil {
 					t.Fatal("want an error")
 				}
-				if got := names(t, dir); len(got) != 0 {
+				if got := testutil.DirNames(t, dir); len(got) != 0 {
 					t.Fatalf("left behind %v", got)
 				}
 				return
@@ -68,7 +56,7 @@ func TestWriteFileAtomic(t *testing.T) {
 			if want := tc.perm &^ umask(t); st.Mode().Perm() != want {
 				t.Errorf("mode %v, want %v", st.Mode().Perm(), want)
 			}
-			if got := names(t, dir); !slices.Equal(got, []string{"state.json"}) {
+			if got := testutil.DirNames(t, dir); !slices.Equal(got, []string{"state.json"}) {
 				t.Errorf("directory holds %v", got)
 			}
 		})
@@ -127,7 +115,7 @@ func TestAtomicFile(t *testing.T) {
 					t.Error("Commit after Abort succeeded")
 				}
 			}
-			if got := names(t, dir); !slices.Equal(got, tc.want) {
+			if got := testutil.DirNames(t, dir); !slices.Equal(got, tc.want) {
 				t.Errorf("directory holds %v, want %v", got, tc.want)
 			}
 		})
@@ -178,14 +166,14 @@ func TestCleanTemps(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got []string
-	for _, n := range names(t, dir) {
+	for _, n := range testutil.DirNames(t, dir) {
 		if !IsTemp(n) {
 			got = append(got, n)
 		}
 	}
 	slices.Sort(keep)
-	if !slices.Equal(got, keep) || len(names(t, dir)) != len(keep)+1 { // the directory stays
-		t.Errorf("after CleanTemps: %v", names(t, dir))
+	if !slices.Equal(got, keep) || len(testutil.DirNames(t, dir)) != len(keep)+1 { // the directory stays
+		t.Errorf("after CleanTemps: %v", testutil.DirNames(t, dir))
 	}
 	if err := CleanTemps(filepath.Join(dir, "missing")); err == nil {
 		t.Error("CleanTemps on a missing directory succeeded")

@@ -1,13 +1,8 @@
 package cases
 
 import (
-	"bufio"
-	"encoding/csv"
-	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -258,40 +253,18 @@ func (t *LabelTable) find(keys []string) (int, bool) {
 // lines and a byte order mark are skipped, as in a case file. Every problem
 // is reported, as a Problems error.
 func ReadLabels(path string) (*LabelTable, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("cases: labels: %w", err)
-	}
-	defer f.Close()
-	t, ps := ParseLabels(f, filepath.Base(path))
-	if len(ps) > 0 {
-		return nil, Problems(ps)
-	}
-	return t, nil
+	return readFile(path, "cases: labels", ParseLabels)
 }
 
 // ParseLabels reads a labels file (see ReadLabels) from r; name labels the
 // problems.
 func ParseLabels(r io.Reader, name string) (*LabelTable, []Problem) {
 	ps := &problems{file: name}
-	br := bufio.NewReader(r)
-	if b, err := br.Peek(3); err == nil && string(b) == "\ufeff" {
-		br.Discard(3)
-	}
-	cr := csv.NewReader(br)
-	cr.Comment = '#'
-	cr.FieldsPerRecord = -1
-	cr.TrimLeadingSpace = true
-	header, err := cr.Read()
-	if err == io.EOF {
-		ps.add(0, "empty file: the header name,label[,split] is missing")
+	cr := csvReader(r)
+	header, line, ok := ps.header(cr, "name,label[,split]")
+	if !ok {
 		return nil, ps.list
 	}
-	if err != nil {
-		ps.readError(err)
-		return nil, ps.list
-	}
-	line, _ := cr.FieldPos(0)
 	col := map[string]int{"name": -1, "label": -1, "split": -1}
 	for i, h := range header {
 		h = strings.ToLower(strings.TrimSpace(h))
@@ -312,16 +285,8 @@ func ParseLabels(r io.Reader, name string) (*LabelTable, []Problem) {
 	}
 	t := &LabelTable{File: name, by: map[string]int{}}
 	for {
-		rec, err := cr.Read()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			ps.readError(err)
-			var pe *csv.ParseError
-			if errors.As(err, &pe) {
-				continue
-			}
+		rec, ok := ps.next(cr)
+		if !ok {
 			break
 		}
 		line, _ := cr.FieldPos(0)

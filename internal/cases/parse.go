@@ -17,16 +17,77 @@ import (
 // Problems error naming the file by its base name; a file with problems
 // yields no cases.
 func Read(path string) ([]Case, error) {
+	return readFile(path, "cases", Parse)
+}
+
+// readFile opens path and parses it; an unopenable file is an error
+// prefixed by what, problems are a Problems error naming the file by its
+// base name.
+func readFile[T any](path, what string, parse func(io.Reader, string) (T, []Problem)) (T, error) {
+	var zero T
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("cases: %w", err)
+		return zero, fmt.Errorf("%s: %w", what, err)
 	}
 	defer f.Close()
-	cs, ps := Parse(f, filepath.Base(path))
+	v, ps := parse(f, filepath.Base(path))
 	if len(ps) > 0 {
-		return nil, Problems(ps)
+		return zero, Problems(ps)
 	}
-	return cs, nil
+	return v, nil
+}
+
+// csvReader reads the CSV of a case or labels file from r: a byte order
+// mark (written by spreadsheet programs) skipped, # comment lines, any
+// number of fields per row, leading spaces trimmed.
+func csvReader(r io.Reader) *csv.Reader {
+	br := bufio.NewReader(r)
+	if b, err := br.Peek(3); err == nil && string(b) == "\ufeff" {
+		br.Discard(3)
+	}
+	cr := csv.NewReader(br)
+	cr.Comment = '#'
+	cr.FieldsPerRecord = -1
+	cr.TrimLeadingSpace = true
+	return cr
+}
+
+// header reads the header line and the line number it is on; false when
+// the input is empty (reported with syntax, the header wanted) or
+// unreadable (reported).
+func (ps *problems) header(cr *csv.Reader, syntax string) ([]string, int, bool) {
+	header, err := cr.Read()
+	if err == io.EOF {
+		ps.add(0, "empty file: the header %s is missing", syntax)
+		return nil, 0, false
+	}
+	if err != nil {
+		ps.readError(err)
+		return nil, 0, false
+	}
+	line, _ := cr.FieldPos(0)
+	return header, line, true
+}
+
+// next reads the next row. A syntax error (bad quoting) is reported and
+// reading goes on at the next line; false at the end of the input or after
+// an error of the input itself (reported).
+func (ps *problems) next(cr *csv.Reader) ([]string, bool) {
+	for {
+		rec, err := cr.Read()
+		if err == io.EOF {
+			return nil, false
+		}
+		if err != nil {
+			ps.readError(err)
+			var pe *csv.ParseError
+			if errors.As(err, &pe) {
+				continue // the reader goes on at the next line
+			}
+			return nil, false
+		}
+		return rec, true
+	}
 }
 
 // Parse reads cases from r; name labels the problems. It reports every
@@ -35,25 +96,11 @@ func Read(path string) ([]Case, error) {
 // next line; an error of r itself is reported on line 0.
 func Parse(r io.Reader, name string) ([]Case, []Problem) {
 	ps := &problems{file: name}
-	br := bufio.NewReader(r)
-	if b, err := br.Peek(3); err == nil && string(b) == "\ufeff" {
-		br.Discard(3) // byte order mark written by spreadsheet programs
-	}
-	cr := csv.NewReader(br)
-	cr.Comment = '#'
-	cr.FieldsPerRecord = -1
-	cr.TrimLeadingSpace = true
-
-	header, err := cr.Read()
-	if err == io.EOF {
-		ps.add(0, "empty file: the header %s is missing", headerSyntax)
+	cr := csvReader(r)
+	header, headerLine, ok := ps.header(cr, headerSyntax)
+	if !ok {
 		return nil, ps.list
 	}
-	if err != nil {
-		ps.readError(err)
-		return nil, ps.list
-	}
-	headerLine, _ := cr.FieldPos(0)
 	idx, ok := parseHeader(header, headerLine, ps)
 	if !ok {
 		return nil, ps.sorted()
@@ -62,16 +109,8 @@ func Parse(r io.Reader, name string) ([]Case, []Problem) {
 	var cs []Case
 	var flags []rowFlags
 	for {
-		rec, err := cr.Read()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			ps.readError(err)
-			var pe *csv.ParseError
-			if errors.As(err, &pe) {
-				continue // the reader goes on at the next line
-			}
+		rec, ok := ps.next(cr)
+		if !ok {
 			break
 		}
 		line, _ := cr.FieldPos(0)
@@ -95,9 +134,11 @@ func Parse(r io.Reader, name string) ([]Case, []Problem) {
 		if s := get(3); s == "" {
 			ps.add(line, "%sempty label (want 0, 1+, 2+ or 3+)", who)
 			fl |= badLabel
-		} else if c.Label, err = ParseLabel(s); err != nil {
+		} else if l, err := ParseLabel(s); err != nil {
 			ps.add(line, "%s%v", who, err)
 			fl |= badLabel
+		} else {
+			c.Label = l
 		}
 		switch s := strings.ToLower(get(4)); s {
 		case "", Train, Test:

@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/her2wsi/her2wsi/internal/testutil"
 )
 
 // build returns a file with the given header (unpadded) and data.
@@ -655,19 +657,6 @@ func TestReadErrors(t *testing.T) {
 	}
 }
 
-func listDir(t *testing.T, dir string) []string {
-	t.Helper()
-	es, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range es {
-		names = append(names, e.Name())
-	}
-	return names
-}
-
 func TestWriteAtomic(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "w.st")
@@ -676,7 +665,7 @@ func TestWriteAtomic(t *testing.T) {
 	if err := Write(path, f1); err != nil {
 		t.Fatal(err)
 	}
-	if got := listDir(t, dir); !slices.Equal(got, []string{"w.st"}) {
+	if got := testutil.DirNames(t, dir); !slices.Equal(got, []string{"w.st"}) {
 		t.Fatalf("dir after write: %v", got)
 	}
 	if fi, _ := os.Stat(path); fi.Mode().Perm()&0o600 != 0o600 {
@@ -690,7 +679,7 @@ func TestWriteAtomic(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertSame(t, f2, g)
-	if got := listDir(t, dir); !slices.Equal(got, []string{"w.st"}) {
+	if got := testutil.DirNames(t, dir); !slices.Equal(got, []string{"w.st"}) {
 		t.Fatalf("dir after overwrite: %v", got)
 	}
 	old, _ := os.ReadFile(path)
@@ -704,7 +693,7 @@ func TestWriteAtomic(t *testing.T) {
 	if now, _ := os.ReadFile(path); !bytes.Equal(now, old) {
 		t.Fatal("old file changed by a failed Write")
 	}
-	if got := listDir(t, dir); !slices.Equal(got, []string{"w.st"}) {
+	if got := testutil.DirNames(t, dir); !slices.Equal(got, []string{"w.st"}) {
 		t.Fatalf("dir after failed write: %v", got)
 	}
 
@@ -717,10 +706,10 @@ func TestWriteAtomic(t *testing.T) {
 	if err == nil || !strings.HasPrefix(err.Error(), "safetensors: ") || strings.Count(err.Error(), "safetensors:") != 1 {
 		t.Fatalf("Write onto a directory: %v", err)
 	}
-	if got := listDir(t, dir); !slices.Equal(got, []string{"sub", "w.st"}) {
+	if got := testutil.DirNames(t, dir); !slices.Equal(got, []string{"sub", "w.st"}) {
 		t.Fatalf("dir after failed rename: %v", got)
 	}
-	if got := listDir(t, target); !slices.Equal(got, []string{"keep"}) {
+	if got := testutil.DirNames(t, target); !slices.Equal(got, []string{"keep"}) {
 		t.Fatalf("target dir changed: %v", got)
 	}
 
@@ -751,7 +740,7 @@ func TestWriteReadOnlyDir(t *testing.T) {
 	if now, _ := os.ReadFile(path); !bytes.Equal(now, old) {
 		t.Fatal("old file changed")
 	}
-	if got := listDir(t, dir); !slices.Equal(got, []string{"r.safetensors"}) {
+	if got := testutil.DirNames(t, dir); !slices.Equal(got, []string{"r.safetensors"}) {
 		t.Fatalf("dir: %v", got)
 	}
 }

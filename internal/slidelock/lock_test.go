@@ -36,6 +36,17 @@ func acquire(t testing.TB, dir, id string, opt Options) (*Lock, error) {
 	return Acquire(context.Background(), lockPath(t, dir, id), "slide "+id, opt)
 }
 
+// mustAcquire takes slide id's lock in dir with the default options; the
+// test fails when it cannot.
+func mustAcquire(t testing.TB, dir, id string) *Lock {
+	t.Helper()
+	l, err := acquire(t, dir, id, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
 // writeInfo puts a hand-made lock file in place, as another process
 // would have left it.
 func writeLockInfo(t testing.TB, dir, id string, info Info) {
@@ -67,10 +78,7 @@ func deadPID(t *testing.T) int {
 
 func TestLockExclusive(t *testing.T) {
 	dir := t.TempDir()
-	a, err := acquire(t, dir, "S1", Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := mustAcquire(t, dir, "S1")
 	info := a.Info()
 	if info.Holder != self().holder() || info.PID != os.Getpid() || info.Token == "" || info.Name != "slide S1" {
 		t.Errorf("lock info %+v", info)
@@ -119,10 +127,7 @@ func TestLockExclusive(t *testing.T) {
 
 func TestLockRefresh(t *testing.T) {
 	dir := t.TempDir()
-	l, err := acquire(t, dir, "S1", Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := mustAcquire(t, dir, "S1")
 	before := l.Info()
 	time.Sleep(5 * time.Millisecond)
 	if err := l.Refresh(); err != nil {
@@ -150,10 +155,7 @@ func TestLockRefresh(t *testing.T) {
 // A lock taken over by someone else is neither refreshed nor removed.
 func TestLockLost(t *testing.T) {
 	dir := t.TempDir()
-	l, err := acquire(t, dir, "S1", Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := mustAcquire(t, dir, "S1")
 	other := foreignLock("otherhost", 42, time.Now())
 	writeLockInfo(t, dir, "S1", other)
 	if err := l.Refresh(); !errors.Is(err, ErrLockLost) || !strings.Contains(err.Error(), "otherhost:42") {
@@ -162,10 +164,7 @@ func TestLockLost(t *testing.T) {
 	if err := l.Release(); err != nil {
 		t.Errorf("release after a lost refresh: %v", err)
 	}
-	l2, err := acquire(t, dir, "S2", Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l2 := mustAcquire(t, dir, "S2")
 	if err := os.Remove(lockPath(t, dir, "S2")); err != nil {
 		t.Fatal(err)
 	}
@@ -348,10 +347,7 @@ func TestLockStaleGuard(t *testing.T) {
 
 func TestLockWait(t *testing.T) {
 	dir := t.TempDir()
-	a, err := acquire(t, dir, "S1", Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := mustAcquire(t, dir, "S1")
 	if _, err := acquire(t, dir, "S1", Options{Wait: 50 * time.Millisecond}); !errors.Is(err, ErrLocked) {
 		t.Fatalf("short wait: %v", err)
 	}
@@ -430,10 +426,7 @@ func TestLockSetHeartbeat(t *testing.T) {
 func TestLockAllWait(t *testing.T) {
 	dir := t.TempDir()
 	ts := targets(t, dir, "S1", "S2")
-	other, err := acquire(t, dir, "S2", Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	other := mustAcquire(t, dir, "S2")
 	time.AfterFunc(100*time.Millisecond, func() { other.Release() })
 	ls, errs := LockAll(context.Background(), ts, Options{Wait: 5 * time.Second})
 	defer ls.Release()

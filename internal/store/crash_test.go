@@ -7,20 +7,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
-)
 
-func names(t *testing.T, dir string) []string {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range entries {
-		out = append(out, e.Name())
-	}
-	return out
-}
+	"github.com/her2wsi/her2wsi/internal/testutil"
+)
 
 // TestCrashedWriter runs a child process that creates an HDF5 file, writes
 // into it and exits without Commit, as a crash would.
@@ -46,7 +35,7 @@ func TestCrashedWriter(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("child: %v\n%s", err, out)
 	}
-	got := names(t, dir)
+	got := testutil.DirNames(t, dir)
 	if len(got) != 2 || !IsTemp(got[0]) || !IsTemp(got[1]) {
 		t.Fatalf("after a crash the directory holds %v, want two temp files", got)
 	}
@@ -58,7 +47,7 @@ func TestCrashedWriter(t *testing.T) {
 	if err := CleanTemps(dir); err != nil {
 		t.Fatal(err)
 	}
-	if got := names(t, dir); len(got) != 0 {
+	if got := testutil.DirNames(t, dir); len(got) != 0 {
 		t.Errorf("CleanTemps left %v", got)
 	}
 }

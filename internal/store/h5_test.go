@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"unsafe"
+
+	"github.com/her2wsi/her2wsi/internal/testutil"
 )
 
 // create writes an HDF5 file at path with fill and commits it.
@@ -350,7 +352,7 @@ func TestH5WriteErrors(t *testing.T) {
 	if err := w.WriteInt64("late", []int64{1}); err == nil || !strings.Contains(err.Error(), "closed") {
 		t.Errorf("write after Commit: %v", err)
 	}
-	if got := names(t, dir); !slices.Equal(got, []string{"coords.h5"}) {
+	if got := testutil.DirNames(t, dir); !slices.Equal(got, []string{"coords.h5"}) {
 		t.Errorf("directory holds %v", got)
 	}
 }
@@ -461,7 +463,7 @@ func TestH5Abort(t *testing.T) {
 	if err := w.WriteInt64("ppk_18/anchor_index", []int64{1, 2, 3}); err != nil {
 		t.Fatal(err)
 	}
-	if got := names(t, dir); len(got) != 1 || !IsTemp(got[0]) {
+	if got := testutil.DirNames(t, dir); len(got) != 1 || !IsTemp(got[0]) {
 		t.Fatalf("while writing the directory holds %v, want one temp file", got)
 	}
 	w.Abort()
@@ -469,7 +471,7 @@ func TestH5Abort(t *testing.T) {
 	if err := w.Commit(); err == nil {
 		t.Error("Commit after Abort succeeded")
 	}
-	if got := names(t, dir); len(got) != 0 {
+	if got := testutil.DirNames(t, dir); len(got) != 0 {
 		t.Errorf("Abort left %v", got)
 	}
 	if n := openCountAll(); n != 0 {

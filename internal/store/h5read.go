@@ -329,57 +329,53 @@ func readStrings(a, ft C.hid_t, n int, scalar bool) (any, error) {
 
 // AttrNames lists the attribute names of object in name order.
 func (r *H5Reader) AttrNames(object string) ([]string, error) {
-	lock()
-	defer unlock()
-	o, err := r.open(object, kindAny)
-	if err != nil {
-		return nil, err
-	}
-	defer C.H5Oclose(o)
-	obj := describe(kindAny, object)
-	dot := C.CString(".")
-	defer C.free(unsafe.Pointer(dot))
-	n := C.store_attr_count(o)
-	if n < 0 {
-		return nil, r.fail(obj, h5err("list attributes"))
-	}
-	return r.names(obj, int(n), func(i C.hsize_t, buf *C.char, size C.size_t) C.ssize_t {
-		return C.H5Aget_name_by_idx(o, dot, C.H5_INDEX_NAME, C.H5_ITER_INC, i, buf, size, C.H5P_DEFAULT)
-	})
+	return r.names(object, kindAny, true)
 }
 
 // List lists the members (groups and datasets) of group ("" or "/" for the
 // root) in name order.
 func (r *H5Reader) List(group string) ([]string, error) {
+	return r.names(group, kindGroup, false)
+}
+
+// names lists in name order the attribute names (attrs) or the link names
+// of the object at path, which must be of kind.
+func (r *H5Reader) names(path string, kind C.H5I_type_t, attrs bool) ([]string, error) {
 	lock()
 	defer unlock()
-	g, err := r.open(group, kindGroup)
+	o, err := r.open(path, kind)
 	if err != nil {
 		return nil, err
 	}
-	defer C.H5Oclose(g)
-	obj := describe(kindGroup, group)
+	defer C.H5Oclose(o)
+	obj := describe(kind, path)
 	dot := C.CString(".")
 	defer C.free(unsafe.Pointer(dot))
-	n := C.store_link_count(g)
-	if n < 0 {
-		return nil, r.fail(obj, h5err("list"))
+	var n C.long
+	verb := "list"
+	if attrs {
+		n, verb = C.store_attr_count(o), "list attributes"
+	} else {
+		n = C.store_link_count(o)
 	}
-	return r.names(obj, int(n), func(i C.hsize_t, buf *C.char, size C.size_t) C.ssize_t {
-		return C.H5Lget_name_by_idx(g, dot, C.H5_INDEX_NAME, C.H5_ITER_INC, i, buf, size, C.H5P_DEFAULT)
-	})
-}
-
-// names calls get for indices 0..n-1, first for the length, then the name.
-func (r *H5Reader) names(obj string, n int, get func(i C.hsize_t, buf *C.char, size C.size_t) C.ssize_t) ([]string, error) {
+	if n < 0 {
+		return nil, r.fail(obj, h5err(verb))
+	}
+	// get is the i-th name: its length without a buffer, else written to buf.
+	get := func(i C.hsize_t, buf *C.char, size C.size_t) C.ssize_t {
+		if attrs {
+			return C.H5Aget_name_by_idx(o, dot, C.H5_INDEX_NAME, C.H5_ITER_INC, i, buf, size, C.H5P_DEFAULT)
+		}
+		return C.H5Lget_name_by_idx(o, dot, C.H5_INDEX_NAME, C.H5_ITER_INC, i, buf, size, C.H5P_DEFAULT)
+	}
 	out := make([]string, 0, n)
-	for i := range n {
-		l := get(C.hsize_t(i), nil, 0)
+	for i := range C.hsize_t(n) {
+		l := get(i, nil, 0)
 		if l < 0 {
 			return nil, r.fail(obj, h5err("name"))
 		}
 		buf := make([]C.char, l+1)
-		if get(C.hsize_t(i), &buf[0], C.size_t(l+1)) < 0 {
+		if get(i, &buf[0], C.size_t(l+1)) < 0 {
 			return nil, r.fail(obj, h5err("name"))
 		}
 		out = append(out, C.GoString(&buf[0]))

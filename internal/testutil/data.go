@@ -42,3 +42,17 @@ func SharedData(t testing.TB, sub string) string {
 	}
 	return p
 }
+
+// DirNames lists the names of dir's entries in name order.
+func DirNames(t testing.TB, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	return out
+}
