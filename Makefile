@@ -129,11 +129,13 @@ bench-model: setup
 bench-predict-large: setup
 	scripts/bench-predict-large.sh
 
-# Learning on generated paired cases (IHC signal strong, H&E weak in the same
-# registered places): `pipeline compare` of ipca, pama and abmil over 5 seeds
-# (100 cases, 20 epochs; README "make bench-learning"), bootstrap CIs and paired
-# differences, forest plot and ROC bands. About 45 min on 2 busy vCPUs.
-# BENCH_DIR=DIR keeps (and resumes) the folder.
+# Learning on generated paired cases (IHC signal strong, H&E weaker in the same
+# registered places): `pipeline compare` of ipca, pama, abmil, clam_sb,
+# transmil, nystromformer and slidegraph over 5 seeds (200 cases, 20 epochs;
+# README "make bench-learning"), bootstrap CIs and paired differences, forest
+# plot and ROC bands: the shape of the paper's Table 2. About 65 min on 2
+# vCPUs shared with other jobs. BENCH_DIR=DIR keeps (and resumes) the folder;
+# VARIANTS=ipca,pama,... a shorter list.
 bench-learning: build
 	PIPELINE=$(BIN) scripts/bench-learning.sh
 
