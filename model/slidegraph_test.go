@@ -194,3 +194,24 @@ func cmpF(a, b float64) int {
 	}
 	return 0
 }
+
+// graphBucket pads to quarter-octave steps: never below n, at most 25 %
+// above it (16 at the least), and few sizes per octave.
+func TestGraphBucket(t *testing.T) {
+	for n, want := range map[int]int{1: 16, 16: 16, 17: 20, 20: 20, 21: 24, 33: 40, 300: 320, 512: 512, 513: 640, 2148: 2560} {
+		if got := graphBucket(n); got != want {
+			t.Errorf("graphBucket(%d) = %d, want %d", n, got, want)
+		}
+	}
+	sizes := map[int]bool{}
+	for n := 1; n <= 1<<16; n++ {
+		b := graphBucket(n)
+		if b < n || (n > 16 && float64(b) > 1.25*float64(n)) {
+			t.Fatalf("graphBucket(%d) = %d", n, b)
+		}
+		sizes[b] = true
+	}
+	if len(sizes) > 4*13 {
+		t.Errorf("%d sizes up to 65536, want at most 4 per octave", len(sizes))
+	}
+}
