@@ -10,6 +10,7 @@ import (
 
 	"github.com/her2wsi/her2wsi/internal/cases"
 	"github.com/her2wsi/her2wsi/internal/store"
+	"github.com/her2wsi/her2wsi/model"
 	"github.com/her2wsi/her2wsi/model/metrics"
 )
 
@@ -37,6 +38,7 @@ type reportView struct {
 	Version        string
 	HasQC, HasHeat bool
 	ViewURL        string // the slide viewer's page, when attention.json is there
+	MapLabel       string // what the heatmap shows (model.Config.MapLabel)
 	Patches        int
 	Tissue         string
 	MPP            string
@@ -95,8 +97,8 @@ h2 { font-size: 1.1em; margin-top: 1.5em; }
 <div class="pictures">
 <figure>{{if .HasQC}}<a href="qc.png" title="full size"><img src="qc.png" alt="thumbnail with tissue outline"></a>{{else}}<p class="note">no thumbnail</p>{{end}}
 <figcaption>Thumbnail: tissue outline and the patches kept (click for full size)</figcaption></figure>
-<figure>{{if .HasHeat}}<a href="heatmap.png" title="full size"><img src="heatmap.png" alt="attention heatmap"></a>{{else}}<p class="note">no heatmap</p>{{end}}
-<figcaption>Attention heatmap: dark violet low, yellow high (relative within the slide){{if .ViewURL}} · <a id="viewer" href="{{.ViewURL}}">zoom in: the slide viewer</a> (when served by <code>pipeline serve</code>){{end}}</figcaption></figure>
+<figure>{{if .HasHeat}}<a href="heatmap.png" title="full size"><img src="heatmap.png" alt="{{.MapLabel}} heatmap"></a>{{else}}<p class="note">no heatmap</p>{{end}}
+<figcaption>Heatmap of {{if eq .MapLabel "attention"}}the model's attention{{else}}{{.MapLabel}}{{end}}: dark violet low, yellow high (relative within the slide){{if .ViewURL}} · <a id="viewer" href="{{.ViewURL}}">zoom in: the slide viewer</a> (when served by <code>pipeline serve</code>){{end}}</figcaption></figure>
 </div>
 {{with .M}}{{if .Variant}}<h2>Model</h2>
 <table class="meta" id="model">
@@ -161,6 +163,7 @@ func WriteReport(work Work, d ReportData) error {
 		}
 	}
 	v.M = newReportModel(d.Model)
+	v.MapLabel = model.Config{Variant: d.Model.Variant}.MapLabel()
 	var b bytes.Buffer
 	if err := reportTemplate.Execute(&b, v); err != nil {
 		return fmt.Errorf("pipeline: slide %s: report: %w", id, err)

@@ -105,4 +105,13 @@ func TestWriteReportGeneratedModel(t *testing.T) {
 	if strings.Contains(rep, `id="generated"`) {
 		t.Error("generated-data note without a training report")
 	}
+
+	// The caption names what the heatmap shows: attention, or SlideGraph+'s
+	// node contributions (it has no attention).
+	wantAll(t, "pama report", rep, "Heatmap of the model's attention:")
+	rep = writeReport(t, work, ReportData{Row: row, Model: ModelInfo{Variant: "slidegraph", Weights: "/w/sg.safetensors"}})
+	wantAll(t, "slidegraph report", rep, "Heatmap of node contribution to the predicted class:")
+	if strings.Contains(rep, "attention:") {
+		t.Error("slidegraph report calls its map attention")
+	}
 }
