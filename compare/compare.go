@@ -529,13 +529,13 @@ func (r *Result) Markdown() string {
 	fmt.Fprintf(&b, "H&E-only predictions of %d held-out test cases (per class %s); %s %v × %s; %d bootstrap replicates. Mean over runs, [95 %% CI].\n\n",
 		r.TestCases, strings.Join(classes, "/"), plural(len(r.Seeds), "seed"), r.Seeds, folds, r.Replicates)
 	if len(r.OwnSettings) > 0 {
-		b.WriteString("Settings of their own, over the shared ones:")
+		var own []string
 		for _, v := range r.Order {
 			if o, ok := r.OwnSettings[v]; ok {
-				fmt.Fprintf(&b, " %s `%s`;", v, o)
+				own = append(own, fmt.Sprintf("%s `%s`", v, o))
 			}
 		}
-		b.WriteString("\n\n")
+		b.WriteString("Settings of their own, over the shared ones: " + strings.Join(own, "; ") + ".\n\n")
 	}
 	b.WriteString("| variant |")
 	for _, m := range Metrics {

@@ -156,6 +156,15 @@ func TestAnalysePairs(t *testing.T) {
 			t.Errorf("%d variants, pairs %q: %v, want %s", len(tc.variants), tc.pairs, got, tc.want)
 		}
 	}
+	// Own settings are named above the table, in the variants' order.
+	res, err := Analyse(runs, names, Options{Classes: 4, Replicates: 100, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.OwnSettings = map[string]string{"d": `{"dim":64}`, "b": `{"dropout":0.5}`}
+	if want := "Settings of their own, over the shared ones: b `{\"dropout\":0.5}`; d `{\"dim\":64}`.\n"; !strings.Contains(res.Markdown(), want) {
+		t.Errorf("Markdown lacks %q", want)
+	}
 	if _, err := Analyse(runs, names, Options{Classes: 4, Pairs: "some"}); err == nil {
 		t.Error("pairs \"some\" accepted")
 	}
