@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -38,7 +39,11 @@ type Summary struct {
 	Stage                 string
 	Done, Skipped, Failed int
 	NotRun                int // a streamed run's slides that failed an earlier stage
-	Results               []Result
+	// Interrupted counts slides the stage was working on when the run was
+	// stopped (their error is context.Canceled): not failed, a rerun
+	// finishes them.
+	Interrupted int
+	Results     []Result
 }
 
 // NewSummary counts results.
@@ -48,6 +53,8 @@ func NewSummary(stage string, rs []Result) Summary {
 		switch {
 		case r.NotRun:
 			s.NotRun++
+		case errors.Is(r.Err, context.Canceled):
+			s.Interrupted++
 		case r.Err != nil:
 			s.Failed++
 		case r.Skipped:
@@ -62,12 +69,19 @@ func NewSummary(stage string, rs []Result) Summary {
 // WriteSummary prints the stage's counts and each failed slide with its reason.
 func (s Summary) WriteSummary(w io.Writer) {
 	fmt.Fprintf(w, "%s: %d done, %d skipped, %d failed", s.Stage, s.Done, s.Skipped, s.Failed)
+	if s.Interrupted > 0 {
+		fmt.Fprintf(w, ", %d interrupted (the run was stopped while working on them; a rerun finishes them)", s.Interrupted)
+	}
 	if s.NotRun > 0 {
 		fmt.Fprintf(w, ", %d not run (an earlier stage failed or the run stopped)", s.NotRun)
 	}
 	fmt.Fprintln(w)
 	for _, r := range s.Results {
-		if r.Err != nil && !r.NotRun {
+		switch {
+		case r.Err == nil || r.NotRun:
+		case errors.Is(r.Err, context.Canceled):
+			fmt.Fprintf(w, "  INTERRUPTED %s\n", r.ID)
+		default:
 			fmt.Fprintf(w, "  FAILED %s: %v\n", r.ID, r.Err)
 		}
 	}

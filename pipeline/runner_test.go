@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -410,5 +411,30 @@ func TestSlideIDOfFile(t *testing.T) {
 	}
 	if _, ok := work.SlideIDOfFile(filepath.Join(t.TempDir(), "x.tif")); ok {
 		t.Fatal("an untiled file was found")
+	}
+}
+
+// A slide the run was stopped on is interrupted, not failed: counted and
+// listed apart, with no error text; a real failure still reads FAILED.
+func TestSummaryInterruptedIsNotFailed(t *testing.T) {
+	s := NewSummary(StageEmbed, []Result{
+		{ID: "a"},
+		{ID: "b", Err: fmt.Errorf("pipeline: b: embed: %w", context.Canceled)},
+		{ID: "c", Err: errors.New("slide: c.svs: unknown format")},
+		{ID: "d", Err: context.Canceled, NotRun: true},
+	})
+	if s.Done != 1 || s.Interrupted != 1 || s.Failed != 1 || s.NotRun != 1 {
+		t.Fatalf("counts %+v", s)
+	}
+	var b strings.Builder
+	s.WriteSummary(&b)
+	out := b.String()
+	for _, want := range []string{"1 done, 0 skipped, 1 failed, 1 interrupted", "  INTERRUPTED b\n", "  FAILED c: slide: c.svs: unknown format\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "FAILED b") || strings.Contains(out, "FAILED d") {
+		t.Errorf("interrupted or not-run slide listed as failed:\n%s", out)
 	}
 }

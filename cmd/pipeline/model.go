@@ -223,7 +223,7 @@ func predictIDs(ctx context.Context, work pipeline.Work, ins []pipeline.Input, p
 		fmt.Printf("predictions: %s (model %s)\n", work.PredictionsCSV(), ps.Model().ID)
 	}
 	for _, s := range rep.Summaries {
-		if s.Failed > 0 || s.Stage == pipeline.StageLock {
+		if s.Failed > 0 || s.Interrupted > 0 || s.Stage == pipeline.StageLock {
 			s.WriteSummary(os.Stderr)
 		}
 	}
