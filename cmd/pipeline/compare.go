@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/her2wsi/her2wsi/bundle"
 	"github.com/her2wsi/her2wsi/compare"
 	"github.com/her2wsi/her2wsi/internal/cases"
 	"github.com/her2wsi/her2wsi/model"
@@ -84,13 +83,13 @@ func runCompare(ctx context.Context, args []string) error {
 		return usageError{fmt.Errorf("--pairs %q: auto, all or first", *pairs)}
 	case *replicates < 100:
 		return usageError{fmt.Errorf("--replicates %d: at least 100", *replicates)}
-	case *sampling != "" && *sampling != bundle.SampleSpatial && *sampling != bundle.SampleFirst && *sampling != bundle.SampleRandom:
-		return usageError{fmt.Errorf("--sampling %q: spatial, first or random", *sampling)}
+	}
+	if err := checkSampling(*sampling); err != nil {
+		return usageError{err}
 	}
 	c := model.DefaultConfig()
-	tc := model.DefaultTrainConfig()
 	if *reference {
-		c, tc = model.ReferenceCodeConfig(), model.ReferenceTrainConfig()
+		c = model.ReferenceCodeConfig()
 	}
 	var err error
 	if *modelCfg != "" {
@@ -119,18 +118,8 @@ func runCompare(ctx context.Context, args []string) error {
 		}
 		ownModels[v], ownNotes[v] = vc, note
 	}
-	if *trainCfg != "" {
-		if tc, err = model.ReadTrainConfig(*trainCfg); err != nil {
-			return usageError{err}
-		}
-	}
-	if *epochs > 0 {
-		tc.Epochs = *epochs
-	}
-	if *seed >= 0 {
-		tc.Seed = uint64(*seed)
-	}
-	if err := tc.Validate(); err != nil {
+	tc, err := trainConfigOf(*reference, *trainCfg, *epochs, *seed)
+	if err != nil {
 		return usageError{err}
 	}
 	seedList := make([]uint64, *seeds)

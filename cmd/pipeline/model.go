@@ -57,6 +57,37 @@ func (m modelFlags) resolve() (model.Config, error) {
 	return c, c.Validate()
 }
 
+// trainConfigOf is the training config train and compare run with: the
+// defaults (the reference's with reference), replaced by file when given,
+// then --epochs (> 0) and --seed (≥ 0) over it, validated.
+func trainConfigOf(reference bool, file string, epochs int, seed int64) (model.TrainConfig, error) {
+	tc := model.DefaultTrainConfig()
+	if reference {
+		tc = model.ReferenceTrainConfig()
+	}
+	if file != "" {
+		var err error
+		if tc, err = model.ReadTrainConfig(file); err != nil {
+			return tc, err
+		}
+	}
+	if epochs > 0 {
+		tc.Epochs = epochs
+	}
+	if seed >= 0 {
+		tc.Seed = uint64(seed)
+	}
+	return tc, tc.Validate()
+}
+
+// checkSampling checks --sampling: empty (the default) or a bundle sampling.
+func checkSampling(s string) error {
+	if s != "" && s != bundle.SampleSpatial && s != bundle.SampleFirst && s != bundle.SampleRandom {
+		return fmt.Errorf("--sampling %q: spatial, first or random", s)
+	}
+	return nil
+}
+
 func runTrain(ctx context.Context, args []string) error {
 	fs := newFlags("train", "--cases cases.csv --work WORK --features NAME --out RUNDIR [flags]")
 	file := fs.String("cases", "", "case set CSV with split and folds (pipeline cases split)")
@@ -88,26 +119,12 @@ func runTrain(ctx context.Context, args []string) error {
 	if err != nil {
 		return usageError{err}
 	}
-	tc := model.DefaultTrainConfig()
-	if *mf.reference {
-		tc = model.ReferenceTrainConfig()
-	}
-	if *trainCfg != "" {
-		if tc, err = model.ReadTrainConfig(*trainCfg); err != nil {
-			return usageError{err}
-		}
-	}
-	if *epochs > 0 {
-		tc.Epochs = *epochs
-	}
-	if *seed >= 0 {
-		tc.Seed = uint64(*seed)
-	}
-	if err := tc.Validate(); err != nil {
+	tc, err := trainConfigOf(*mf.reference, *trainCfg, *epochs, *seed)
+	if err != nil {
 		return usageError{err}
 	}
-	if *sampling != "" && *sampling != bundle.SampleSpatial && *sampling != bundle.SampleFirst && *sampling != bundle.SampleRandom {
-		return usageError{fmt.Errorf("--sampling %q: spatial, first or random", *sampling)}
+	if err := checkSampling(*sampling); err != nil {
+		return usageError{err}
 	}
 	cs, err := cases.Read(*file)
 	if err != nil {
