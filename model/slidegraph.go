@@ -1,6 +1,7 @@
 package model
 
 import (
+	"cmp"
 	"fmt"
 	"math/bits"
 	"slices"
@@ -62,16 +63,9 @@ func (c Config) SGLayers() []int {
 	return c.Layers
 }
 
-func (c Config) sgPooling() string { return cmp(c.Pooling, DefaultSlideGraphPooling) }
-func (c Config) sgConv() string    { return cmp(c.Conv, DefaultSlideGraphConv) }
-func (c Config) sgAggr() string    { return cmp(c.Aggr, DefaultSlideGraphAggr) }
-
-func cmp(s, d string) string {
-	if s == "" {
-		return d
-	}
-	return s
-}
+func (c Config) sgPooling() string { return cmp.Or(c.Pooling, DefaultSlideGraphPooling) }
+func (c Config) sgConv() string    { return cmp.Or(c.Conv, DefaultSlideGraphConv) }
+func (c Config) sgAggr() string    { return cmp.Or(c.Aggr, DefaultSlideGraphAggr) }
 
 func validateSlideGraph(c Config) []error {
 	var bad []string

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 
@@ -78,32 +79,13 @@ type NystromConfig struct {
 	ResidualConvKernel int `json:"residual_conv_kernel,omitempty"` // 33
 }
 
-func (c Config) nysDim() int {
-	if c.NystromConfig.Dim > 0 {
-		return c.NystromConfig.Dim
-	}
-	return DefaultTransMILDim
-}
-
-func (c Config) nysLandmarks() int {
-	if c.NystromConfig.NumLandmarks > 0 {
-		return c.NystromConfig.NumLandmarks
-	}
-	return c.nysDim() / 2
-}
-
-func (c Config) nysIters() int {
-	if c.NystromConfig.PinvIterations > 0 {
-		return c.NystromConfig.PinvIterations
-	}
-	return DefaultPinvIterations
-}
-
+// The Nyström keys left out (0) take TransMIL's values; validateNystrom
+// refuses negative ones.
+func (c Config) nysDim() int       { return cmp.Or(c.NystromConfig.Dim, DefaultTransMILDim) }
+func (c Config) nysLandmarks() int { return cmp.Or(c.NystromConfig.NumLandmarks, c.nysDim()/2) }
+func (c Config) nysIters() int     { return cmp.Or(c.NystromConfig.PinvIterations, DefaultPinvIterations) }
 func (c Config) nysKernel() int {
-	if c.NystromConfig.ResidualConvKernel > 0 {
-		return c.NystromConfig.ResidualConvKernel
-	}
-	return DefaultResidualConvKernel
+	return cmp.Or(c.NystromConfig.ResidualConvKernel, DefaultResidualConvKernel)
 }
 
 // validateNystrom checks the Nyström keys (and that other variants leave
