@@ -28,10 +28,7 @@ func BenchmarkTransMILStep(b *testing.B) {
 // BenchmarkTransMILDropout: the cost of the official dropout, transmil's
 // step as BenchmarkTransMILStep with dropout 0.1 (the default) and 0.
 func BenchmarkTransMILDropout(b *testing.B) {
-	be, err := NewBackend("")
-	if err != nil {
-		b.Fatal(err)
-	}
+	be := testBackend(b)
 	for _, p := range []float64{0, TransMILDropout} {
 		b.Run(fmt.Sprintf("dropout=%g", p), func(b *testing.B) {
 			c := DefaultConfig()

@@ -208,10 +208,7 @@ func TestTransMILParity(t *testing.T) {
 			t.Fatalf("regenerating goldens: %v", err)
 		}
 	}
-	be, err := NewBackend("")
-	if err != nil {
-		t.Fatal(err)
-	}
+	be := testBackend(t)
 	cases, _ := filepath.Glob(filepath.Join(parityTransMILDir, "case_*.safetensors"))
 	if len(cases) < 4 {
 		t.Fatalf("%d golden cases in %s", len(cases), parityTransMILDir)
@@ -224,11 +221,7 @@ func TestTransMILParity(t *testing.T) {
 			}
 			c := cd
 			c.Dropout = Rate(0)
-			rt, err := NewRuntime(c, be)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer rt.Close()
+			rt := testRuntime(t, be, c)
 			p, err := LoadWeights(filepath.Join(parityTransMILDir, "weights_"+variant+".safetensors"), c)
 			if err != nil {
 				t.Fatal(err)
@@ -249,22 +242,13 @@ func TestTransMILParity(t *testing.T) {
 // dropout 0.25 and keep masks drawn here. Skipped without
 // /usr/bin/python3 and torch.
 func TestTransMILLiveTorch(t *testing.T) {
-	if err := exec.Command("/usr/bin/python3", "-c", "import torch").Run(); err != nil {
-		t.Skip("no /usr/bin/python3 with torch")
-	}
-	be, err := NewBackend("")
-	if err != nil {
-		t.Fatal(err)
-	}
+	requireTorch(t)
+	be := testBackend(t)
 	for _, variant := range []string{VariantTransMIL, VariantNystromformer} {
 		t.Run(variant, func(t *testing.T) {
 			c := transmilConfig(t, variant)
 			c.Dropout = Rate(0)
-			rt, err := NewRuntime(c, be)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer rt.Close()
+			rt := testRuntime(t, be, c)
 			cd := c // the dropped step at another rate than the default
 			cd.Dropout = Rate(0.25)
 			p := InitParams(c, 42)
@@ -469,10 +453,7 @@ func TestTransMILDropoutOverShared(t *testing.T) {
 // another loss; without dropout the seed does not matter), and prediction
 // with dropout equals prediction without.
 func TestTransMILDropout(t *testing.T) {
-	be, err := NewBackend("")
-	if err != nil {
-		t.Fatal(err)
-	}
+	be := testBackend(t)
 	for _, variant := range []string{VariantTransMIL, VariantNystromformer} {
 		t.Run(variant, func(t *testing.T) {
 			c := DefaultConfig()
@@ -481,18 +462,10 @@ func TestTransMILDropout(t *testing.T) {
 			if c.DropoutRate() != TransMILDropout {
 				t.Fatalf("default dropout %g, want %g", c.DropoutRate(), TransMILDropout)
 			}
-			rt, err := NewRuntime(c, be)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer rt.Close()
+			rt := testRuntime(t, be, c)
 			off := c
 			off.Dropout = Rate(0)
-			rt0, err := NewRuntime(off, be)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer rt0.Close()
+			rt0 := testRuntime(t, be, off)
 			p := InitParams(c, 3)
 			e := randomExample(c, rand.New(rand.NewPCG(1, 2)), 20, 0, 0, 2)
 			step := func(rt *Runtime, seed uint64) GradResult {
@@ -557,21 +530,14 @@ func TestTransMILOfficial(t *testing.T) {
 	if dirOfficial == "" {
 		t.Skip("HER2WSI_TRANSMIL_OFFICIAL not set (a folder with the official TransMIL and nystrom_attention code)")
 	}
-	be, err := NewBackend("")
-	if err != nil {
-		t.Fatal(err)
-	}
+	be := testBackend(t)
 	for _, variant := range []string{VariantTransMIL, VariantNystromformer} {
 		t.Run(variant, func(t *testing.T) {
 			cd := DefaultConfig() // dropout left out: the official 0.1
 			cd.Variant, cd.InDim, cd.Classes = variant, 1024, 2
 			c := cd
 			c.Dropout = Rate(0)
-			rt, err := NewRuntime(c, be)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer rt.Close()
+			rt := testRuntime(t, be, c)
 			p := InitParams(c, 7)
 			dir := t.TempDir()
 			w := filepath.Join(dir, "w.safetensors")
