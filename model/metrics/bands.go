@@ -70,6 +70,16 @@ func PlotROCBands(bands []ROCBand, title, note string) (*image.RGBA, error) {
 			return nil, fmt.Errorf("metrics: ROC band %q: %d FPR points, %d/%d/%d curve points", b.Name, len(b.FPR), len(b.Mid), len(b.Lo), len(b.Hi))
 		}
 	}
+	var legend []legendEntry
+	for k, b := range bands {
+		st := classStyle(k)
+		text := fmt.Sprintf("%s macro-AUC %.2f", b.Name, b.AUC)
+		if !b.AUCCI.Undefined() {
+			text += fmt.Sprintf(" [%.2f, %.2f]", b.AUCCI[0], b.AUCCI[1])
+		}
+		legend = append(legend, legendEntry{text, ClassColor(k), &st})
+	}
+	legend = append(legend, legendEntry{"chance (AUC 0.50)", chanceGry, &chanceStyle})
 	// Up to three bands the legend sits in the axes' empty lower right; more
 	// would hide the curves, so it goes under the axes (the image grows),
 	// and the bands are fainter so that their overlaps stay readable.
@@ -78,7 +88,7 @@ func PlotROCBands(bands []ROCBand, title, note string) (*image.RGBA, error) {
 	h := plotH
 	if below {
 		alpha = max(0.07, 0.16*3/float64(len(bands)))
-		_, lh := legendBoxSize(make([]legendEntry, len(bands)+1), textScale)
+		_, lh := legendBoxSize(legend, textScale)
 		h += lh + 8
 	}
 	img := image.NewRGBA(image.Rect(0, 0, plotW, h))
@@ -98,9 +108,7 @@ func PlotROCBands(bands []ROCBand, title, note string) (*image.RGBA, error) {
 			}
 		}
 	}
-	var legend []legendEntry
 	for k, b := range bands {
-		col, st := ClassColor(k), classStyle(k)
 		var pts [][2]float64
 		if b.FPR[0] == 0 && b.Mid[0] > 0 { // the vertical rise at FPR 0
 			pts = append(pts, toPixel(ROCPoint{0, 0}))
@@ -108,14 +116,8 @@ func PlotROCBands(bands []ROCBand, title, note string) (*image.RGBA, error) {
 		for i := range b.FPR {
 			pts = append(pts, toPixel(ROCPoint{b.FPR[i], b.Mid[i]}))
 		}
-		strokePath(img, pts, st, col)
-		text := fmt.Sprintf("%s macro-AUC %.2f", b.Name, b.AUC)
-		if !b.AUCCI.Undefined() {
-			text += fmt.Sprintf(" [%.2f, %.2f]", b.AUCCI[0], b.AUCCI[1])
-		}
-		legend = append(legend, legendEntry{text, col, &st})
+		strokePath(img, pts, *legend[k].style, legend[k].col)
 	}
-	legend = append(legend, legendEntry{"chance (AUC 0.50)", chanceGry, &chanceStyle})
 
 	tw := raster.TextWidth(title, textScale)
 	tx := (plotLeft + plotRight - tw) / 2
