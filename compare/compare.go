@@ -83,6 +83,15 @@ const (
 	PairsFirst = "first"
 )
 
+// CheckPairs checks an Options.Pairs choice ("" is PairsAuto).
+func CheckPairs(p string) error {
+	switch p {
+	case "", PairsAuto, PairsAll, PairsFirst:
+		return nil
+	}
+	return fmt.Errorf("pairs %q: %s, %s or %s", p, PairsAuto, PairsAll, PairsFirst)
+}
+
 // pairs lists the compared (a, b) pairs in report order.
 func pairs(variants []string, mode string) [][2]string {
 	if mode == "" || mode == PairsAuto {
@@ -259,10 +268,8 @@ func Analyse(runs []Run, variants []string, opt Options) (*Result, error) {
 	if opt.Replicates < 1 {
 		return nil, fmt.Errorf("compare: %d bootstrap replicates", opt.Replicates)
 	}
-	switch opt.Pairs {
-	case "", PairsAuto, PairsAll, PairsFirst:
-	default:
-		return nil, fmt.Errorf("compare: pairs %q: %s, %s or %s", opt.Pairs, PairsAuto, PairsAll, PairsFirst)
+	if err := CheckPairs(opt.Pairs); err != nil {
+		return nil, fmt.Errorf("compare: %w", err)
 	}
 	byVar := map[string]map[runKey]*Run{}
 	for _, v := range variants {

@@ -70,6 +70,7 @@ func runCompare(ctx context.Context, args []string) error {
 		}
 		names = append(names, v)
 	}
+	pairsErr := compare.CheckPairs(*pairs)
 	switch {
 	case len(names) < 2:
 		return usageError{errors.New("--variants: at least two variants to compare")}
@@ -79,8 +80,8 @@ func runCompare(ctx context.Context, args []string) error {
 		return usageError{fmt.Errorf("--cv %d: 0 (no cross-validation) or at least 2 folds", *cv)}
 	case *jobs < 0:
 		return usageError{fmt.Errorf("--jobs %d must not be negative", *jobs)}
-	case *pairs != compare.PairsAuto && *pairs != compare.PairsAll && *pairs != compare.PairsFirst:
-		return usageError{fmt.Errorf("--pairs %q: auto, all or first", *pairs)}
+	case pairsErr != nil:
+		return usageError{fmt.Errorf("--%w", pairsErr)}
 	case *replicates < 100:
 		return usageError{fmt.Errorf("--replicates %d: at least 100", *replicates)}
 	}
